@@ -1,0 +1,28 @@
+"""reconcile: check call-recording manifests against the CallJourney platform.
+
+The library API: :func:`run` reconciles manifests into a report directory; :class:`Settings` says where to
+connect and with which credentials; :class:`RunOptions` how the run behaves.
+"""
+
+__version__ = "0.1.0"
+
+from .config import Secret, Settings
+from .engine import Progress, Reconciler, RunOptions
+from .errors import ReconcileError
+from .manifest import Manifest, Record
+from .report import Summary
+from .runner import run
+
+__all__ = [
+    "Manifest",
+    "Progress",
+    "ReconcileError",
+    "Reconciler",
+    "Record",
+    "RunOptions",
+    "Secret",
+    "Settings",
+    "Summary",
+    "__version__",
+    "run",
+]

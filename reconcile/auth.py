@@ -1,0 +1,244 @@
+"""Tokens: one Azure AD client-credentials token per run, shared by every worker.
+
+The provider follows azure-core's ``BearerTokenCredentialPolicy`` and MSAL:
+
+* check → lock → re-check, so a hundred workers finding the token stale cause one fetch;
+* expiry is the time the request was *sent* plus ``expires_in`` (the JWT's ``exp`` only as a fallback:
+  Microsoft says access tokens may be opaque to clients), never an assumed 3600 s;
+* renew early, when less than five minutes (a tenth of the lifetime for short-lived tokens) remain, or at
+  ``refresh_in`` when the identity provider sends it;
+* a failed early renewal keeps serving the still-valid token and is tried again no sooner than 30 s later;
+  once the token has expired, renewal must succeed or the run stops;
+* after a 401 the API caller drops the token (only if it is still the current one) and asks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .config import Settings
+from .errors import FatalError, HostUnreachable, RetryableStatus, TokenError, TransientError, TransportError
+from .retry import Attempts, RetryPolicy, call_with_retries, retry_after_from_headers
+
+log = logging.getLogger("reconcile.auth")
+
+EARLY_REFRESH = 300.0  # seconds before expiry to renew, as azure-core and MSAL do
+EARLY_REFRESH_SHARE = 0.1  # ... but never more than this share of a short token's lifetime
+RETRY_FAILED_REFRESH_AFTER = 30.0
+FALLBACK_LIFETIME = 300.0  # when a response carries neither expires_in nor a readable exp
+
+#: Azure AD errors that no retry can fix: wrong or expired secret, app not in tenant, unknown tenant, bad scope.
+PERMANENT_ERRORS = frozenset(
+    {"invalid_client", "unauthorized_client", "invalid_request", "invalid_scope", "unsupported_grant_type",
+     "invalid_grant", "access_denied"}
+)
+TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer, reduced to what callers read."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Transport(Protocol):
+    """What the provider needs from an HTTP client: post a form, get a reply (errors already mapped)."""
+
+    async def post_form(self, url: str, form: Mapping[str, str]) -> Reply: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """An access token and when to renew it (``time.monotonic`` seconds)."""
+
+    value: str = field(repr=False)
+    expires_at: float
+    refresh_at: float
+    lifetime: float
+
+
+class TokenProvider:
+    """Single-flight, early-renewing source of bearer tokens."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        transport: Transport,
+        *,
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._transport = transport
+        self._policy = policy or RetryPolicy()
+        self._clock = clock
+        self._token: Token | None = None
+        self._lock = asyncio.Lock()
+        self._next_early_try = 0.0
+        self.fetches = 0  # tokens asked of the identity provider, for run metadata
+
+    def __repr__(self) -> str:
+        return f"TokenProvider(token_url={self._settings.token_url!r}, fetches={self.fetches})"
+
+    async def token(self) -> Token:
+        """A token that is valid now."""
+        token = self._token
+        if token is not None and self._clock() < token.refresh_at:
+            return token
+        async with self._lock:
+            token = self._token
+            now = self._clock()
+            if token is not None and now < token.refresh_at:
+                return token
+            if token is not None and now < token.expires_at:
+                return await self._renew_early(token, now)
+            self._token = await self._fetch()
+            return self._token
+
+    def invalidate(self, token: Token) -> None:
+        """Forget ``token`` after the API refused it, unless another worker already replaced it."""
+        if self._token is token:
+            self._token = None
+
+    async def _renew_early(self, token: Token, now: float) -> Token:
+        if now < self._next_early_try:
+            return token
+        try:
+            self._token = await self._fetch()
+        except FatalError as exc:
+            self._next_early_try = now + RETRY_FAILED_REFRESH_AFTER
+            log.warning(
+                "early token renewal failed (%s); still using the current token for %.0f s, next try in %.0f s",
+                exc, token.expires_at - now, RETRY_FAILED_REFRESH_AFTER,
+            )
+            return token
+        return self._token
+
+    async def _fetch(self) -> Token:
+        attempts = Attempts()
+        try:
+            token = await call_with_retries(self._fetch_once, self._policy, attempts, before_sleep=_log_retry)
+        except TransportError as exc:
+            if exc.connect:
+                raise HostUnreachable(
+                    f"cannot reach the identity provider at {self._settings.authority} after "
+                    f"{attempts.count} attempts: {exc}. HINT: check CALLJOURNEY_AUTHORITY and the network"
+                ) from None
+            raise TokenError(f"token request failed after {attempts.count} attempts: {exc}") from None
+        except TransientError as exc:
+            raise TokenError(f"token request failed after {attempts.count} attempts: {exc}") from None
+        self.fetches += 1
+        renew_in = token.refresh_at - self._clock()
+        log.info("token issued; valid for %.0f s, renewing after %.0f s", token.lifetime, renew_in)
+        return token
+
+    async def _fetch_once(self) -> Token:
+        settings = self._settings
+        form = {
+            "client_id": settings.client_id,
+            "client_secret": settings.client_secret.reveal(),
+            "scope": settings.scope,
+            "grant_type": "client_credentials",
+        }
+        sent = self._clock()
+        reply = await self._transport.post_form(settings.token_url, form)
+        payload = _json_object(reply.body)
+        if reply.status == 200 and isinstance(payload.get("access_token"), str) and payload["access_token"]:
+            return _token_from(payload, sent)
+        raise _token_failure(reply, payload, settings)
+
+
+def _token_from(payload: Mapping[str, Any], sent: float) -> Token:
+    value = str(payload["access_token"])
+    lifetime = _number(payload.get("expires_in"))
+    if lifetime is None:
+        exp = _jwt_exp(value)
+        lifetime = exp - time.time() if exp is not None else None
+    if lifetime is None or lifetime <= 0:
+        log.warning("token response has no usable expires_in or exp; assuming %.0f s", FALLBACK_LIFETIME)
+        lifetime = FALLBACK_LIFETIME
+    margin = min(EARLY_REFRESH, lifetime * EARLY_REFRESH_SHARE)
+    refresh_after = lifetime - margin
+    refresh_in = _number(payload.get("refresh_in"))
+    if refresh_in is not None and 0 < refresh_in < refresh_after:
+        refresh_after = refresh_in
+    return Token(value=value, expires_at=sent + lifetime, refresh_at=sent + refresh_after, lifetime=lifetime)
+
+
+def _token_failure(reply: Reply, payload: Mapping[str, Any], settings: Settings) -> Exception:
+    error = str(payload.get("error", ""))
+    status = reply.status
+    if status == 429 or status >= 500 or error in TRANSIENT_ERRORS:
+        retry_after = retry_after_from_headers(reply.headers)
+        return RetryableStatus(f"identity provider answered {status} {error}".strip(), status=status,
+                               retry_after=retry_after)
+    if status == 200:
+        return TokenError("identity provider answered 200 without an access_token", status=status)
+    if not error:
+        snippet = reply.body[:200].decode("utf-8", "replace").strip()
+        return TokenError(
+            f"identity provider answered {status} at {settings.token_url}: {snippet!r}. "
+            "HINT: check CALLJOURNEY_AUTHORITY and CALLJOURNEY_TENANT_ID",
+            status=status,
+        )
+    return TokenError(f"identity provider refused the credentials ({status}){_hint(error)}", status=status,
+                      details=payload)
+
+
+def _hint(error: str) -> str:
+    hints = {
+        "invalid_client": "the client secret is wrong or expired; create a new one in the app registration",
+        "unauthorized_client": "the client id is not registered in this tenant",
+        "invalid_request": "the tenant id is wrong, or the request was malformed",
+        "invalid_scope": "the scope is wrong; the default is api://{client_id}/.default",
+    }
+    hint = hints.get(error)
+    return f". HINT: {hint}" if hint else ""
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _jwt_exp(token: str) -> float | None:
+    """The ``exp`` claim of a JWT, or None when the token is opaque."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+
+
+def _log_retry(state: Any) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("token request failed (%s); retrying in %.1f s", exc, state.upcoming_sleep)
+

@@ -1,0 +1,240 @@
+"""The platform client: one aiohttp session, the conversationexists call, and the error mapping.
+
+:func:`mapped_errors` is the only place where aiohttp and asyncio errors become reconcile's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import orjson
+
+from . import __version__
+from .auth import Reply, Token, TokenProvider
+from .config import Settings
+from .errors import (
+    AuthorizationError,
+    BadResponse,
+    ConfigError,
+    EndpointNotFound,
+    HostUnreachable,
+    RequestRejected,
+    RetryableStatus,
+    RowError,
+    TransportError,
+)
+from .manifest import Record
+from .retry import RETRYABLE_STATUSES, Attempts, RetryPolicy, call_with_retries, retry_after_from_headers
+from .throttle import Throttle
+
+log = logging.getLogger("reconcile.client")
+
+USER_AGENT = f"reconcile/{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the platform said about one record, or why it could not say."""
+
+    exists: bool | None  # None: the row could not be checked
+    call_id: str
+    detail: str
+    attempts: int
+
+
+@contextmanager
+def mapped_errors(url: str) -> Iterator[None]:
+    """Translate aiohttp/asyncio failures into reconcile errors."""
+    try:
+        yield
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise ConfigError(
+            f"the TLS certificate of {url} is not trusted: {exc.certificate_error}. "
+            "HINT: pass --ca-bundle with the CA that signed it (verification stays on)"
+        ) from None
+    except aiohttp.ClientConnectorSSLError as exc:
+        raise ConfigError(f"TLS handshake with {url} failed: {exc}") from None
+    except aiohttp.ClientConnectorError as exc:
+        raise TransportError(f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}", connect=True) from None
+    except aiohttp.InvalidURL as exc:
+        raise ConfigError(f"invalid URL {exc.url}") from None
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
+        raise TransportError(f"connection failed: {type(exc).__name__}: {exc}") from None
+    except TimeoutError:
+        raise TransportError("no answer within the timeout", timeout=True) from None
+    except aiohttp.ClientError as exc:
+        raise TransportError(f"{type(exc).__name__}: {exc}") from None
+
+
+class PlatformClient:
+    """Checks records against the platform.  Use as an async context manager."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        policy: RetryPolicy | None = None,
+        throttle: Throttle | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy or RetryPolicy(max_attempts=settings.max_attempts, max_time=settings.max_retry_time)
+        self.throttle = throttle or Throttle(max_rps=settings.max_rps)
+        self._url = settings.endpoint_url
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self.tokens = TokenProvider(settings, self, policy=self.policy)
+        self._headers: tuple[Token | None, dict[str, str]] = (None, {})
+
+    def __repr__(self) -> str:
+        return f"PlatformClient(url={self._url!r})"
+
+    async def __aenter__(self) -> PlatformClient:
+        ssl_context: ssl.SSLContext = self.settings.ssl_context()
+        # One connection per worker, plus room for token requests so they never queue behind API calls.
+        connector = aiohttp.TCPConnector(limit=self.settings.concurrency + 2, ssl=ssl_context,
+                                         ttl_dns_cache=300, enable_cleanup_closed=True)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": USER_AGENT},
+            json_serialize=lambda obj: orjson.dumps(obj).decode(),
+        )
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- Transport protocol for the token provider ---------------------------------------------------
+
+    async def post_form(self, url: str, form: Mapping[str, str]) -> Reply:
+        session = self._require_session()
+        with mapped_errors(url):
+            async with session.post(url, data=dict(form), timeout=self._timeout) as response:
+                return Reply(response.status, response.headers, await response.read())
+
+    # -- the API call ---------------------------------------------------------------------------------
+
+    async def check(self, record: Record) -> Outcome:
+        """Ask whether ``record`` exists.  Fatal problems raise; row-level ones come back in the outcome."""
+        body = orjson.dumps(
+            {"company": record.company, "organisation": record.organisation,
+             "folder": record.folder, "filename": record.filename}
+        )
+        attempts = Attempts()
+        try:
+            exists, call_id = await call_with_retries(
+                lambda: self._attempt(body), self.policy, attempts, before_sleep=self.throttle.on_retry
+            )
+        except TransportError as exc:
+            if exc.connect:
+                raise HostUnreachable(
+                    f"cannot reach the platform at {self.settings.base_url} after {attempts.count} attempts: {exc}. "
+                    "HINT: check CALLJOURNEY_BASE_URL and the network"
+                ) from None
+            return Outcome(None, "", f"{exc} (after {attempts.count} attempts)", attempts.count)
+        except RowError as exc:
+            return Outcome(None, "", f"{exc} (after {attempts.count} attempts)", attempts.count)
+        return Outcome(exists, call_id, "", attempts.count)
+
+    async def _attempt(self, body: bytes) -> tuple[bool, str]:
+        await self.throttle.before_send()
+        refreshed = False
+        while True:
+            token = await self.tokens.token()
+            status, headers, raw = await self._post(body, token)
+            if status == 200:
+                self.throttle.on_success()
+                return _parse_answer(raw)
+            if status != 401:
+                break
+            # The token was refused: drop it, fetch a fresh one once, try again at once.
+            self.tokens.invalidate(token)
+            if refreshed:
+                raise AuthorizationError(
+                    f"the API refused a freshly issued token (401): {_message(raw)}. "
+                    "HINT: the app registration may lack the API permission, or the scope is wrong"
+                )
+            refreshed = True
+            log.info("API answered 401; renewing the token and trying again")
+        raise self._failure(status, headers, raw)
+
+    async def _post(self, body: bytes, token: Token) -> tuple[int, Mapping[str, str], bytes]:
+        session = self._require_session()
+        cached_token, headers = self._headers
+        if cached_token is not token:
+            headers = {"Authorization": f"Bearer {token.value}", "Content-Type": "application/json"}
+            self._headers = (token, headers)
+        with mapped_errors(self._url):
+            async with session.post(self._url, data=body, headers=headers, timeout=self._timeout) as response:
+                return response.status, response.headers, await response.read()
+
+    def _failure(self, status: int, headers: Mapping[str, str], raw: bytes) -> Exception:
+        message = _message(raw)
+        if status == 404:
+            return EndpointNotFound(
+                f"the API answered 404 for {self._url}: the endpoint path does not exist on this platform. "
+                "This is a configuration error, not a missing recording; no row was called missing. "
+                "HINT: check CALLJOURNEY_BASE_URL and --endpoint-path (the guide names both "
+                "/api/v1/search/conversationexists and /api/v1/search/callexists)"
+            )
+        if status == 403:
+            return AuthorizationError(f"the API answered 403 (forbidden): {message}. "
+                                      "HINT: grant the app registration access to the API")
+        if status in RETRYABLE_STATUSES or status >= 500:
+            retry_after = retry_after_from_headers(headers, cap=self.policy.retry_after_cap)
+            if status in (429, 503):
+                self.throttle.on_throttle(retry_after)
+            return RetryableStatus(f"HTTP {status}: {message}", status=status, retry_after=retry_after)
+        if status == 400:
+            return RequestRejected(f"HTTP 400: {message}", status=status)
+        return RowError(f"HTTP {status}: {message}", status=status)
+
+    def _require_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("PlatformClient is not open; use 'async with PlatformClient(...)'")
+        return self._session
+
+
+def _parse_answer(raw: bytes) -> tuple[bool, str]:
+    try:
+        answer: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadResponse(f"HTTP 200 with a body that is not JSON: {raw[:120]!r}", status=200) from None
+    if isinstance(answer, dict):
+        exists, call_id = answer.get("exists"), answer.get("callId")
+        if isinstance(exists, bool) and isinstance(call_id, str):
+            if exists and not call_id:
+                raise BadResponse("HTTP 200 says exists=true but the callId is empty", status=200)
+            return exists, call_id if exists else ""
+    raise BadResponse(f'HTTP 200 with a body not of the form {{"exists": bool, "callId": str}}: {raw[:120]!r}',
+                      status=200)
+
+
+def _message(raw: bytes) -> str:
+    """The server's message from a JSON error body (``message`` or ``error``) or plain text."""
+    text = raw[:500].decode("utf-8", "replace").strip()
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return text or "(empty body)"
+    if isinstance(payload, dict):
+        for name in ("message", "error", "error_description", "title"):
+            if isinstance(payload.get(name), str) and payload[name]:
+                return str(payload[name])
+    return text or "(empty body)"
+
+
+async def sleep(seconds: float) -> None:
+    """asyncio.sleep, kept in one place so tests can count waits."""
+    await asyncio.sleep(seconds)

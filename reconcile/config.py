@@ -1,0 +1,235 @@
+"""Settings: where to connect, with which credentials, how hard to push.
+
+Settings come from, in order of precedence: explicit overrides (the CLI's flags), the process environment,
+a ``.env`` file in the working directory, then the defaults below.  The client secret never comes from a
+flag: it would show in ``ps`` and in shell history.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+DEFAULT_BASE_URL = "https://platform-ca.calljourney.com"
+DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+DEFAULT_ENDPOINT_PATH = "/api/v1/search/conversationexists"
+# The platform publishes no rate limit: 16 in flight is gentle on it and, at 100 ms per answer,
+# still checks ~160 rows/s (~575,000 an hour).
+DEFAULT_CONCURRENCY = 16
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_MAX_RETRY_TIME = 120.0
+
+ENV_PREFIX = "CALLJOURNEY_"
+
+
+class Secret:
+    """A string that does not show itself in ``repr``, ``str``, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself; call only where it is sent to the identity provider."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a run needs to reach the platform.  Build with :meth:`load` to get validation."""
+
+    tenant_id: str
+    client_id: str
+    client_secret: Secret = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    authority: str = DEFAULT_AUTHORITY
+    scope: str = ""
+    endpoint_path: str = DEFAULT_ENDPOINT_PATH
+    concurrency: int = DEFAULT_CONCURRENCY
+    timeout: float = DEFAULT_TIMEOUT
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_retry_time: float = DEFAULT_MAX_RETRY_TIME
+    max_rps: float | None = None
+    ca_bundle: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.scope:
+            object.__setattr__(self, "scope", f"api://{self.client_id}/.default")
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.authority.rstrip('/')}/{self.tenant_id}/oauth2/v2.0/token"
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.base_url.rstrip("/") + self.endpoint_path
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        dotenv: Path | None = Path(".env"),
+        client_secret_file: Path | None = None,
+    ) -> Settings:
+        """Merge overrides > environment > ``.env`` > defaults, then validate."""
+        env = _environment(environ, dotenv)
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+
+        def pick(name: str, default: str = "") -> str:
+            if name in given:
+                return str(given[name])
+            return env.get(ENV_PREFIX + name.upper(), default).strip()
+
+        secret = _read_secret(client_secret_file, env)
+        settings = cls(
+            tenant_id=pick("tenant_id"),
+            client_id=pick("client_id"),
+            client_secret=Secret(secret),
+            base_url=pick("base_url", DEFAULT_BASE_URL),
+            authority=pick("authority", DEFAULT_AUTHORITY),
+            scope=pick("scope"),
+            endpoint_path=pick("endpoint_path", DEFAULT_ENDPOINT_PATH),
+            concurrency=_number(given, env, "concurrency", int, DEFAULT_CONCURRENCY),
+            timeout=_number(given, env, "timeout", float, DEFAULT_TIMEOUT),
+            max_attempts=_number(given, env, "max_attempts", int, DEFAULT_MAX_ATTEMPTS),
+            max_retry_time=_number(given, env, "max_retry_time", float, DEFAULT_MAX_RETRY_TIME),
+            max_rps=_optional_number(given, env, "max_rps"),
+            ca_bundle=Path(given["ca_bundle"]) if given.get("ca_bundle") else _env_path(env, "CA_BUNDLE"),
+        )
+        settings.validate()
+        return settings
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming every problem, with the fix."""
+        problems = []
+        for name in ("tenant_id", "client_id"):
+            if not getattr(self, name):
+                problems.append(f"{ENV_PREFIX}{name.upper()} is not set")
+        if not self.client_secret:
+            problems.append(
+                f"{ENV_PREFIX}CLIENT_SECRET is not set (set it in the environment or .env, "
+                "or pass --client-secret-file)"
+            )
+        for name in ("base_url", "authority"):
+            problem = check_url(getattr(self, name))
+            if problem:
+                problems.append(f"{name.replace('_', ' ')}: {problem}")
+        if not self.endpoint_path.startswith("/"):
+            problems.append(f"endpoint path {self.endpoint_path!r} must start with '/'")
+        if self.concurrency < 1:
+            problems.append("concurrency must be at least 1")
+        if self.timeout <= 0:
+            problems.append("timeout must be positive")
+        if self.max_attempts < 1:
+            problems.append("max attempts must be at least 1")
+        if self.max_rps is not None and self.max_rps <= 0:
+            problems.append("max rps must be positive")
+        if self.ca_bundle is not None and not self.ca_bundle.is_file():
+            problems.append(f"CA bundle {self.ca_bundle} does not exist")
+        if problems:
+            raise ConfigError("bad configuration: " + "; ".join(problems))
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """System trust store, plus ``ca_bundle`` when given.  Verification is always on."""
+        context = ssl.create_default_context()
+        if self.ca_bundle is not None:
+            try:
+                context.load_verify_locations(cafile=str(self.ca_bundle))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load CA bundle {self.ca_bundle}: {exc}") from exc
+        return context
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str) -> str | None:
+    """Why ``url`` may not be used, or None.  Plain http is for loopback hosts only."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL"
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        return (
+            f"{url!r} uses plain http to a remote host; credentials would cross the network unencrypted. "
+            "HINT: use https:// (plain http is allowed for localhost, 127.0.0.0/8 and ::1 only)"
+        )
+    return None
+
+
+def _environment(environ: Mapping[str, str] | None, dotenv: Path | None) -> dict[str, str]:
+    env: dict[str, str] = {}
+    if dotenv is not None and dotenv.is_file():
+        from dotenv import dotenv_values
+
+        env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+    return env
+
+
+def _read_secret(path: Path | None, env: Mapping[str, str]) -> str:
+    if path is None:
+        path = _env_path(env, "CLIENT_SECRET_FILE")
+    if path is None:
+        return env.get(ENV_PREFIX + "CLIENT_SECRET", "").strip()
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the client secret file {path}: {exc.strerror}") from None
+
+
+def _env_path(env: Mapping[str, str], name: str) -> Path | None:
+    value = env.get(ENV_PREFIX + name, "").strip()
+    return Path(value) if value else None
+
+
+def _number(given: Mapping[str, Any], env: Mapping[str, str], name: str, kind: type, default: Any) -> Any:
+    raw = given.get(name, env.get(ENV_PREFIX + name.upper(), "").strip() or default)
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name.replace('_', ' ')} must be a number, got {raw!r}") from None
+
+
+def _optional_number(given: Mapping[str, Any], env: Mapping[str, str], name: str) -> float | None:
+    if name not in given and not env.get(ENV_PREFIX + name.upper(), "").strip():
+        return None
+    value: float = _number(given, env, name, float, None)
+    return value

@@ -1,0 +1,251 @@
+"""The engine: manifests in, one checked result per row out, through a bounded pool of workers.
+
+A feeder reads manifests in batches (off the event loop), drops rows already resolved by an earlier attempt,
+settles invalid rows and duplicates without a request, and hands the rest to ``concurrency`` workers through
+a bounded queue, so a slow platform slows reading instead of filling memory.  Workers record outcomes in the
+journal, which a background task commits every quarter second.  The report is built from the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from .client import Outcome, PlatformClient
+from .config import Settings
+from .errors import FatalError, ReconcileError
+from .journal import FLUSH_EVERY, Journal, Result
+from .manifest import Manifest, ManifestInfo, Record
+from .readers import ReadOptions
+
+log = logging.getLogger("reconcile.engine")
+
+BATCH = 1000  # records read per trip to the reader thread
+GRACE_PERIOD = 5.0  # seconds in-flight requests may take to finish after a stop is asked
+
+PRESENT, MISSING, INVALID, ERROR, UNCHECKED = "present", "missing", "invalid", "error", "unchecked"
+STATUSES = (PRESENT, MISSING, INVALID, ERROR, UNCHECKED)
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC with milliseconds, e.g. ``2026-11-26T23:59:01.123Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How a run behaves, apart from where it connects."""
+
+    out_dir: Path
+    fresh: bool = False
+    label: str = ""
+    read: ReadOptions = field(default_factory=ReadOptions)
+
+
+@dataclass
+class Progress:
+    """Live counters of a run, read by progress displays; updated only by the engine."""
+
+    total: int | None = None
+    done: int = 0
+    skipped: int = 0  # resolved by an earlier attempt
+    sent: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """What the engine did; :mod:`reconcile.report` turns it, with the journal, into files."""
+
+    manifests: tuple[Manifest, ...]
+    infos: tuple[ManifestInfo, ...]
+    started_at: str
+    finished_at: str
+    duration: float
+    checked: int  # rows resolved in this attempt
+    requests: int
+    token_fetches: int
+    retries: int
+    throttled: int
+    fatal: FatalError | None = None
+    interrupted: str | None = None  # "SIGINT"/"SIGTERM" when stopped by a signal
+    attempt: int = 1
+
+
+class Reconciler:
+    """One run over one or more manifests."""
+
+    def __init__(self, paths: Sequence[str | Path], settings: Settings, options: RunOptions) -> None:
+        if not paths:
+            raise ReconcileError("no manifest given")
+        self.settings = settings
+        self.options = options
+        self.manifests = tuple(Manifest(p, i, options.read) for i, p in enumerate(paths))
+        self.progress = Progress()
+        self._stop_reason: str | None = None
+        self._stopping = asyncio.Event()
+
+    def stop(self, reason: str) -> None:
+        """Stop feeding rows; in-flight requests get :data:`GRACE_PERIOD` to finish."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+            self._stopping.set()
+            log.warning("%s received: finishing requests in flight, then writing a partial report", reason)
+
+    async def run(self, journal: Journal) -> RunOutcome:
+        """Check every unresolved row, recording results in ``journal``."""
+        started_at, started = utc_now(), time.monotonic()
+        self.progress.skipped = journal.resumed_from
+        attempt = await journal.begin_attempt(started_at)
+        fatal: FatalError | None = None
+        client = PlatformClient(self.settings)
+        try:
+            async with client:
+                await self._pump(client, journal)
+        except FatalError as exc:
+            fatal = exc
+            log.error("%s", exc)
+        finally:
+            await journal.flush()
+        outcome = "fatal" if fatal else ("interrupted" if self._stop_reason else "complete")
+        finished_at = utc_now()
+        await journal.end_attempt(attempt, finished_at, outcome)
+        return RunOutcome(
+            manifests=self.manifests,
+            infos=tuple(m.info() for m in self.manifests),
+            started_at=started_at,
+            finished_at=finished_at,
+            duration=time.monotonic() - started,
+            checked=self.progress.done,
+            requests=self.progress.sent,
+            token_fetches=client.tokens.fetches,
+            retries=client.throttle.retries,
+            throttled=client.throttle.throttled,
+            fatal=fatal,
+            interrupted=self._stop_reason,
+            attempt=attempt,
+        )
+
+    async def _pump(self, client: PlatformClient, journal: Journal) -> None:
+        queue: asyncio.Queue[Record | None] = asyncio.Queue(maxsize=self.settings.concurrency * 2)
+        workers: list[asyncio.Task[None]] = []
+        try:
+            async with asyncio.TaskGroup() as group:
+                flusher = group.create_task(_flush_forever(journal))
+                workers = [group.create_task(self._work(queue, client, journal))
+                           for _ in range(self.settings.concurrency)]
+                await self._feed(queue, journal)
+                for _ in workers:
+                    await queue.put(None)
+                await self._wait_for(workers)
+                flusher.cancel()
+        except BaseExceptionGroup as group_error:
+            raise _first_of(group_error) from None
+
+    async def _wait_for(self, workers: list[asyncio.Task[None]]) -> None:
+        """Wait for the workers; after a stop, give those still busy the grace period, then cancel them."""
+        pending: set[asyncio.Future[Any]] = set(workers)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while pending and not self._stopping.is_set():
+                _, pending = await asyncio.wait(pending | {stop}, return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(stop)
+        finally:
+            stop.cancel()
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=GRACE_PERIOD)
+            for task in late:
+                task.cancel()
+
+    async def _feed(self, queue: asyncio.Queue[Record | None], journal: Journal) -> None:
+        for manifest in self.manifests:
+            records = manifest.records()
+            while not self._stopping.is_set():
+                batch = await asyncio.to_thread(lambda: list(islice(records, BATCH)))  # noqa: B023
+                if not batch:
+                    break
+                await self._feed_batch(batch, queue, journal)
+            if self._stopping.is_set():
+                return
+
+    async def _feed_batch(self, batch: list[Record], queue: asyncio.Queue[Record | None], journal: Journal) -> None:
+        source = batch[0].source
+        resolved = await journal.resolved(source, batch[0].row, batch[-1].row)
+        valid = [r for r in batch if r.problem is None]
+        firsts = await journal.first_rows([r.key for r in valid], source, [r.row for r in valid])
+        first_of = {r.row: first for r, first in zip(valid, firsts, strict=True)}
+        now = utc_now()
+        for record in batch:
+            if record.row in resolved:
+                continue
+            if record.problem is not None:
+                self._record(journal, Result(source, record.row, INVALID, "", record.problem, 0, now))
+                continue
+            first = first_of[record.row]
+            if first != (source, record.row):
+                detail = self._duplicate_detail(source, first)
+                self._record(journal, Result(source, record.row, "", "", detail, 0, now, dup_of=first))
+                continue
+            if self._stopping.is_set():
+                return
+            await queue.put(record)
+
+    def _duplicate_detail(self, source: int, first: tuple[int, int]) -> str:
+        if first[0] == source:
+            return f"duplicate of row {first[1]}"
+        return f"duplicate of row {first[1]} of {self.manifests[first[0]].path}"
+
+    async def _work(self, queue: asyncio.Queue[Record | None], client: PlatformClient, journal: Journal) -> None:
+        while (record := await queue.get()) is not None:
+            if self._stopping.is_set():
+                continue  # drain without sending: the row stays unchecked
+            self.progress.sent += 1
+            outcome = await client.check(record)
+            self._record(journal, _result(record, outcome))
+
+    def _record(self, journal: Journal, result: Result) -> None:
+        journal.add(result)
+        progress = self.progress
+        progress.done += 1
+        progress.counts[result.status or "duplicate"] += 1
+
+
+def _result(record: Record, outcome: Outcome) -> Result:
+    status = ERROR if outcome.exists is None else PRESENT if outcome.exists else MISSING
+    return Result(record.source, record.row, status, outcome.call_id, outcome.detail, outcome.attempts, utc_now())
+
+
+async def _flush_forever(journal: Journal) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_EVERY)
+        await journal.flush()
+
+
+def _first_of(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to surface from a task group: a fatal one first, else the first that is not a cancellation."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if isinstance(exc, FatalError):
+            return exc
+    for exc in leaves:
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return leaves[0]

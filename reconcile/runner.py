@@ -1,0 +1,40 @@
+"""The library entry point: reconcile manifests and write the report.
+
+    summary = await reconcile.run(["export.csv"], Settings.load(), RunOptions(out_dir=Path("out")))
+
+The CLI is a thin layer over this function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .config import Settings
+from .engine import Reconciler, RunOptions
+from .journal import Journal
+from .report import Summary, write_report
+
+
+async def run(
+    paths: Sequence[str | Path],
+    settings: Settings,
+    options: RunOptions,
+    *,
+    on_start: Callable[[Reconciler], None] | None = None,
+) -> Summary:
+    """Check every row of ``paths`` and write the report into ``options.out_dir``.
+
+    ``on_start`` receives the :class:`Reconciler` before any request is sent: the CLI uses it to install
+    signal handlers (``reconciler.stop``) and to watch ``reconciler.progress``.
+    """
+    reconciler = Reconciler(paths, settings, options)
+    journal = Journal.open(options.out_dir, [m.info() for m in reconciler.manifests], fresh=options.fresh)
+    try:
+        if on_start is not None:
+            on_start(reconciler)
+        outcome = await reconciler.run(journal)
+        return write_report(outcome, journal, settings, run_id=journal.run_id, label=options.label,
+                            out_dir=options.out_dir)
+    finally:
+        journal.close()
