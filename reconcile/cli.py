@@ -46,10 +46,56 @@ CONNECTION_OPTIONS = (
 )
 
 
+READ_OPTIONS = (
+    click.option("--input-format", type=click.Choice(["csv", "tsv", "xlsx", "parquet", "jsonl"]),
+                 help="Manifest format [default: from the file name; .gz is decompressed]."),
+    click.option("--encoding", default="utf-8-sig", show_default=True, help="Manifest text encoding."),
+    click.option("--delimiter", help="CSV delimiter [default: detected]."),
+    click.option("--sheet", help="XLSX sheet to read [default: the first]."),
+    click.option("--map", "mappings", multiple=True, metavar="FIELD=COLUMN",
+                 help="Read FIELD (company, organisation, folder, filename) from the export's COLUMN."),
+    click.option("--company", help="Use this company for every row."),
+    click.option("--organisation", help="Use this organisation for every row."),
+    click.option("--folder", help="Use this folder for every row."),
+    click.option("--filename-template", metavar="TEMPLATE",
+                 help='Build the filename from export columns, e.g. "{RecordingSid}.mp3".'),
+)
+READ_OPTION_NAMES = ("input_format", "encoding", "delimiter", "sheet", "mappings", "company", "organisation",
+                     "folder", "filename_template")
+
+
 def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(CONNECTION_OPTIONS):
         fn = option(fn)
     return fn
+
+
+def read_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(READ_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _read_options(values: dict[str, Any]) -> ReadOptions:
+    """Pop the manifest-reading options out of ``values`` into a ReadOptions."""
+    given = {name: values.pop(name, None) for name in READ_OPTION_NAMES}
+    columns = []
+    for mapping in given["mappings"] or ():
+        field, sep, column = mapping.partition("=")
+        if not sep or not field.strip() or not column:
+            raise click.BadParameter(f"{mapping!r} is not FIELD=COLUMN, e.g. --map filename=RecordingFile",
+                                     param_hint="--map")
+        columns.append((field.strip().lower(), column))
+    constants = tuple((name, given[name]) for name in ("company", "organisation", "folder") if given[name])
+    return ReadOptions(
+        encoding=given["encoding"] or "utf-8-sig",
+        delimiter=given["delimiter"],
+        input_format=given["input_format"],
+        sheet=given["sheet"],
+        columns=tuple(columns),
+        constants=constants,
+        filename_template=given["filename_template"],
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,11 +119,15 @@ def cli(verbose: int) -> None:
               help="Directory for results.csv, missing.csv, summary.json and the resume journal.")
 @connection_options
 @click.option("--fresh", is_flag=True, help="Ignore an earlier run's journal in --out and start over.")
-@click.option("--label", default="", help="Operator label recorded in summary.json.")
-@click.option("--encoding", default="utf-8-sig", show_default=True, help="Manifest text encoding.")
-@click.option("--delimiter", help="CSV delimiter [default ',']." )
-def run(manifests: tuple[Path, ...], out_dir: Path, fresh: bool, label: str, encoding: str,
-        delimiter: str | None, client_secret_file: Path | None, **connection: Any) -> None:
+@click.option("--retry-errors", is_flag=True, help="Re-ask only the error rows of a finished run in --out.")
+@click.option("--label", default="", help="Operator label recorded in summary.json and the reports.")
+@click.option("--format", "formats", default="csv", show_default=True,
+              help="Report formats, comma-separated: csv, parquet, xlsx, json.")
+@click.option("--compare-to", type=click.Path(file_okay=False, path_type=Path),
+              help="An earlier run's --out: write delta.csv of what changed since.")
+@read_options
+def run(manifests: tuple[Path, ...], out_dir: Path, fresh: bool, retry_errors: bool, label: str, formats: str,
+        compare_to: Path | None, client_secret_file: Path | None, **connection: Any) -> None:
     """Reconcile MANIFEST files; write the report into --out.
 
     Re-running the same command with the same --out resumes an interrupted run.
@@ -88,8 +138,10 @@ def run(manifests: tuple[Path, ...], out_dir: Path, fresh: bool, label: str, enc
         reconcile run nightly.csv --out reports/2026-11-26 --concurrency 32
     """
     settings = _guard(lambda: Settings.load(connection, client_secret_file=client_secret_file))
-    options = RunOptions(out_dir=out_dir, fresh=fresh, label=label,
-                         read=ReadOptions(encoding=encoding, delimiter=delimiter))
+    read = _read_options(connection)
+    options = RunOptions(out_dir=out_dir, fresh=fresh, retry_errors=retry_errors, label=label, read=read,
+                         formats=tuple(f.strip().lower() for f in formats.split(",") if f.strip()),
+                         compare_to=compare_to)
     summary = _run_async(lambda install: _reconcile(list(manifests), settings, options, install))
     _print_summary(summary)
     sys.exit(summary.exit_code)

@@ -46,8 +46,11 @@ class RunOptions:
 
     out_dir: Path
     fresh: bool = False
+    retry_errors: bool = False  # only re-ask the rows of a finished run that ended in error
     label: str = ""
     read: ReadOptions = field(default_factory=ReadOptions)
+    formats: tuple[str, ...] = ("csv",)  # report formats: csv, parquet, xlsx, json
+    compare_to: Path | None = None  # an earlier run's --out, for delta.csv
 
 
 @dataclass

@@ -24,7 +24,12 @@ class ReadOptions:
     """How to read manifest files; the defaults suit UTF-8 CSV exports."""
 
     encoding: str = "utf-8-sig"
-    delimiter: str | None = None
+    delimiter: str | None = None  # None: detect (CSV/TSV)
+    input_format: str | None = None  # csv, tsv, xlsx, parquet, jsonl; None: from the file name
+    sheet: str | None = None  # XLSX sheet name; None: the first sheet
+    columns: tuple[tuple[str, str], ...] = ()  # --map FIELD=COLUMN: (field, column in the export)
+    constants: tuple[tuple[str, str], ...] = ()  # --company acme: (field, value) for every row
+    filename_template: str | None = None  # --filename-template "{RecordingSid}.mp3"
 
 
 @dataclass(slots=True)
