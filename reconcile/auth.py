@@ -20,11 +20,12 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .config import Settings
 from .errors import FatalError, HostUnreachable, RetryableStatus, TokenError, TransientError, TransportError
+from .redact import redact, register
 from .retry import Attempts, RetryPolicy, call_with_retries, retry_after_from_headers
 
 log = logging.getLogger("reconcile.auth")
@@ -65,6 +66,7 @@ class Token:
     expires_at: float
     refresh_at: float
     lifetime: float
+    generation: int = 0  # 1 for the run's first token, 2 for the next, ...
 
 
 class TokenProvider:
@@ -85,7 +87,9 @@ class TokenProvider:
         self._token: Token | None = None
         self._lock = asyncio.Lock()
         self._next_early_try = 0.0
-        self.fetches = 0  # tokens asked of the identity provider, for run metadata
+        self._worked = 0  # generation of the newest token the API accepted
+        self._refused: FatalError | None = None  # a permanent refusal, re-raised to every later caller
+        self.fetches = 0  # tokens issued by the identity provider, for run metadata
 
     def __repr__(self) -> str:
         return f"TokenProvider(token_url={self._settings.token_url!r}, fetches={self.fetches})"
@@ -96,19 +100,40 @@ class TokenProvider:
         if token is not None and self._clock() < token.refresh_at:
             return token
         async with self._lock:
+            if self._refused is not None:
+                raise self._refused
             token = self._token
             now = self._clock()
             if token is not None and now < token.refresh_at:
                 return token
             if token is not None and now < token.expires_at:
                 return await self._renew_early(token, now)
-            self._token = await self._fetch()
+            try:
+                self._token = await self._fetch()
+            except FatalError as exc:
+                # Waiters on the lock would each ask again; a refused secret stays refused.
+                self._refused = exc
+                raise
             return self._token
 
     def invalidate(self, token: Token) -> None:
         """Forget ``token`` after the API refused it, unless another worker already replaced it."""
         if self._token is token:
             self._token = None
+
+    def accepted(self, token: Token) -> None:
+        """The API accepted ``token``: tokens of this generation demonstrably carry the right permissions."""
+        if token.generation > self._worked:
+            self._worked = token.generation
+
+    def recently_accepted(self) -> bool:
+        """Whether the API accepted the newest token or the one before it.
+
+        A fresh token refused with a 401 is an authorisation problem only if fresh tokens are not working at
+        all: a token revoked by the platform after it served requests (or one another worker already saw
+        refused) is not evidence that the app lacks permission.
+        """
+        return self._worked >= self.fetches - 1
 
     async def _renew_early(self, token: Token, now: float) -> Token:
         if now < self._next_early_try:
@@ -138,6 +163,8 @@ class TokenProvider:
         except TransientError as exc:
             raise TokenError(f"token request failed after {attempts.count} attempts: {exc}") from None
         self.fetches += 1
+        register(token.value)
+        token = replace(token, generation=self.fetches)
         renew_in = token.refresh_at - self._clock()
         log.info("token issued; valid for %.0f s, renewing after %.0f s", token.lifetime, renew_in)
         return token
@@ -185,7 +212,7 @@ def _token_failure(reply: Reply, payload: Mapping[str, Any], settings: Settings)
     if status == 200:
         return TokenError("identity provider answered 200 without an access_token", status=status)
     if not error:
-        snippet = reply.body[:200].decode("utf-8", "replace").strip()
+        snippet = redact(reply.body[:200].decode("utf-8", "replace").strip())
         return TokenError(
             f"identity provider answered {status} at {settings.token_url}: {snippet!r}. "
             "HINT: check CALLJOURNEY_AUTHORITY and CALLJOURNEY_TENANT_ID",

@@ -21,6 +21,7 @@ from . import __version__
 from .config import Settings
 from .engine import Reconciler, RunOptions
 from .errors import ReconcileError
+from .manifest import expand_manifest_paths
 from .readers import ReadOptions
 from .report import Summary
 
@@ -142,9 +143,40 @@ def run(manifests: tuple[Path, ...], out_dir: Path, fresh: bool, retry_errors: b
     options = RunOptions(out_dir=out_dir, fresh=fresh, retry_errors=retry_errors, label=label, read=read,
                          formats=tuple(f.strip().lower() for f in formats.split(",") if f.strip()),
                          compare_to=compare_to)
-    summary = _run_async(lambda install: _reconcile(list(manifests), settings, options, install))
+    paths = _guard(lambda: expand_manifest_paths(manifests))
+    summary = _run_async(lambda install: _reconcile(paths, settings, options, install))
     _print_summary(summary)
     sys.exit(summary.exit_code)
+
+
+@cli.command()
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 1000),
+              help="Requests in flight the run would use.")
+@click.option("--max-rps", type=click.FloatRange(min=0.1), help="Cap on requests per second the run would use.")
+@click.option("--latency-ms", default=100.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Expected time the platform takes to answer one request.")
+@read_options
+def validate(manifests: tuple[Path, ...], concurrency: int, max_rps: float | None, latency_ms: float,
+             **read: Any) -> None:
+    """Read MANIFEST files (or directories, or globs) as a run would, without the network.
+
+    Prints record counts, invalid rows with reasons, duplicates and the expected run time.  Exits 0 when
+    every row can be sent, 3 when some rows are invalid, 2 when a manifest cannot be read.
+
+    \b
+    Example:
+        reconcile validate exports/*.csv --concurrency 32 --max-rps 200
+    """
+    from .validate import render
+    from .validate import validate as validate_manifests
+
+    options = _read_options(read)
+    paths = _guard(lambda: expand_manifest_paths(manifests))
+    result = _guard(lambda: validate_manifests(paths, options, concurrency=concurrency, max_rps=max_rps,
+                                               latency_ms=latency_ms))
+    click.echo(render(result))
+    sys.exit(result.exit_code)
 
 
 @cli.command()

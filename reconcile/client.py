@@ -32,12 +32,14 @@ from .errors import (
     TransportError,
 )
 from .manifest import Record
+from .redact import redact
 from .retry import RETRYABLE_STATUSES, Attempts, RetryPolicy, call_with_retries, retry_after_from_headers
-from .throttle import Throttle
+from .throttle import RetryBudget, Throttle
 
 log = logging.getLogger("reconcile.client")
 
 USER_AGENT = f"reconcile/{__version__}"
+MAX_REFRESHES = 3  # per request; tokens revoked under our feet faster than this mean something is wrong
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,9 @@ def mapped_errors(url: str) -> Iterator[None]:
         raise ConfigError(f"invalid URL {exc.url}") from None
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
         raise TransportError(f"connection failed: {type(exc).__name__}: {exc}") from None
+    except aiohttp.ConnectionTimeoutError:
+        # A host that silently drops connection attempts is unreachable, not slow to answer.
+        raise TransportError(f"no connection to {url} within the timeout", connect=True, timeout=True) from None
     except TimeoutError:
         raise TransportError("no answer within the timeout", timeout=True) from None
     except aiohttp.ClientError as exc:
@@ -86,7 +91,9 @@ class PlatformClient:
     ) -> None:
         self.settings = settings
         self.policy = policy or RetryPolicy(max_attempts=settings.max_attempts, max_time=settings.max_retry_time)
-        self.throttle = throttle or Throttle(max_rps=settings.max_rps)
+        self.throttle = throttle or Throttle(
+            max_rps=settings.max_rps, budget=RetryBudget.for_concurrency(settings.concurrency)
+        )
         self._url = settings.endpoint_url
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -149,23 +156,25 @@ class PlatformClient:
 
     async def _attempt(self, body: bytes) -> tuple[bool, str]:
         await self.throttle.before_send()
-        refreshed = False
+        refreshes = 0
         while True:
             token = await self.tokens.token()
             status, headers, raw = await self._post(body, token)
             if status == 200:
                 self.throttle.on_success()
+                self.tokens.accepted(token)
                 return _parse_answer(raw)
             if status != 401:
                 break
-            # The token was refused: drop it, fetch a fresh one once, try again at once.
+            # The token was refused: drop it, fetch a fresh one, try again at once.  A second refusal is fatal
+            # when fresh tokens are not working at all (see TokenProvider.recently_accepted).
             self.tokens.invalidate(token)
-            if refreshed:
+            refreshes += 1
+            if refreshes > MAX_REFRESHES or (refreshes > 1 and not self.tokens.recently_accepted()):
                 raise AuthorizationError(
                     f"the API refused a freshly issued token (401): {_message(raw)}. "
                     "HINT: the app registration may lack the API permission, or the scope is wrong"
                 )
-            refreshed = True
             log.info("API answered 401; renewing the token and trying again")
         raise self._failure(status, headers, raw)
 
@@ -194,7 +203,7 @@ class PlatformClient:
         if status in RETRYABLE_STATUSES or status >= 500:
             retry_after = retry_after_from_headers(headers, cap=self.policy.retry_after_cap)
             if status in (429, 503):
-                self.throttle.on_throttle(retry_after)
+                self.throttle.on_throttle(retry_after, too_fast=status == 429)
             return RetryableStatus(f"HTTP {status}: {message}", status=status, retry_after=retry_after)
         if status == 400:
             return RequestRejected(f"HTTP 400: {message}", status=status)
@@ -222,7 +231,11 @@ def _parse_answer(raw: bytes) -> tuple[bool, str]:
 
 
 def _message(raw: bytes) -> str:
-    """The server's message from a JSON error body (``message`` or ``error``) or plain text."""
+    """The server's message from a JSON error body (``message`` or ``error``) or plain text, redacted."""
+    return redact(_raw_message(raw))
+
+
+def _raw_message(raw: bytes) -> str:
     text = raw[:500].decode("utf-8", "replace").strip()
     try:
         payload = orjson.loads(raw)

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .redact import register
 
 DEFAULT_BASE_URL = "https://platform-ca.calljourney.com"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
@@ -38,6 +39,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        register(value)
 
     def reveal(self) -> str:
         """The secret itself; call only where it is sent to the identity provider."""
@@ -173,7 +175,7 @@ class Settings:
 def is_loopback(host: str) -> bool:
     """True for localhost, 127.0.0.0/8 and ::1."""
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":  # not *.localhost: resolvers may send those to DNS
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

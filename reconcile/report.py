@@ -1,28 +1,33 @@
-"""The report: results.csv, missing.csv and summary.json, assembled from the manifests and the journal.
+"""The report: results.csv, missing.csv and summary.json, plus any of Parquet, XLSX, JSON Lines, report.html and
+delta.csv, assembled from the manifests and the journal.
 
-Rows are streamed: each manifest is read again (its own columns verbatim) beside the journal's results in
-row order, and written through pandas in chunks, so memory stays flat however long the manifest.  Files are
-written under temporary names and renamed, so a crash never leaves a half-written report behind.
+Rows are streamed: each manifest is read again (its own columns verbatim) beside the journal's results in row
+order, in chunks of :data:`CHUNK` rows that every writer, the tally and the comparison with an earlier run take
+in turn, so memory stays flat however long the manifest.  Files are written under temporary names and renamed,
+so a crash never leaves a half-written report behind.  The same input gives the same report, row for row and
+count for count, in the same order: everything listed is sorted, ties by name.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, delta, exports, html_report
 from .config import Settings
 from .engine import ERROR, INVALID, MISSING, PRESENT, STATUSES, UNCHECKED, RunOutcome
 from .journal import Journal
-from .manifest import KEY_FIELDS, Manifest
+from .manifest import KEY_FIELDS, Key, Manifest
+from .readers import ReadOptions
+from .tally import Tally, day_reader
 
 OUR_COLUMNS = ("row", "source", "status", "call_id", "detail", "attempts", "checked_at")
 CHUNK = 20_000
+ROW, SOURCE, STATUS, CALL_ID, DETAIL, ATTEMPTS, CHECKED_AT = range(-7, 0)  # our columns, at the end of each row
 
 EXIT_ALL_PRESENT, EXIT_SOME_MISSING, EXIT_USAGE, EXIT_ROW_PROBLEMS, EXIT_FATAL = 0, 1, 2, 3, 4
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
@@ -40,45 +45,115 @@ class Summary:
     data: dict[str, Any]
 
 
+def check_options(formats: Sequence[str], compare_to: Path | None) -> None:
+    """Refuse report options that cannot work before any request is sent, not after the run."""
+    exports.check_formats(formats)
+    if compare_to is not None:
+        delta.open_previous(compare_to)
+
+
 def output_columns(manifests: Sequence[Manifest]) -> list[str]:
-    """Every manifest column, in order of first appearance, then ours.  A clash with ours is renamed."""
-    columns: list[str] = []
-    for manifest in manifests:
-        for name in manifest.columns:
-            renamed = rename_clash(name)
-            if renamed not in columns:
-                columns.append(renamed)
-    return columns + list(OUR_COLUMNS)
+    """Every manifest column, in order of first appearance, then each of the four checked values that no column
+    shows as checked (mapped, templated or constant), then ours.  A clash with ours is renamed."""
+    columns, added = _layout(manifests)
+    return columns + [name for _, name in added] + list(OUR_COLUMNS)
 
 
 def rename_clash(name: str) -> str:
     return f"{name} (manifest)" if name in OUR_COLUMNS else name
 
 
-def write_report(outcome: RunOutcome, journal: Journal, settings: Settings, *, run_id: str, label: str,
-                 out_dir: Path) -> Summary:
-    """Write the report files for ``outcome`` into ``out_dir``."""
+def _layout(manifests: Sequence[Manifest]) -> tuple[list[str], list[tuple[int, str]]]:
+    """The manifests' columns, and the added key columns as (index in KEY_FIELDS, column name).
+
+    A value read through ``--map``, ``--filename-template`` or a constant is shown in a column of its own,
+    named after the field ("company (checked)" when the manifest already has a column "company"), so that
+    results.csv always says what was asked and a later ``--compare-to`` can match rows by it.
+    """
+    columns: list[str] = []
+    for manifest in manifests:
+        for name in manifest.columns:
+            renamed = rename_clash(name)
+            if renamed not in columns:
+                columns.append(renamed)
+    options = manifests[0].options if manifests else ReadOptions()
+    derived = {name for name, column in options.columns if column.strip().lower() != name}
+    derived |= {name for name, _ in options.constants}
+    if options.filename_template is not None:
+        derived.add("filename")
+    named = {c.strip().lower() for c in columns}
+    added = [
+        (index, f"{field} (checked)" if field in named else field)
+        for index, field in enumerate(KEY_FIELDS)
+        if field in derived or field not in named
+    ]
+    return columns, added
+
+
+def write_report(
+    outcome: RunOutcome,
+    journal: Journal,
+    settings: Settings,
+    *,
+    run_id: str,
+    label: str,
+    out_dir: Path,
+    formats: Sequence[str] = ("csv",),
+    compare_to: Path | None = None,
+) -> Summary:
+    """Write the report files for ``outcome`` into ``out_dir``: csv always, and each of ``formats``."""
     columns = output_columns(outcome.manifests)
-    paths = {"results": out_dir / "results.csv", "missing": out_dir / "missing.csv",
-             "summary": out_dir / "summary.json"}
-    tally = _Tally()
-    with _Atomic(paths["results"]) as results, _Atomic(paths["missing"]) as missing:
-        header = True
-        for frame in _frames(outcome, journal, columns, tally):
-            frame.to_csv(results.handle, index=False, header=header, lineterminator="\n")
-            frame[frame["status"] == MISSING].to_csv(missing.handle, index=False, header=header,
-                                                     lineterminator="\n")
-            header = False
-        if header:  # no records at all: still write the header
-            empty = ",".join(_csv_cell(c) for c in columns) + "\n"
-            results.handle.write(empty)
-            missing.handle.write(empty)
-    data = _summary_data(outcome, journal, settings, tally, run_id=run_id, label=label, paths=paths)
-    with _Atomic(paths["summary"]) as summary:
-        json.dump(data, summary.handle, indent=2, ensure_ascii=False)
-        summary.handle.write("\n")
-    return Summary(counts=data["counts"], records=tally.records, complete=data["complete"],
-                   exit_code=exit_code(data["counts"], outcome), paths=paths, data=data)
+    width = len(columns)
+    writers = exports.open_writers(out_dir, columns, formats, [width + ROW, width + ATTEMPTS])
+    tally = Tally(STATUSES, MISSING, spill_dir=out_dir)
+    comparison: delta.Comparison | None = None
+    paths = {name: path for writer in writers for name, path in writer.paths.items()}
+    try:
+        if compare_to is not None:
+            comparison = delta.Comparison(delta.open_previous(compare_to), out_dir)
+        for rows, keys in _chunks(outcome, journal, columns, tally):
+            missing = [row for row in rows if row[STATUS] == MISSING]
+            for writer in writers:
+                writer.add(rows, missing)
+            if comparison is not None:
+                comparison.add(
+                    (key, row[STATUS], row[CALL_ID], row[SOURCE], row[ROW]) for key, row in zip(keys, rows, strict=True)
+                )
+        changes = None
+        if comparison is not None:
+            paths["delta"] = out_dir / "delta.csv"
+            changes = {
+                "compared_to": str(compare_to),
+                "run_id": comparison.previous.run_id,
+                "engine_version": comparison.previous.engine_version,
+                "counts": comparison.write(paths["delta"]),
+            }
+        paths["report_html"] = out_dir / "report.html"
+        paths["summary"] = out_dir / "summary.json"
+        data = _summary_data(
+            outcome, journal, settings, tally, run_id=run_id, label=label, paths=paths, changes=changes
+        )
+        for writer in writers:
+            writer.finish(data)
+        writers = []
+        top, folders_missing = tally.top_folders(html_report.TOP_FOLDERS)
+        views = html_report.Views(tuple(top), folders_missing, tuple(tally.day_counts()), tuple(tally.first_missing))
+        html_report.write(paths["report_html"], data, views)
+    finally:
+        for writer in writers:
+            writer.abort()
+        if comparison is not None:
+            comparison.close()
+        tally.close()
+    _write_json(paths["summary"], data)
+    return Summary(
+        counts=data["counts"],
+        records=tally.records,
+        complete=data["complete"],
+        exit_code=exit_code(data["counts"], outcome),
+        paths=paths,
+        data=data,
+    )
 
 
 def exit_code(counts: dict[str, int], outcome: RunOutcome) -> int:
@@ -93,44 +168,44 @@ def exit_code(counts: dict[str, int], outcome: RunOutcome) -> int:
     return EXIT_ALL_PRESENT
 
 
-class _Tally:
-    def __init__(self) -> None:
-        self.records = 0
-        self.counts: Counter[str] = Counter(dict.fromkeys(STATUSES, 0))
-        self.duplicates = 0
-        self.per_manifest: list[int] = []
-        self.by_org: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-
-
-def _frames(outcome: RunOutcome, journal: Journal, columns: list[str], tally: _Tally) -> Iterator[Any]:
-    import pandas as pd
-
+def _chunks(
+    outcome: RunOutcome,
+    journal: Journal,
+    columns: list[str],
+    tally: Tally,
+) -> Iterator[tuple[list[list[Any]], list[Key]]]:
+    """The report's rows in chunks, each with the four values its row was checked with; counted in ``tally``."""
     unchecked_detail = _unchecked_detail(outcome)
+    manifest_columns, added = _layout(outcome.manifests)
+    fills = [(len(manifest_columns) + n, index) for n, (index, _) in enumerate(added)]
+    width = len(columns)
     for manifest in outcome.manifests:
         names = [rename_clash(c) for c in manifest.columns]
         positions = [columns.index(n) for n in names]
-        key_positions = [[c.strip().lower() for c in manifest.columns].index(k) for k in KEY_FIELDS]
-        rows: list[list[object]] = []
+        day_of = day_reader(manifest.columns)
+        source = str(manifest.path)
+        rows: list[list[Any]] = []
+        keys: list[Key] = []
         count = 0
         for row, values, result in _merged(manifest, journal):
             count += 1
             status, call_id, detail, attempts, checked_at = result or (UNCHECKED, "", unchecked_detail, 0, "")
-            line: list[object] = [""] * len(columns)
+            key = manifest.key_of(values)
+            line: list[Any] = [""] * width
             for position, value in zip(positions, values, strict=True):
                 line[position] = value
-            line[-7:] = [row, str(manifest.path), status, call_id, detail, attempts, checked_at]
+            for position, index in fills:
+                line[position] = key[index]
+            line[-7:] = [row, source, status, call_id, detail, attempts, checked_at]
             rows.append(line)
-            tally.counts[status] += 1
-            if detail.startswith("duplicate of row"):
-                tally.duplicates += 1
-            tally.by_org[(values[key_positions[0]], values[key_positions[1]])][status] += 1
+            keys.append(key)
+            tally.add(status, key, day_of(values, key[2]), source, row, detail.startswith("duplicate of row"))
             if len(rows) >= CHUNK:
-                yield pd.DataFrame(rows, columns=columns, dtype=object)
-                rows = []
-        tally.records += count
-        tally.per_manifest.append(count)
+                yield rows, keys
+                rows, keys = [], []
+        tally.end_manifest(count)
         if rows:
-            yield pd.DataFrame(rows, columns=columns, dtype=object)
+            yield rows, keys
 
 
 def _merged(manifest: Manifest, journal: Journal) -> Iterator[tuple[int, list[str], tuple[Any, ...] | None]]:
@@ -154,8 +229,17 @@ def _unchecked_detail(outcome: RunOutcome) -> str:
     return "not checked"
 
 
-def _summary_data(outcome: RunOutcome, journal: Journal, settings: Settings, tally: _Tally, *, run_id: str,
-                  label: str, paths: dict[str, Path]) -> dict[str, Any]:
+def _summary_data(
+    outcome: RunOutcome,
+    journal: Journal,
+    settings: Settings,
+    tally: Tally,
+    *,
+    run_id: str,
+    label: str,
+    paths: dict[str, Path],
+    changes: dict[str, Any] | None,
+) -> dict[str, Any]:
     counts = {status: tally.counts[status] for status in (PRESENT, MISSING, INVALID, ERROR, UNCHECKED)}
     complete = outcome.fatal is None and not outcome.interrupted and counts[UNCHECKED] == 0
     duration = max(outcome.duration, 1e-9)
@@ -180,10 +264,16 @@ def _summary_data(outcome: RunOutcome, journal: Journal, settings: Settings, tal
         "duration_seconds": round(outcome.duration, 3),
         "rows_per_second": round(outcome.checked / duration, 1),
         "manifests": [
-            {"path": info.path, "sha256": info.sha256, "bytes": info.size, "records": records,
-             "columns": list(info.columns)}
+            {
+                "path": info.path,
+                "sha256": info.sha256,
+                "bytes": info.size,
+                "records": records,
+                "columns": list(info.columns),
+            }
             for info, records in zip(outcome.infos, tally.per_manifest, strict=True)
         ],
+        "endpoint": settings.endpoint_url,
         "base_url": settings.base_url,
         "endpoint_path": settings.endpoint_path,
         "authority": settings.authority,
@@ -199,6 +289,10 @@ def _summary_data(outcome: RunOutcome, journal: Journal, settings: Settings, tal
         "throttled": outcome.throttled,
         "resumed": outcome.attempt > 1,
         "attempts": journal.attempts(),
+        "delta": changes,
+        "by_company": [
+            {"company": company, **{s: c[s] for s in STATUSES}} for company, c in sorted(tally.by_company.items())
+        ],
         "by_organisation": [
             {"company": company, "organisation": organisation, **{s: c[s] for s in STATUSES}}
             for (company, organisation), c in sorted(tally.by_org.items())
@@ -207,26 +301,9 @@ def _summary_data(outcome: RunOutcome, journal: Journal, settings: Settings, tal
     }
 
 
-def _csv_cell(value: str) -> str:
-    if any(ch in value for ch in ',"\n\r'):
-        return '"' + value.replace('"', '""') + '"'
-    return value
-
-
-class _Atomic:
-    """A text file written under a temporary name and renamed into place on success."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.temporary = path.with_name(f".{path.name}.partial")
-
-    def __enter__(self) -> _Atomic:
-        self.handle = open(self.temporary, "w", encoding="utf-8", newline="")
-        return self
-
-    def __exit__(self, kind: object, exc: object, tb: object) -> None:
-        self.handle.close()
-        if exc is None:
-            os.replace(self.temporary, self.path)
-        else:
-            self.temporary.unlink(missing_ok=True)
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    temporary = exports.partial(path)
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+    os.replace(temporary, path)

@@ -13,7 +13,7 @@ from pathlib import Path
 from .config import Settings
 from .engine import Reconciler, RunOptions
 from .journal import Journal
-from .report import Summary, write_report
+from .report import Summary, check_options, write_report
 
 
 async def run(
@@ -29,12 +29,13 @@ async def run(
     signal handlers (``reconciler.stop``) and to watch ``reconciler.progress``.
     """
     reconciler = Reconciler(paths, settings, options)
+    check_options(options.formats, options.compare_to)  # a bad --format or --compare-to fails before any request
     journal = Journal.open(options.out_dir, [m.info() for m in reconciler.manifests], fresh=options.fresh)
     try:
         if on_start is not None:
             on_start(reconciler)
         outcome = await reconciler.run(journal)
         return write_report(outcome, journal, settings, run_id=journal.run_id, label=options.label,
-                            out_dir=options.out_dir)
+                            out_dir=options.out_dir, formats=options.formats, compare_to=options.compare_to)
     finally:
         journal.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -26,14 +27,47 @@ from .errors import PlatformUnavailable, TransportError
 
 log = logging.getLogger("reconcile.throttle")
 
-WINDOW = 1.0  # seconds of success history used to estimate the accepted rate
-BUCKETS = 8  # the window is kept as this many buckets
-SETTLE_SHARE = 0.97  # after a throttle, send at this share of the accepted rate
-COOLDOWN = 2.0  # answers within this long after a cut come from requests sent before it
-PROBE_EVERY = 5.0  # seconds between upward steps of the adaptive rate
+WINDOW = 1.0  # seconds of history used to measure send and success rates
+MIN_EVIDENCE = 0.25  # seconds of unpaused sending needed before a measurement is trusted
+BINDING = 0.8  # the limit is what holds us back when we send at least this share of it
+DECREASE = 0.95  # a throttle while the limit binds cuts it to this share ...
+SETTLE_SHARE = 0.96  # ... or to this share of the rate the platform accepted, whichever is lower;
+BLIND_DECREASE = 0.85  # ... or, with nothing to measure (throttled straight after a pause), to this share
+FLOOR_SHARE = 0.25  # never below this share of the best accepted rate seen: random faults must not collapse it
+COOLDOWN = 2.0  # answers within this long after a cut (or a pause) come from requests sent before it
+PROBE_EVERY = 5.0  # seconds between upward steps of a settled limit
 PROBE_STEP = 0.01  # share added at each step
+SLOW_START_EVERY = 0.25  # before any reliable estimate the limit doubles this often, as in TCP's slow start
+CEILING_SHARE = 0.98  # once throttled at a limit, probing stops at this share of it ...
+CEILING_MEMORY = 60.0  # ... for this long: every episode costs a pause, the cap rarely moves
+RECOVER_EVERY = 1.0  # after slow start overshot, the halved limit climbs back this often ...
+RECOVER_STEP = 0.05  # ... by this share, until the next throttle settles it
+SLOW_START_FLOOR = 10.0  # requests per second to start from when nothing got through
 MIN_RATE = 1.0
-BURST_SECONDS = 0.05  # a token bucket may send this many seconds' worth at once
+BURST_SECONDS = 0.02  # a token bucket may send this many seconds' worth at once
+RECHECK = 0.05  # seconds a waiting sender sleeps before looking at the rate again
+
+
+_PHASES = {  # phase: (seconds between raises, factor)
+    "slow": (SLOW_START_EVERY, 2.0),
+    "recover": (RECOVER_EVERY, 1.0 + RECOVER_STEP),
+    "settled": (PROBE_EVERY, 1.0 + PROBE_STEP),
+}
+
+
+class _Meter:
+    """Event times of the last few seconds, newest last, for rates over a window."""
+
+    def __init__(self) -> None:
+        self.stamps: deque[float] = deque(maxlen=65_536)
+
+    def rate(self, start: float, now: float) -> float:
+        count = 0
+        for stamp in reversed(self.stamps):
+            if stamp < start:
+                break
+            count += 1
+        return count / max(now - start, 1e-9)
 
 
 class Throttle:
@@ -49,15 +83,16 @@ class Throttle:
         self.max_rps = max_rps
         self.budget = budget or RetryBudget()
         self._clock = clock
-        self._paused_until = 0.0
+        self._paused_until = clock()  # the run "resumes" at start: no history exists before it
         self._adaptive: float | None = None  # None until the platform first throttles us
+        self._phase = "settled"  # "slow" (doubling), "recover" (climbing back fast) or "settled" (probing)
+        self._best_accepted = 0.0
+        self._ceiling = (float("inf"), 0.0)  # (a limit that was throttled, until when to respect it)
         self._next_slot = 0.0
-        self._last_cut = -COOLDOWN
+        self._quiet_after = 0.0  # no cut before this time (cooldown after a cut or a pause)
         self._last_probe = 0.0
-        self._bucket_width = WINDOW / BUCKETS
-        self._counts = [0] * BUCKETS
-        self._bucket_index = 0
-        self._bucket_started = clock()
+        self._sent = _Meter()
+        self._accepted = _Meter()
         self.throttled = 0  # 429/503 answers seen
         self.retries = 0
         self.pauses = 0
@@ -73,42 +108,41 @@ class Throttle:
         now = self._clock()
         if now < self._paused_until:
             await asyncio.sleep(self._paused_until - now)
+        while (rate := self.rate) is not None:
             now = self._clock()
-        rate = self.rate
-        if rate is None:
-            return
-        self._probe(now)
-        interval = 1.0 / rate
-        slot = max(self._next_slot, now - BURST_SECONDS)
-        self._next_slot = slot + interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+            self._probe(now, rate)
+            slot = max(self._next_slot, now - BURST_SECONDS)
+            if slot <= now:
+                self._next_slot = slot + 1.0 / rate
+                break
+            # Re-check rather than reserve a slot far ahead: the rate may rise (or a pause begin) meanwhile.
+            await asyncio.sleep(min(slot - now, RECHECK))
+            if self._clock() < self._paused_until:
+                await asyncio.sleep(self._paused_until - self._clock())
+        self._sent.stamps.append(self._clock())
 
     def on_success(self) -> None:
         self.budget.refund()
-        now = self._clock()
-        if now - self._bucket_started >= self._bucket_width:
-            self._advance(now)
-        self._counts[self._bucket_index] += 1
+        self._accepted.stamps.append(self._clock())
 
-    def on_throttle(self, retry_after: float | None) -> None:
-        """A 429 or 503 arrived: pause everyone for ``retry_after`` and settle the rate below the cap."""
+    def on_throttle(self, retry_after: float | None, *, too_fast: bool = True) -> None:
+        """A 429 (``too_fast``) or 503 arrived: pause everyone for ``retry_after``; on a 429, settle the rate.
+
+        A 503 says the platform is unavailable, not that we send too fast: it pauses but does not cut.
+        """
         self.throttled += 1
         now = self._clock()
+        already_paused = now < self._paused_until
+        last_pause_end = self._paused_until
         if retry_after and now + retry_after > self._paused_until:
             self._paused_until = now + retry_after
             self.pauses += 1
-        if now - self._last_cut < COOLDOWN:
-            return
-        self._last_cut = self._last_probe = now
-        accepted = self._accepted_rate(now)
-        current = self.rate
-        base = accepted if accepted > 0 else (current or MIN_RATE * 10) / 2
-        if current is not None:
-            base = min(base, current)
-        self._adaptive = max(MIN_RATE, base * SETTLE_SHARE)
-        log.info("platform is throttling; sending at most %.0f requests/s (accepted %.0f/s)",
-                 self._adaptive, accepted)
+        if not too_fast or already_paused or now < self._quiet_after:
+            return  # the same episode: these answers are for requests sent before the first one
+        if self._settle(now, since=last_pause_end):
+            self._quiet_after = max(now, self._paused_until) + COOLDOWN
+            self._last_probe = max(now, self._paused_until)
+            log.info("platform is throttling; sending at most %.0f requests/s", self._adaptive)
 
     def on_retry(self, retry_state: Any) -> None:
         """tenacity ``before_sleep`` hook: charge the retry to the shared budget."""
@@ -116,34 +150,77 @@ class Throttle:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         self.budget.spend(exc)
 
-    def _probe(self, now: float) -> None:
-        if self._adaptive is not None and now - self._last_probe >= PROBE_EVERY:
-            self._last_probe = now
-            self._adaptive *= 1.0 + PROBE_STEP
+    def _settle(self, now: float, *, since: float) -> bool:
+        """Choose a new limit after a throttle; False when the limit is not what holds us back."""
+        # Slow start doubles every quarter second: only the last step's window says what the cap is.
+        window, evidence = (SLOW_START_EVERY, 0.1) if self._phase == "slow" else (WINDOW, MIN_EVIDENCE)
+        start = max(now - window, since)
+        measured = now - start >= evidence
+        current = self.rate
+        if current is None:
+            # Throttled with no limit yet (a start-up burst): guess from what got through, then grow fast.
+            got_through = self._accepted.rate(now - WINDOW, now)
+            self._phase = "slow"
+            self._adaptive = max(SLOW_START_FLOOR, got_through)
+            return True
+        if measured and self._sent.rate(start, now) < BINDING * current:
+            return False  # sending below the limit: this throttle is not about our rate
+        accepted = self._accepted.rate(start, now) if measured else 0.0
+        self._best_accepted = max(self._best_accepted, accepted)
+        if self._phase == "slow":
+            # Doubling overshot the cap: settle under what got through, else at the last step's limit.
+            target = SETTLE_SHARE * accepted if measured else current / 2
+            self._phase = "recover"
+        else:
+            target = min(DECREASE * current, SETTLE_SHARE * accepted) if measured else BLIND_DECREASE * current
+            self._phase = "settled"
+            self._ceiling = (current, now + CEILING_MEMORY)
+        self._adaptive = max(MIN_RATE, FLOOR_SHARE * self._best_accepted, target)
+        return True
 
-    def _advance(self, now: float) -> None:
-        steps = int((now - self._bucket_started) / self._bucket_width)
-        for _ in range(min(steps, BUCKETS)):
-            self._bucket_index = (self._bucket_index + 1) % BUCKETS
-            self._counts[self._bucket_index] = 0
-        self._bucket_started += steps * self._bucket_width
-
-    def _accepted_rate(self, now: float) -> float:
-        self._advance(now)
-        return sum(self._counts) / WINDOW
+    def _probe(self, now: float, rate: float) -> None:
+        """Raise the limit while it binds: slowly once settled, by doubling in slow start."""
+        if self._adaptive is None:
+            return
+        every, factor = _PHASES[self._phase]
+        if now - self._last_probe < every:
+            return
+        self._last_probe = now
+        # Raise only a limit that binds (as TCP validates its window): a limit the workers cannot fill says
+        # nothing about the platform.  Slow start's short steps are measured more loosely.
+        binding = BINDING / 2 if self._phase == "slow" else BINDING
+        if self._sent.rate(now - every, now) >= binding * rate:
+            ceiling, until = self._ceiling
+            raised = self._adaptive * factor
+            if now < until:
+                raised = min(raised, max(self._adaptive, CEILING_SHARE * ceiling))
+            self._adaptive = raised
 
 
 class RetryBudget:
     """botocore's retry quota, shared by all workers: a failing platform is not hammered."""
 
-    def __init__(self, capacity: int = 500, retry_cost: int = 5, timeout_cost: int = 10) -> None:
+    def __init__(self, capacity: int = 500, retry_cost: int = 5, timeout_cost: int = 10, paced_cost: int = 1) -> None:
         self.capacity = capacity
         self.available = capacity
         self.retry_cost = retry_cost
         self.timeout_cost = timeout_cost
+        self.paced_cost = paced_cost
+
+    @classmethod
+    def for_concurrency(cls, concurrency: int) -> RetryBudget:
+        """botocore's 500 units suit its 10 connections; one failed burst of N in flight must not drain it."""
+        return cls(capacity=max(500, 20 * concurrency))
 
     def spend(self, exc: BaseException | None) -> None:
-        cost = self.timeout_cost if isinstance(exc, TransportError) and exc.timeout else self.retry_cost
+        if isinstance(exc, TransportError) and exc.timeout:
+            cost = self.timeout_cost
+        elif getattr(exc, "retry_after", None) is not None:
+            # The server said when to come back and every worker is paused until then: that is pacing, not
+            # hammering, so it costs little.  It still costs something, so endless throttling ends the run.
+            cost = self.paced_cost
+        else:
+            cost = self.retry_cost
         if cost > self.available:
             raise PlatformUnavailable(
                 f"the platform kept failing (last: {exc}); the retry budget of {self.capacity} is spent, "

@@ -1,0 +1,49 @@
+"""Redaction: the client secret and bearer tokens never leave the process as text.
+
+Secrets are registered as they come into being (:class:`~reconcile.config.Secret` on creation, each token as
+it is issued); :func:`redact` replaces them, and anything shaped like a bearer token or a JWT, in text that
+came from outside (a server's error body) or goes outside (a log line, an exception, a report's detail).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import quote, quote_plus
+
+MASK = "[REDACTED]"
+_known: set[str] = set()
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_SECRET_FIELD = re.compile(r"(?i)(client_secret=)[^&\s\"']+")
+
+
+def register(value: str) -> None:
+    """Never show ``value``, nor its URL-encoded forms (a form body echoed back carries those)."""
+    if len(value) >= 4:  # a shorter "secret" would mask innocent text everywhere
+        _known.update({value, quote(value, safe=""), quote_plus(value)})
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret and anything token-shaped replaced by [REDACTED]."""
+    for value in _known:
+        if value in text:
+            text = text.replace(value, MASK)
+    text = _SECRET_FIELD.sub(r"\1" + MASK, text)
+    text = _BEARER.sub(r"\1" + MASK, text)
+    return _JWT.sub(MASK, text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts the formatted message (and drops args so nothing is re-formatted)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if record.exc_info and record.exc_info[1] is not None:
+            exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact(exc_text)
+            record.exc_info = None
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        return True

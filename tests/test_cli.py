@@ -1,0 +1,274 @@
+"""The command line through click's CliRunner, against the emulator running in its own process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import select
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from conftest import read_results, write_manifest
+
+from reconcile.cli import cli
+from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID, Dataset
+
+PRESENT = list(Dataset.demo())[:3]
+MISSING_ROW = ("acme", "acme-ca", "2026/11/25/inbound", "no-such-recording.mp3")
+
+
+@pytest.fixture(scope="module")
+def emulator_url() -> Iterator[str]:
+    """`python -m reconcile.emulator --port 0` in a subprocess (CliRunner runs its own event loop); its URL."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "reconcile.emulator", "--port", "0", "--no-access-log"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            ready, _, _ = select.select([process.stdout], [], [], 20)
+            assert ready, "the emulator did not start within 20 s"
+            line = process.stdout.readline().strip()
+            assert line.startswith("emulator listening on "), line
+            yield line.removeprefix("emulator listening on ")
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def env(emulator_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment reaching the emulator with the demo credentials; the working directory is a clean tmp dir."""
+    monkeypatch.chdir(tmp_path)  # no stray .env is read, and relative outputs land here
+    for name in [n for n in os.environ if n.startswith("CALLJOURNEY_")]:
+        monkeypatch.delenv(name)
+    return {
+        "CALLJOURNEY_TENANT_ID": DEMO_TENANT_ID,
+        "CALLJOURNEY_CLIENT_ID": DEMO_CLIENT_ID,
+        "CALLJOURNEY_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+        "CALLJOURNEY_BASE_URL": emulator_url,
+        "CALLJOURNEY_AUTHORITY": emulator_url,
+    }
+
+
+def invoke(args: list[str], env: Mapping[str, str | None]) -> Result:
+    """Run the CLI; whatever happens, no traceback reaches the user."""
+    result = CliRunner().invoke(cli, args, env=env)
+    assert "Traceback" not in result.output, result.output
+    # A user's mistake ends in a clean exit, never in an exception escaping the command.
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def summary_json(out: Path) -> dict[str, object]:
+    data: dict[str, object] = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    return data
+
+
+def test_exit_0_when_every_row_is_present(env: dict[str, str], tmp_path: Path) -> None:
+    """All rows present: exit 0, and the stdout summary names the counts and every output path."""
+    manifest = write_manifest(tmp_path / "m.csv", PRESENT)
+    result = invoke(["run", str(manifest), "--out", "out"], env)
+    assert result.exit_code == 0, result.output
+    assert "3 present" in result.stdout
+    for name in ("results.csv", "missing.csv", "summary.json"):
+        assert str(Path("out") / name) in result.stdout
+        assert (tmp_path / "out" / name).is_file()
+    assert [r["status"] for r in read_results(tmp_path / "out" / "results.csv")] == ["present"] * 3
+
+
+def test_exit_1_when_some_rows_are_missing(env: dict[str, str], tmp_path: Path) -> None:
+    """A complete run with a missing row exits 1 and lists it in missing.csv."""
+    manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW])
+    result = invoke(["run", str(manifest), "--out", "out"], env)
+    assert result.exit_code == 1, result.output
+    (missing,) = read_results(tmp_path / "out" / "missing.csv")
+    assert missing["filename"] == "no-such-recording.mp3"
+
+
+def test_exit_2_for_a_missing_required_column(env: dict[str, str], tmp_path: Path) -> None:
+    """A manifest without a required column exits 2 naming what is missing and what was found."""
+    manifest = write_manifest(
+        tmp_path / "m.csv", [("acme", "acme-ca", "a.mp3")], header=("Company", "Organisation", "FileName")
+    )
+    result = invoke(["run", str(manifest), "--out", "out"], env)
+    assert result.exit_code == 2, result.output
+    assert "folder" in result.stderr
+    assert "'Company'" in result.stderr
+    assert "'FileName'" in result.stderr
+    assert "m.csv" in result.stderr
+
+
+def test_exit_2_for_a_nonexistent_manifest(env: dict[str, str]) -> None:
+    """A manifest path that does not exist exits 2 naming it."""
+    result = invoke(["run", "no-such-file.csv", "--out", "out"], env)
+    assert result.exit_code == 2, result.output
+    assert "no-such-file.csv" in result.output
+
+
+def test_exit_2_without_arguments(env: dict[str, str]) -> None:
+    """`reconcile run` without a manifest or --out is a usage error."""
+    assert invoke(["run"], env).exit_code == 2
+    assert invoke(["run", "m.csv"], env).exit_code == 2
+
+
+def test_exit_3_for_invalid_rows(env: dict[str, str], tmp_path: Path) -> None:
+    """A row with a blank required field is invalid, never sent, and the run exits 3."""
+    manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, ("acme", "acme-ca", "   ", "x.mp3")])
+    result = invoke(["run", str(manifest), "--out", "out"], env)
+    assert result.exit_code == 3, result.output
+    assert "1 invalid" in result.stdout
+    invalid = read_results(tmp_path / "out" / "results.csv")[-1]
+    assert (invalid["status"], invalid["call_id"]) == ("invalid", "")
+    assert "folder" in invalid["detail"]
+
+
+def test_exit_4_for_a_wrong_endpoint_path(env: dict[str, str], tmp_path: Path) -> None:
+    """The guide's callexists path 404s: exit 4, the message explains it, and no row is reported missing."""
+    manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW])
+    result = invoke(["run", str(manifest), "--out", "out", "--endpoint-path", "/api/v1/search/callexists"], env)
+    assert result.exit_code == 4, result.output
+    assert "404" in result.stderr
+    assert "callexists" in result.stderr
+    assert read_results(tmp_path / "out" / "missing.csv") == []
+    assert all(r["status"] != "missing" for r in read_results(tmp_path / "out" / "results.csv"))
+    assert summary_json(tmp_path / "out")["error"]
+
+
+def test_exit_4_for_a_wrong_secret_shows_aadsts_not_the_secret(
+    env: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wrong secret exits 4 showing Azure AD's invalid_client and code; the secret is in no output, file or log."""
+    caplog.set_level(logging.DEBUG)
+    secret = "Qq8~this-is-the-wrong-secret"
+    manifest = write_manifest(tmp_path / "m.csv", PRESENT)
+    result = invoke(["-vv", "run", str(manifest), "--out", "out"], {**env, "CALLJOURNEY_CLIENT_SECRET": secret})
+    assert result.exit_code == 4, result.output
+    assert "invalid_client" in result.stderr
+    assert "7000215" in result.stderr
+    assert secret not in result.output
+    for file in (tmp_path / "out").iterdir():
+        assert secret.encode() not in file.read_bytes(), file.name
+    assert caplog.records
+    assert not [r for r in caplog.records if secret in r.getMessage()]
+
+
+def test_exit_4_for_plain_http_to_a_remote_host(env: dict[str, str], tmp_path: Path) -> None:
+    """Plain http to a non-loopback host is refused before any request: exit 4 with the fix."""
+    manifest = write_manifest(tmp_path / "m.csv", PRESENT)
+    result = invoke(["run", str(manifest), "--out", "out", "--base-url", "http://platform.example.com"], env)
+    assert result.exit_code == 4, result.output
+    assert "plain http" in result.stderr
+    assert "HINT" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_exit_4_when_no_credentials_are_configured(env: dict[str, str], tmp_path: Path) -> None:
+    """Without a secret the run refuses to start and says which settings are missing."""
+    manifest = write_manifest(tmp_path / "m.csv", PRESENT)
+    result = invoke(["run", str(manifest), "--out", "out"], {**env, "CALLJOURNEY_CLIENT_SECRET": ""})
+    assert result.exit_code == 4, result.output
+    assert "CALLJOURNEY_CLIENT_SECRET" in result.stderr
+
+
+def test_client_secret_file(env: dict[str, str], tmp_path: Path) -> None:
+    """--client-secret-file supplies the secret when the environment has none."""
+    (tmp_path / "secret.txt").write_text(DEMO_CLIENT_SECRET + "\n", encoding="utf-8")
+    manifest = write_manifest(tmp_path / "m.csv", PRESENT)
+    result = invoke(
+        ["run", str(manifest), "--out", "out", "--client-secret-file", "secret.txt"],
+        {**env, "CALLJOURNEY_CLIENT_SECRET": ""},
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_dotenv_in_the_working_directory_is_read(env: dict[str, str], tmp_path: Path) -> None:
+    """Settings missing from the environment are taken from ./.env."""
+    (tmp_path / ".env").write_text(f"CALLJOURNEY_CLIENT_SECRET={DEMO_CLIENT_SECRET}\n", encoding="utf-8")
+    manifest = write_manifest(tmp_path / "m.csv", PRESENT)
+    result = invoke(["run", str(manifest), "--out", "out"], {**env, "CALLJOURNEY_CLIENT_SECRET": None})
+    assert result.exit_code == 0, result.output
+
+
+def test_garbage_journal_is_exit_4_without_a_traceback(env: dict[str, str], tmp_path: Path) -> None:
+    """A corrupt journal in --out is a clean error (exit 4) suggesting --fresh; --fresh then works."""
+    manifest = write_manifest(tmp_path / "m.csv", PRESENT)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "journal.sqlite").write_bytes(b"\x00garbage" * 512)
+    result = invoke(["run", str(manifest), "--out", "out"], env)
+    assert result.exit_code == 4, result.output
+    assert "--fresh" in result.stderr
+    assert invoke(["run", str(manifest), "--out", "out", "--fresh"], env).exit_code == 0
+
+
+def test_changed_manifest_is_exit_2(env: dict[str, str], tmp_path: Path) -> None:
+    """Re-using --out after the manifest changed is refused with exit 2 and the --fresh hint."""
+    manifest = write_manifest(tmp_path / "m.csv", PRESENT)
+    assert invoke(["run", str(manifest), "--out", "out"], env).exit_code == 0
+    write_manifest(manifest, [*PRESENT, MISSING_ROW])
+    result = invoke(["run", str(manifest), "--out", "out"], env)
+    assert result.exit_code == 2, result.output
+    assert "--fresh" in result.stderr
+
+
+def test_demo_exits_3_and_writes_the_report_under_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reconcile demo` needs no configuration, writes ./reconcile-demo, exits 3 (samples hold invalid rows)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("CALLJOURNEY_BASE_URL", "CALLJOURNEY_AUTHORITY", "CALLJOURNEY_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    result = invoke(["demo"], {})
+    assert result.exit_code == 3, result.output
+    out = tmp_path / "reconcile-demo"
+    for name in ("results.csv", "missing.csv", "summary.json"):
+        assert (out / name).is_file()
+        assert str(Path("reconcile-demo") / name) in result.stdout
+    assert "emulator" in result.stdout
+    data = summary_json(out)
+    assert data["complete"] is True
+    counts = data["counts"]
+    assert isinstance(counts, dict)
+    assert min(counts["invalid"], counts["present"], counts["missing"]) > 0
+    assert counts["error"] == 0
+
+
+def test_demo_prefers_sample_manifests_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ./sample_manifests folder is what the demo reconciles, when there is one."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sample_manifests").mkdir()
+    write_manifest(tmp_path / "sample_manifests" / "mine.csv", PRESENT)
+    result = invoke(["demo", "--out", "demo-out"], {})
+    assert result.exit_code == 0, result.output
+    assert len(read_results(tmp_path / "demo-out" / "results.csv")) == 3
+
+
+def test_help_documents_the_commands() -> None:
+    """--help lists run and demo; run --help documents the connection flags but offers no secret flag."""
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    assert "run" in result.output
+    assert "demo" in result.output
+    run_help = CliRunner().invoke(cli, ["run", "--help"]).output
+    for flag in (
+        "--out",
+        "--concurrency",
+        "--base-url",
+        "--endpoint-path",
+        "--timeout",
+        "--max-attempts",
+        "--ca-bundle",
+        "--client-secret-file",
+    ):
+        assert flag in run_help
+    assert not re.search(r"--client-secret\b(?!-file)", run_help)
