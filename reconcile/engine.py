@@ -25,6 +25,7 @@ from .errors import FatalError, ReconcileError
 from .journal import FLUSH_EVERY, Journal, Result
 from .manifest import Manifest, ManifestInfo, Record
 from .readers import ReadOptions
+from .shard import Shard
 
 log = logging.getLogger("reconcile.engine")
 
@@ -51,6 +52,7 @@ class RunOptions:
     read: ReadOptions = field(default_factory=ReadOptions)
     formats: tuple[str, ...] = ("csv",)  # report formats: csv, parquet, xlsx, json
     compare_to: Path | None = None  # an earlier run's --out, for delta.csv
+    shard: Shard | None = None  # check only this shard's rows
 
 
 @dataclass
@@ -183,6 +185,9 @@ class Reconciler:
     async def _feed_batch(self, batch: list[Record], queue: asyncio.Queue[Record | None], journal: Journal) -> None:
         source = batch[0].source
         resolved = await journal.resolved(source, batch[0].row, batch[-1].row)
+        shard = self.options.shard
+        if shard is not None:
+            batch = [r for r in batch if shard.holds(r.key)]
         valid = [r for r in batch if r.problem is None]
         firsts = await journal.first_rows([r.key for r in valid], source, [r.row for r in valid])
         first_of = {r.row: first for r, first in zip(valid, firsts, strict=True)}

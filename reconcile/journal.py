@@ -75,8 +75,12 @@ class Journal:
         self.resumed_from = 0  # rows already resolved when this attempt started
 
     @classmethod
-    def open(cls, out_dir: Path, manifests: Sequence[ManifestInfo], *, fresh: bool = False) -> Journal:
-        """Open or create the journal in ``out_dir``; refuse one written for other manifests."""
+    def exists(cls, out_dir: Path) -> bool:
+        return (out_dir / FILENAME).is_file()
+
+    @classmethod
+    def open(cls, out_dir: Path, manifests: Sequence[ManifestInfo], *, fresh: bool = False, shard: str = "") -> Journal:
+        """Open or create the journal in ``out_dir``; refuse one written for other manifests or another shard."""
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / FILENAME
         if fresh:
@@ -86,7 +90,7 @@ class Journal:
         connection: sqlite3.Connection | None = None
         try:
             connection = executor.submit(_connect, path).result()
-            meta = executor.submit(_check_or_init, connection, path, manifests).result()
+            meta = executor.submit(_check_or_init, connection, path, manifests, shard).result()
         except BaseException:
             if connection is not None:
                 executor.submit(connection.close).result()
@@ -173,7 +177,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _check_or_init(db: sqlite3.Connection, path: Path, manifests: Sequence[ManifestInfo]) -> dict[str, str]:
+def _check_or_init(
+    db: sqlite3.Connection, path: Path, manifests: Sequence[ManifestInfo], shard: str
+) -> dict[str, str]:
     wanted = json.dumps([[m.path, m.sha256] for m in manifests])
     try:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -186,7 +192,8 @@ def _check_or_init(db: sqlite3.Connection, path: Path, manifests: Sequence[Manif
             f"{path} is corrupt or not a reconcile journal ({exc}). HINT: pass --fresh to start over"
         ) from None
     if not meta:
-        meta = {"format": FORMAT, "manifests": wanted, "engine_version": __version__, "run_id": str(uuid.uuid4())}
+        meta = {"format": FORMAT, "manifests": wanted, "engine_version": __version__, "run_id": str(uuid.uuid4()),
+                "shard": shard}
         db.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
         db.commit()
         return meta
@@ -197,6 +204,11 @@ def _check_or_init(db: sqlite3.Connection, path: Path, manifests: Sequence[Manif
         raise JournalMismatch(
             path, "the output directory holds a run of different manifests (their paths or SHA-256 differ). "
             "HINT: pass --fresh to start over in this directory, or choose another --out"
+        )
+    if meta.get("shard", "") != shard:
+        raise JournalMismatch(
+            path, f"the output directory holds shard {meta.get('shard') or 'none'!r}, not {shard or 'none'!r}. "
+            "HINT: give each shard its own --out"
         )
     return meta
 

@@ -23,6 +23,7 @@ from .engine import ERROR, INVALID, MISSING, PRESENT, STATUSES, UNCHECKED, RunOu
 from .journal import Journal
 from .manifest import KEY_FIELDS, Key, Manifest
 from .readers import ReadOptions
+from .shard import Shard
 from .tally import Tally, day_reader
 
 OUR_COLUMNS = ("row", "source", "status", "call_id", "detail", "attempts", "checked_at")
@@ -100,6 +101,7 @@ def write_report(
     out_dir: Path,
     formats: Sequence[str] = ("csv",),
     compare_to: Path | None = None,
+    shard: Shard | None = None,
 ) -> Summary:
     """Write the report files for ``outcome`` into ``out_dir``: csv always, and each of ``formats``."""
     columns = output_columns(outcome.manifests)
@@ -111,7 +113,7 @@ def write_report(
     try:
         if compare_to is not None:
             comparison = delta.Comparison(delta.open_previous(compare_to), out_dir)
-        for rows, keys in _chunks(outcome, journal, columns, tally):
+        for rows, keys in _chunks(outcome, journal, columns, tally, shard):
             missing = [row for row in rows if row[STATUS] == MISSING]
             for writer in writers:
                 writer.add(rows, missing)
@@ -133,6 +135,7 @@ def write_report(
         data = _summary_data(
             outcome, journal, settings, tally, run_id=run_id, label=label, paths=paths, changes=changes
         )
+        data["shard"] = str(shard) if shard is not None else None
         for writer in writers:
             writer.finish(data)
         writers = []
@@ -173,6 +176,7 @@ def _chunks(
     journal: Journal,
     columns: list[str],
     tally: Tally,
+    shard: Shard | None = None,
 ) -> Iterator[tuple[list[list[Any]], list[Key]]]:
     """The report's rows in chunks, each with the four values its row was checked with; counted in ``tally``."""
     unchecked_detail = _unchecked_detail(outcome)
@@ -188,9 +192,11 @@ def _chunks(
         keys: list[Key] = []
         count = 0
         for row, values, result in _merged(manifest, journal):
+            key = manifest.key_of(values)
+            if shard is not None and not shard.holds(key):
+                continue  # another shard's row: that shard reports it
             count += 1
             status, call_id, detail, attempts, checked_at = result or (UNCHECKED, "", unchecked_detail, 0, "")
-            key = manifest.key_of(values)
             line: list[Any] = [""] * width
             for position, value in zip(positions, values, strict=True):
                 line[position] = value

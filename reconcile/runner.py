@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .config import Settings
 from .engine import Reconciler, RunOptions
+from .errors import UsageError
 from .journal import Journal
 from .report import Summary, check_options, write_report
 
@@ -30,12 +31,18 @@ async def run(
     """
     reconciler = Reconciler(paths, settings, options)
     check_options(options.formats, options.compare_to)  # a bad --format or --compare-to fails before any request
-    journal = Journal.open(options.out_dir, [m.info() for m in reconciler.manifests], fresh=options.fresh)
+    if options.retry_errors and not Journal.exists(options.out_dir):
+        raise UsageError(
+            f"--retry-errors: {options.out_dir} holds no earlier run to retry. HINT: give the --out of a finished run"
+        )
+    journal = Journal.open(options.out_dir, [m.info() for m in reconciler.manifests], fresh=options.fresh,
+                           shard=str(options.shard) if options.shard else "")
     try:
         if on_start is not None:
             on_start(reconciler)
         outcome = await reconciler.run(journal)
         return write_report(outcome, journal, settings, run_id=journal.run_id, label=options.label,
-                            out_dir=options.out_dir, formats=options.formats, compare_to=options.compare_to)
+                            out_dir=options.out_dir, formats=options.formats, compare_to=options.compare_to,
+                            shard=options.shard)
     finally:
         journal.close()
