@@ -37,8 +37,15 @@ FALLBACK_LIFETIME = 300.0  # when a response carries neither expires_in nor a re
 
 #: Azure AD errors that no retry can fix: wrong or expired secret, app not in tenant, unknown tenant, bad scope.
 PERMANENT_ERRORS = frozenset(
-    {"invalid_client", "unauthorized_client", "invalid_request", "invalid_scope", "unsupported_grant_type",
-     "invalid_grant", "access_denied"}
+    {
+        "invalid_client",
+        "unauthorized_client",
+        "invalid_request",
+        "invalid_scope",
+        "unsupported_grant_type",
+        "invalid_grant",
+        "access_denied",
+    }
 )
 TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 
@@ -88,6 +95,7 @@ class TokenProvider:
         self._lock = asyncio.Lock()
         self._next_early_try = 0.0
         self._worked = 0  # generation of the newest token the API accepted
+        self._strikes = 0  # current, never-accepted tokens refused since the API last accepted one
         self._refused: FatalError | None = None  # a permanent refusal, re-raised to every later caller
         self.fetches = 0  # tokens issued by the identity provider, for run metadata
 
@@ -123,17 +131,25 @@ class TokenProvider:
 
     def accepted(self, token: Token) -> None:
         """The API accepted ``token``: tokens of this generation demonstrably carry the right permissions."""
+        self._strikes = 0
         if token.generation > self._worked:
             self._worked = token.generation
 
-    def recently_accepted(self) -> bool:
-        """Whether the API accepted the newest token or the one before it.
+    def refused(self, token: Token) -> bool:
+        """The API answered 401 to ``token``: drop it; True when that is evidence the app is not authorised.
 
-        A fresh token refused with a 401 is an authorisation problem only if fresh tokens are not working at
-        all: a token revoked by the platform after it served requests (or one another worker already saw
-        refused) is not evidence that the app lacks permission.
+        Evidence is a refusal of the *current* token that the API never accepted, twice in a row with no
+        acceptance in between.  A token another worker already saw refused, or one that worked before (revoked
+        or expired under our feet), says nothing about permissions: with random revocations those are common,
+        while an app without the API permission fails with its first two tokens.
         """
-        return self._worked >= self.fetches - 1
+        if token is not self._token:
+            return False
+        self._token = None
+        if self._worked >= token.generation:
+            return False
+        self._strikes += 1
+        return self._strikes >= 2
 
     async def _renew_early(self, token: Token, now: float) -> Token:
         if now < self._next_early_try:
@@ -144,7 +160,9 @@ class TokenProvider:
             self._next_early_try = now + RETRY_FAILED_REFRESH_AFTER
             log.warning(
                 "early token renewal failed (%s); still using the current token for %.0f s, next try in %.0f s",
-                exc, token.expires_at - now, RETRY_FAILED_REFRESH_AFTER,
+                exc,
+                token.expires_at - now,
+                RETRY_FAILED_REFRESH_AFTER,
             )
             return token
         return self._token
@@ -207,8 +225,9 @@ def _token_failure(reply: Reply, payload: Mapping[str, Any], settings: Settings)
     status = reply.status
     if status == 429 or status >= 500 or error in TRANSIENT_ERRORS:
         retry_after = retry_after_from_headers(reply.headers)
-        return RetryableStatus(f"identity provider answered {status} {error}".strip(), status=status,
-                               retry_after=retry_after)
+        return RetryableStatus(
+            f"identity provider answered {status} {error}".strip(), status=status, retry_after=retry_after
+        )
     if status == 200:
         return TokenError("identity provider answered 200 without an access_token", status=status)
     if not error:
@@ -218,8 +237,9 @@ def _token_failure(reply: Reply, payload: Mapping[str, Any], settings: Settings)
             "HINT: check CALLJOURNEY_AUTHORITY and CALLJOURNEY_TENANT_ID",
             status=status,
         )
-    return TokenError(f"identity provider refused the credentials ({status}){_hint(error)}", status=status,
-                      details=payload)
+    return TokenError(
+        f"identity provider refused the credentials ({status}){_hint(error)}", status=status, details=payload
+    )
 
 
 def _hint(error: str) -> str:
@@ -268,4 +288,3 @@ def _jwt_exp(token: str) -> float | None:
 def _log_retry(state: Any) -> None:
     exc = state.outcome.exception() if state.outcome else None
     log.warning("token request failed (%s); retrying in %.1f s", exc, state.upcoming_sleep)
-

@@ -8,7 +8,6 @@ unchecked · 4 fatal (credentials refused, endpoint not found, host unreachable,
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -20,26 +19,50 @@ import click
 from . import __version__
 from .config import Settings
 from .engine import Reconciler, RunOptions
-from .errors import ReconcileError
+from .errors import ReconcileError, UsageError
+from .logs import LOG_FORMATS, configure_logging, reset_logging
 from .manifest import expand_manifest_paths
+from .profiles import Profile, load_profile
+from .progress import DisplayOptions, Watcher
 from .readers import ReadOptions
 from .report import Summary
+from .shard import Shard
 
 T = TypeVar("T")
 
+PROFILE_OPTIONS = (
+    click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Settings file (TOML) [env CALLJOURNEY_CONFIG; default ./reconcile.toml, then "
+        "~/.config/reconcile/config.toml].",
+    ),
+    click.option("--profile", help="Use the config file's [profile.NAME] [env CALLJOURNEY_PROFILE]."),
+)
+
 CONNECTION_OPTIONS = (
+    *PROFILE_OPTIONS,
     click.option("--base-url", help="Platform base URL [env CALLJOURNEY_BASE_URL; default Production Canada]."),
-    click.option("--endpoint-path", help="API path [env CALLJOURNEY_ENDPOINT_PATH; default "
-                 "/api/v1/search/conversationexists]."),
-    click.option("--authority", help="Identity provider [env CALLJOURNEY_AUTHORITY; default "
-                 "https://login.microsoftonline.com]."),
+    click.option(
+        "--endpoint-path", help="API path [env CALLJOURNEY_ENDPOINT_PATH; default /api/v1/search/conversationexists]."
+    ),
+    click.option(
+        "--authority", help="Identity provider [env CALLJOURNEY_AUTHORITY; default https://login.microsoftonline.com]."
+    ),
     click.option("--tenant-id", help="Azure AD tenant [env CALLJOURNEY_TENANT_ID]."),
     click.option("--client-id", help="App registration client id [env CALLJOURNEY_CLIENT_ID]."),
     click.option("--scope", help="Token scope [env CALLJOURNEY_SCOPE; default api://{client_id}/.default]."),
-    click.option("--client-secret-file", type=click.Path(dir_okay=False, path_type=Path),
-                 help="Read the client secret from this file (else CALLJOURNEY_CLIENT_SECRET)."),
-    click.option("--ca-bundle", type=click.Path(dir_okay=False, path_type=Path),
-                 help="Also trust this CA (PEM). Verification is always on."),
+    click.option(
+        "--client-secret-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Read the client secret from this file (else CALLJOURNEY_CLIENT_SECRET).",
+    ),
+    click.option(
+        "--ca-bundle",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Also trust this CA (PEM). Verification is always on.",
+    ),
     click.option("--concurrency", type=click.IntRange(1, 1000), help="Requests in flight [default 16]."),
     click.option("--timeout", type=click.FloatRange(min=0.1), help="Seconds per attempt [default 30]."),
     click.option("--max-attempts", type=click.IntRange(1, 100), help="Attempts per row [default 5]."),
@@ -48,21 +71,68 @@ CONNECTION_OPTIONS = (
 
 
 READ_OPTIONS = (
-    click.option("--input-format", type=click.Choice(["csv", "tsv", "xlsx", "parquet", "jsonl"]),
-                 help="Manifest format [default: from the file name; .gz is decompressed]."),
-    click.option("--encoding", default="utf-8-sig", show_default=True, help="Manifest text encoding."),
+    click.option(
+        "--input-format",
+        type=click.Choice(["csv", "tsv", "xlsx", "parquet", "jsonl"]),
+        help="Manifest format [default: from the file name; .gz is decompressed].",
+    ),
+    click.option("--encoding", help="Manifest text encoding [default: utf-8-sig]."),
     click.option("--delimiter", help="CSV delimiter [default: detected]."),
     click.option("--sheet", help="XLSX sheet to read [default: the first]."),
-    click.option("--map", "mappings", multiple=True, metavar="FIELD=COLUMN",
-                 help="Read FIELD (company, organisation, folder, filename) from the export's COLUMN."),
+    click.option(
+        "--map",
+        "mappings",
+        multiple=True,
+        metavar="FIELD=COLUMN",
+        help="Read FIELD (company, organisation, folder, filename) from the export's COLUMN.",
+    ),
     click.option("--company", help="Use this company for every row."),
     click.option("--organisation", help="Use this organisation for every row."),
     click.option("--folder", help="Use this folder for every row."),
-    click.option("--filename-template", metavar="TEMPLATE",
-                 help='Build the filename from export columns, e.g. "{RecordingSid}.mp3".'),
+    click.option(
+        "--filename-template",
+        metavar="TEMPLATE",
+        help='Build the filename from export columns, e.g. "{RecordingSid}.mp3".',
+    ),
 )
-READ_OPTION_NAMES = ("input_format", "encoding", "delimiter", "sheet", "mappings", "company", "organisation",
-                     "folder", "filename_template")
+READ_OPTION_NAMES = (
+    "input_format",
+    "encoding",
+    "delimiter",
+    "sheet",
+    "mappings",
+    "company",
+    "organisation",
+    "folder",
+    "filename_template",
+)
+
+LOG_OPTIONS = (
+    click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        help="-v: retries, throttling and token renewals; -vv: debugging (also after the command).",
+    ),
+    click.option("--log-format", type=click.Choice(LOG_FORMATS), help="Log lines as text [default] or JSON objects."),
+    click.option(
+        "--log-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write logs (INFO, DEBUG at -vv) to this file; stderr keeps warnings and progress.",
+    ),
+)
+WATCH_OPTIONS = (
+    click.option("-q", "--quiet", is_flag=True, help="Show no progress (warnings and the summary still print)."),
+    click.option(
+        "--progress-interval",
+        type=click.FloatRange(min=0.5),
+        default=10.0,
+        show_default=True,
+        help="Seconds between progress lines when stderr is not a terminal (cron, CI, a file).",
+    ),
+    *LOG_OPTIONS,
+)
+WATCH_OPTION_NAMES = ("quiet", "progress_interval", "verbose", "log_format", "log_file")
 
 
 def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -77,19 +147,75 @@ def read_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _read_options(values: dict[str, Any]) -> ReadOptions:
-    """Pop the manifest-reading options out of ``values`` into a ReadOptions."""
+def log_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(LOG_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def watch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(WATCH_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _setup_logging(verbose: int, log_format: str | None, log_file: Path | None) -> str:
+    """Configure logging from the group's options merged with the command's (-v counts add up); the format."""
+    root = click.get_current_context().find_root()
+    if "reconcile.logging" not in root.meta:
+        root.call_on_close(reset_logging)  # the log file is closed, and a caller's logging restored, at the end
+    merged = root.meta.setdefault("reconcile.logging", {"verbose": 0, "log_format": None, "log_file": None})
+    merged["verbose"] += verbose or 0
+    merged["log_format"] = log_format or merged["log_format"]
+    merged["log_file"] = log_file or merged["log_file"]
+    fmt = merged["log_format"] or "text"
+    _guard(lambda: configure_logging(merged["verbose"], log_format=fmt, log_file=merged["log_file"]))
+    return str(fmt)
+
+
+def _watch(values: dict[str, Any]) -> DisplayOptions:
+    """Pop the progress and logging options out of ``values``, configure logging, and say how to show progress."""
+    given = {name: values.pop(name, None) for name in WATCH_OPTION_NAMES}
+    fmt = _setup_logging(given["verbose"] or 0, given["log_format"], given["log_file"])
+    return DisplayOptions(
+        mode="off" if given["quiet"] else "auto", interval=given["progress_interval"] or 10.0, as_json=fmt == "json"
+    )
+
+
+def profile_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(PROFILE_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _profile(values: dict[str, Any]) -> Profile:
+    """Pop --config and --profile out of ``values``; the profile they name (flag > environment > search path)."""
+    config_file, name = values.pop("config_file", None), values.pop("profile", None)
+    return _guard(lambda: load_profile(config_file, name))
+
+
+def _shard(text: str | None, count: int | None) -> Shard | None:
+    if text is not None and count is not None:
+        raise UsageError("--shard and --shards are alternatives. HINT: --shard K/N, or --shards N in an Indexed Job")
+    if text is not None:
+        return Shard.parse(text)
+    return Shard.from_environment(count) if count is not None else None
+
+
+def _read_options(values: dict[str, Any], profile: Profile | None = None) -> ReadOptions:
+    """Pop the manifest-reading options out of ``values`` into a ReadOptions, over the profile's."""
     given = {name: values.pop(name, None) for name in READ_OPTION_NAMES}
     columns = []
     for mapping in given["mappings"] or ():
         field, sep, column = mapping.partition("=")
         if not sep or not field.strip() or not column:
-            raise click.BadParameter(f"{mapping!r} is not FIELD=COLUMN, e.g. --map filename=RecordingFile",
-                                     param_hint="--map")
+            raise click.BadParameter(
+                f"{mapping!r} is not FIELD=COLUMN, e.g. --map filename=RecordingFile", param_hint="--map"
+            )
         columns.append((field.strip().lower(), column))
     constants = tuple((name, given[name]) for name in ("company", "organisation", "folder") if given[name])
-    return ReadOptions(
-        encoding=given["encoding"] or "utf-8-sig",
+    return (profile or Profile()).read_options(
+        encoding=given["encoding"],
         delimiter=given["delimiter"],
         input_format=given["input_format"],
         sheet=given["sheet"],
@@ -101,34 +227,66 @@ def _read_options(values: dict[str, Any]) -> ReadOptions:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reconcile")
-@click.option("-v", "--verbose", count=True, help="-v for progress details, -vv for debugging.")
-def cli(verbose: int) -> None:
+@log_options
+def cli(verbose: int, log_format: str | None, log_file: Path | None) -> None:
     """Check call-recording manifests against the CallJourney platform.
 
     \b
     Example:
         reconcile demo
         reconcile run export.csv --out reports/2026-11-26
+        reconcile doctor --probe acme/acme-ca/2026/11/25/inbound/call-0001.mp3
     """
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging(verbose, log_format, log_file)
 
 
 @cli.command()
 @click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory for results.csv, missing.csv, summary.json and the resume journal.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for results.csv, missing.csv, summary.json and the resume journal.",
+)
 @connection_options
 @click.option("--fresh", is_flag=True, help="Ignore an earlier run's journal in --out and start over.")
 @click.option("--retry-errors", is_flag=True, help="Re-ask only the error rows of a finished run in --out.")
-@click.option("--label", default="", help="Operator label recorded in summary.json and the reports.")
-@click.option("--format", "formats", default="csv", show_default=True,
-              help="Report formats, comma-separated: csv, parquet, xlsx, json.")
-@click.option("--compare-to", type=click.Path(file_okay=False, path_type=Path),
-              help="An earlier run's --out: write delta.csv of what changed since.")
+@click.option("--label", help="Operator label recorded in summary.json and the reports.")
+@click.option("--format", "formats", help="Report formats, comma-separated: csv, parquet, xlsx, json [default: csv].")
+@click.option(
+    "--compare-to",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="An earlier run's --out: write delta.csv of what changed since.",
+)
+@click.option(
+    "--shard",
+    "shard_text",
+    metavar="K/N",
+    help="Check only shard K of N (0 <= K < N); N runs with K = 0..N-1 cover every row once.",
+)
+@click.option(
+    "--shards",
+    "shard_count",
+    type=click.IntRange(1, 10_000),
+    metavar="N",
+    help="Check shard $JOB_COMPLETION_INDEX of N (Kubernetes Indexed Jobs).",
+)
 @read_options
-def run(manifests: tuple[Path, ...], out_dir: Path, fresh: bool, retry_errors: bool, label: str, formats: str,
-        compare_to: Path | None, client_secret_file: Path | None, **connection: Any) -> None:
+@watch_options
+def run(
+    manifests: tuple[Path, ...],
+    out_dir: Path,
+    fresh: bool,
+    retry_errors: bool,
+    label: str | None,
+    formats: str | None,
+    compare_to: Path | None,
+    shard_text: str | None,
+    shard_count: int | None,
+    client_secret_file: Path | None,
+    **connection: Any,
+) -> None:
     """Reconcile MANIFEST files; write the report into --out.
 
     Re-running the same command with the same --out resumes an interrupted run.
@@ -138,27 +296,52 @@ def run(manifests: tuple[Path, ...], out_dir: Path, fresh: bool, retry_errors: b
         export CALLJOURNEY_TENANT_ID=... CALLJOURNEY_CLIENT_ID=... CALLJOURNEY_CLIENT_SECRET=...
         reconcile run nightly.csv --out reports/2026-11-26 --concurrency 32
     """
-    settings = _guard(lambda: Settings.load(connection, client_secret_file=client_secret_file))
-    read = _read_options(connection)
-    options = RunOptions(out_dir=out_dir, fresh=fresh, retry_errors=retry_errors, label=label, read=read,
-                         formats=tuple(f.strip().lower() for f in formats.split(",") if f.strip()),
-                         compare_to=compare_to)
+    display = _watch(connection)
+    profile = _profile(connection)
+    settings = _guard(
+        lambda: Settings.load(connection, client_secret_file=client_secret_file, defaults=profile.settings)
+    )
+    read = _read_options(connection, profile)
+    shard = _guard(lambda: _shard(shard_text, shard_count))
+    wanted = formats.split(",") if formats is not None else profile.formats or ("csv",)
+    options = RunOptions(
+        out_dir=out_dir,
+        fresh=fresh,
+        retry_errors=retry_errors,
+        label=label if label is not None else profile.label or "",
+        read=read,
+        formats=tuple(f.strip().lower() for f in wanted if f.strip()),
+        compare_to=compare_to,
+        shard=shard,
+    )
     paths = _guard(lambda: expand_manifest_paths(manifests))
-    summary = _run_async(lambda install: _reconcile(paths, settings, options, install))
+    summary = _run_async(lambda install: _reconcile(paths, settings, options, install), display)
     _print_summary(summary)
     sys.exit(summary.exit_code)
 
 
 @cli.command()
 @click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 1000),
-              help="Requests in flight the run would use.")
+@click.option(
+    "--concurrency",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Requests in flight the run would use.",
+)
 @click.option("--max-rps", type=click.FloatRange(min=0.1), help="Cap on requests per second the run would use.")
-@click.option("--latency-ms", default=100.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Expected time the platform takes to answer one request.")
+@click.option(
+    "--latency-ms",
+    default=100.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Expected time the platform takes to answer one request.",
+)
+@profile_options
 @read_options
-def validate(manifests: tuple[Path, ...], concurrency: int, max_rps: float | None, latency_ms: float,
-             **read: Any) -> None:
+def validate(
+    manifests: tuple[Path, ...], concurrency: int, max_rps: float | None, latency_ms: float, **read: Any
+) -> None:
     """Read MANIFEST files (or directories, or globs) as a run would, without the network.
 
     Prints record counts, invalid rows with reasons, duplicates and the expected run time.  Exits 0 when
@@ -171,19 +354,27 @@ def validate(manifests: tuple[Path, ...], concurrency: int, max_rps: float | Non
     from .validate import render
     from .validate import validate as validate_manifests
 
-    options = _read_options(read)
+    options = _read_options(read, _profile(read))
     paths = _guard(lambda: expand_manifest_paths(manifests))
-    result = _guard(lambda: validate_manifests(paths, options, concurrency=concurrency, max_rps=max_rps,
-                                               latency_ms=latency_ms))
+    result = _guard(
+        lambda: validate_manifests(paths, options, concurrency=concurrency, max_rps=max_rps, latency_ms=latency_ms)
+    )
     click.echo(render(result))
     sys.exit(result.exit_code)
 
 
 @cli.command()
-@click.option("--out", "out_dir", default=Path("reconcile-demo"), show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Where to write the demo report.")
+@click.option(
+    "--out",
+    "out_dir",
+    default=Path("reconcile-demo"),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the demo report.",
+)
 @click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 1000))
-def demo(out_dir: Path, concurrency: int) -> None:
+@watch_options
+def demo(out_dir: Path, concurrency: int, **watch: Any) -> None:
     """Reconcile the bundled sample manifests against the bundled emulator (no network, no configuration).
 
     \b
@@ -192,10 +383,99 @@ def demo(out_dir: Path, concurrency: int) -> None:
     """
     from .demo import run_demo
 
-    summary = _run_async(lambda install: run_demo(out_dir, concurrency, install))
+    display = _watch(watch)
+    summary = _run_async(lambda install: run_demo(out_dir, concurrency, install), display)
     _print_summary(summary)
     click.echo("The data came from the bundled emulator, not from the CallJourney platform.")
     sys.exit(summary.exit_code)
+
+
+@cli.command()
+@click.argument(
+    "shard_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path), metavar="SHARD_OUT_DIR..."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the merged report.",
+)
+@click.option(
+    "--allow-incomplete", is_flag=True, help="Merge even if a shard did not finish (its unchecked rows stay unchecked)."
+)
+@click.option("--format", "formats", help="Report formats, comma-separated [default: those the shards wrote].")
+@click.option(
+    "--compare-to",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="An earlier run's --out (merged or not): write delta.csv of what changed since.",
+)
+def merge(
+    shard_dirs: tuple[Path, ...], out_dir: Path, allow_incomplete: bool, formats: str | None, compare_to: Path | None
+) -> None:
+    """Combine the --out directories of `run --shard K/N` (K = 0..N-1) into one report.
+
+    The merged report is the one a single unsharded run would have written: rows in manifest order,
+    counts summed and checked.  Refuses a set with a shard missing or repeated, shards of different
+    manifests, and unfinished shards (unless --allow-incomplete).  Exit codes are those of `run`.
+
+    \b
+    Example:
+        reconcile merge reports/2026-11-26/shard-0 reports/2026-11-26/shard-1 --out reports/2026-11-26/merged
+    """
+    from .merge import merge_reports
+
+    wanted = tuple(f.strip().lower() for f in formats.split(",") if f.strip()) if formats is not None else None
+    summary = _guard(
+        lambda: merge_reports(
+            shard_dirs, out_dir, allow_incomplete=allow_incomplete, formats=wanted, compare_to=compare_to
+        )
+    )
+    _print_summary(summary)
+    sys.exit(summary.exit_code)
+
+
+@cli.command()
+@connection_options
+@click.option(
+    "--probe",
+    metavar="COMPANY/ORGANISATION/FOLDER/FILENAME",
+    help="Also check this one row (the folder may contain slashes).",
+)
+@log_options
+def doctor(
+    probe: str | None,
+    client_secret_file: Path | None,
+    verbose: int,
+    log_format: str | None,
+    log_file: Path | None,
+    **connection: Any,
+) -> None:
+    """Check the configuration step by step, as on a support call: settings, the authority, a token, the API.
+
+    Each step shows ✓ or ✗ with the fix; the token is never shown, only its claims.  Exits 0 when every
+    step passes, 4 otherwise.  Takes the connection options of `run`.
+
+    \b
+    Example:
+        reconcile doctor
+        reconcile doctor --probe acme/acme-ca/2026/11/25/inbound/call-0001.mp3
+    """
+    from .doctor import can_print_unicode, diagnose, exit_code, parse_probe, render
+
+    _setup_logging(verbose, log_format, log_file)
+    profile = _profile(connection)
+    key = _guard(lambda: parse_probe(probe)) if probe else None
+    checks = _guard(
+        lambda: _event_loop_run(
+            diagnose(
+                lambda: Settings.load(connection, client_secret_file=client_secret_file, defaults=profile.settings),
+                probe=key,
+            )
+        )
+    )
+    click.echo(render(checks, unicode=can_print_unicode(getattr(sys.stdout, "encoding", None))))
+    sys.exit(exit_code(checks))
 
 
 def _add_emulator_command() -> None:
@@ -204,20 +484,27 @@ def _add_emulator_command() -> None:
     cli.add_command(emulator)
 
 
-async def _reconcile(paths: list[Path], settings: Settings, options: RunOptions,
-                     install: Callable[[Reconciler], None]) -> Summary:
+async def _reconcile(
+    paths: list[Path], settings: Settings, options: RunOptions, install: Callable[[Reconciler], None]
+) -> Summary:
     from .runner import run as run_library
 
     return await run_library(paths, settings, options, on_start=install)
 
 
-def _run_async(make: Callable[[Callable[[Reconciler], None]], Coroutine[Any, Any, T]]) -> T:
-    """Run the coroutine with signal handling: the first SIGINT/SIGTERM stops gracefully, a second at once."""
+def _run_async(
+    make: Callable[[Callable[[Reconciler], None]], Coroutine[Any, Any, T]], display: DisplayOptions | None = None
+) -> T:
+    """Run the coroutine with signal handling: the first SIGINT/SIGTERM stops gracefully, a second at once.
+
+    With ``display``, the run's progress is shown until it ends (or is stopped), before anything is printed.
+    """
 
     async def main() -> T:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         stops: list[str] = []
+        watchers: list[Watcher] = []
 
         def install(reconciler: Reconciler) -> None:
             def on_signal(name: str) -> None:
@@ -229,9 +516,15 @@ def _run_async(make: Callable[[Callable[[Reconciler], None]], Coroutine[Any, Any
 
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, on_signal, signum.name)
+            if display is not None and (watcher := display.start(reconciler)) is not None:
+                watchers.append(watcher)
 
         try:
-            return await make(install)
+            try:
+                return await make(install)
+            finally:
+                for watcher in watchers:  # the display ends before the summary or a message is printed
+                    watcher.close()
         except asyncio.CancelledError:
             click.echo("stopped at once; the journal is consistent: re-run the same command to resume", err=True)
             sys.exit(130 if stops[-1:] == ["SIGINT"] else 143)
@@ -258,8 +551,10 @@ def _guard(fn: Callable[[], T]) -> T:
 
 def _print_summary(summary: Summary) -> None:
     counts = summary.counts
-    line = (f"{summary.records} records: {counts['present']} present, {counts['missing']} missing, "
-            f"{counts['invalid']} invalid, {counts['error']} error")
+    line = (
+        f"{summary.records} records: {counts['present']} present, {counts['missing']} missing, "
+        f"{counts['invalid']} invalid, {counts['error']} error"
+    )
     if counts.get("unchecked"):
         line += f", {counts['unchecked']} unchecked"
     if summary.data.get("duplicates"):
@@ -270,7 +565,7 @@ def _print_summary(summary: Summary) -> None:
     elif not summary.complete:
         click.echo("incomplete: re-run the same command to resume")
     for name, path in summary.paths.items():
-        click.echo(f"{name + ':':9}{path}")
+        click.echo(f"{name.replace('_', ' ') + ':':17} {path}")
 
 
 def main() -> None:

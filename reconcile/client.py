@@ -39,7 +39,7 @@ from .throttle import RetryBudget, Throttle
 log = logging.getLogger("reconcile.client")
 
 USER_AGENT = f"reconcile/{__version__}"
-MAX_REFRESHES = 3  # per request; tokens revoked under our feet faster than this mean something is wrong
+MAX_REFRESHES = 10  # per request; tokens revoked under our feet faster than this mean something is wrong
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +106,9 @@ class PlatformClient:
     async def __aenter__(self) -> PlatformClient:
         ssl_context: ssl.SSLContext = self.settings.ssl_context()
         # One connection per worker, plus room for token requests so they never queue behind API calls.
-        connector = aiohttp.TCPConnector(limit=self.settings.concurrency + 2, ssl=ssl_context,
-                                         ttl_dns_cache=300, enable_cleanup_closed=True)
+        connector = aiohttp.TCPConnector(
+            limit=self.settings.concurrency + 2, ssl=ssl_context, ttl_dns_cache=300, enable_cleanup_closed=True
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={"User-Agent": USER_AGENT},
@@ -135,8 +136,12 @@ class PlatformClient:
     async def check(self, record: Record) -> Outcome:
         """Ask whether ``record`` exists.  Fatal problems raise; row-level ones come back in the outcome."""
         body = orjson.dumps(
-            {"company": record.company, "organisation": record.organisation,
-             "folder": record.folder, "filename": record.filename}
+            {
+                "company": record.company,
+                "organisation": record.organisation,
+                "folder": record.folder,
+                "filename": record.filename,
+            }
         )
         attempts = Attempts()
         try:
@@ -166,11 +171,10 @@ class PlatformClient:
                 return _parse_answer(raw)
             if status != 401:
                 break
-            # The token was refused: drop it, fetch a fresh one, try again at once.  A second refusal is fatal
-            # when fresh tokens are not working at all (see TokenProvider.recently_accepted).
-            self.tokens.invalidate(token)
+            # The token was refused: drop it, fetch a fresh one, try again at once.  Fatal only on evidence that
+            # fresh tokens are refused as such (see TokenProvider.refused), never on a revocation race.
             refreshes += 1
-            if refreshes > MAX_REFRESHES or (refreshes > 1 and not self.tokens.recently_accepted()):
+            if self.tokens.refused(token) or refreshes > MAX_REFRESHES:
                 raise AuthorizationError(
                     f"the API refused a freshly issued token (401): {_message(raw)}. "
                     "HINT: the app registration may lack the API permission, or the scope is wrong"
@@ -198,8 +202,9 @@ class PlatformClient:
                 "/api/v1/search/conversationexists and /api/v1/search/callexists)"
             )
         if status == 403:
-            return AuthorizationError(f"the API answered 403 (forbidden): {message}. "
-                                      "HINT: grant the app registration access to the API")
+            return AuthorizationError(
+                f"the API answered 403 (forbidden): {message}. HINT: grant the app registration access to the API"
+            )
         if status in RETRYABLE_STATUSES or status >= 500:
             retry_after = retry_after_from_headers(headers, cap=self.policy.retry_after_cap)
             if status in (429, 503):
@@ -226,8 +231,9 @@ def _parse_answer(raw: bytes) -> tuple[bool, str]:
             if exists and not call_id:
                 raise BadResponse("HTTP 200 says exists=true but the callId is empty", status=200)
             return exists, call_id if exists else ""
-    raise BadResponse(f'HTTP 200 with a body not of the form {{"exists": bool, "callId": str}}: {raw[:120]!r}',
-                      status=200)
+    raise BadResponse(
+        f'HTTP 200 with a body not of the form {{"exists": bool, "callId": str}}: {raw[:120]!r}', status=200
+    )
 
 
 def _message(raw: bytes) -> str:

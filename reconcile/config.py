@@ -1,8 +1,9 @@
 """Settings: where to connect, with which credentials, how hard to push.
 
 Settings come from, in order of precedence: explicit overrides (the CLI's flags), the process environment,
-a ``.env`` file in the working directory, then the defaults below.  The client secret never comes from a
-flag: it would show in ``ps`` and in shell history.
+a ``.env`` file in the working directory, a configuration profile (``defaults``, see :mod:`reconcile.profiles`),
+then the defaults below.  The client secret never comes from a flag (it would show in ``ps`` and in shell
+history) nor from a profile (config files get copied and shared): only the environment, ``.env`` or a file.
 """
 
 from __future__ import annotations
@@ -98,17 +99,19 @@ class Settings:
         environ: Mapping[str, str] | None = None,
         dotenv: Path | None = Path(".env"),
         client_secret_file: Path | None = None,
+        defaults: Mapping[str, Any] | None = None,
     ) -> Settings:
-        """Merge overrides > environment > ``.env`` > defaults, then validate."""
+        """Merge overrides > environment > ``.env`` > ``defaults`` (a profile) > built-in defaults, then validate."""
         env = _environment(environ, dotenv)
         given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        layer = {k: v for k, v in (defaults or {}).items() if v is not None}
 
         def pick(name: str, default: str = "") -> str:
             if name in given:
                 return str(given[name])
-            return env.get(ENV_PREFIX + name.upper(), default).strip()
+            return env.get(ENV_PREFIX + name.upper(), str(layer.get(name, default))).strip()
 
-        secret = _read_secret(client_secret_file, env)
+        secret = _read_secret(client_secret_file, env, layer.get("client_secret_file"))
         settings = cls(
             tenant_id=pick("tenant_id"),
             client_id=pick("client_id"),
@@ -117,12 +120,16 @@ class Settings:
             authority=pick("authority", DEFAULT_AUTHORITY),
             scope=pick("scope"),
             endpoint_path=pick("endpoint_path", DEFAULT_ENDPOINT_PATH),
-            concurrency=_number(given, env, "concurrency", int, DEFAULT_CONCURRENCY),
-            timeout=_number(given, env, "timeout", float, DEFAULT_TIMEOUT),
-            max_attempts=_number(given, env, "max_attempts", int, DEFAULT_MAX_ATTEMPTS),
-            max_retry_time=_number(given, env, "max_retry_time", float, DEFAULT_MAX_RETRY_TIME),
-            max_rps=_optional_number(given, env, "max_rps"),
-            ca_bundle=Path(given["ca_bundle"]) if given.get("ca_bundle") else _env_path(env, "CA_BUNDLE"),
+            concurrency=_number(given, env, "concurrency", int, layer.get("concurrency", DEFAULT_CONCURRENCY)),
+            timeout=_number(given, env, "timeout", float, layer.get("timeout", DEFAULT_TIMEOUT)),
+            max_attempts=_number(given, env, "max_attempts", int, layer.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
+            max_retry_time=_number(
+                given, env, "max_retry_time", float, layer.get("max_retry_time", DEFAULT_MAX_RETRY_TIME)
+            ),
+            max_rps=_optional_number(given, env, "max_rps", layer.get("max_rps")),
+            ca_bundle=Path(given["ca_bundle"])
+            if given.get("ca_bundle")
+            else (_env_path(env, "CA_BUNDLE") or (Path(layer["ca_bundle"]) if layer.get("ca_bundle") else None)),
         )
         settings.validate()
         return settings
@@ -196,6 +203,11 @@ def check_url(url: str) -> str | None:
     return None
 
 
+def environment(environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> dict[str, str]:
+    """The process environment (or ``environ``) over the variables of ``dotenv``, as :meth:`Settings.load` sees them."""
+    return _environment(environ, dotenv)
+
+
 def _environment(environ: Mapping[str, str] | None, dotenv: Path | None) -> dict[str, str]:
     env: dict[str, str] = {}
     if dotenv is not None and dotenv.is_file():
@@ -206,11 +218,15 @@ def _environment(environ: Mapping[str, str] | None, dotenv: Path | None) -> dict
     return env
 
 
-def _read_secret(path: Path | None, env: Mapping[str, str]) -> str:
+def _read_secret(path: Path | None, env: Mapping[str, str], profile_file: Any = None) -> str:
+    """The flag's file > the environment's file > the environment's secret > the profile's file."""
     if path is None:
         path = _env_path(env, "CLIENT_SECRET_FILE")
     if path is None:
-        return env.get(ENV_PREFIX + "CLIENT_SECRET", "").strip()
+        secret = env.get(ENV_PREFIX + "CLIENT_SECRET", "").strip()
+        if secret or not profile_file:
+            return secret
+        path = Path(profile_file)
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -230,8 +246,8 @@ def _number(given: Mapping[str, Any], env: Mapping[str, str], name: str, kind: t
         raise ConfigError(f"{name.replace('_', ' ')} must be a number, got {raw!r}") from None
 
 
-def _optional_number(given: Mapping[str, Any], env: Mapping[str, str], name: str) -> float | None:
-    if name not in given and not env.get(ENV_PREFIX + name.upper(), "").strip():
+def _optional_number(given: Mapping[str, Any], env: Mapping[str, str], name: str, default: Any = None) -> float | None:
+    if name not in given and not env.get(ENV_PREFIX + name.upper(), "").strip() and default is None:
         return None
-    value: float = _number(given, env, name, float, None)
+    value: float = _number(given, env, name, float, default)
     return value

@@ -23,6 +23,7 @@ from .client import Outcome, PlatformClient
 from .config import Settings
 from .errors import FatalError, ReconcileError
 from .journal import FLUSH_EVERY, Journal, Result
+from .logs import ROW, error_fields
 from .manifest import Manifest, ManifestInfo, Record
 from .readers import ReadOptions
 from .shard import Shard
@@ -96,6 +97,7 @@ class Reconciler:
         self.options = options
         self.manifests = tuple(Manifest(p, i, options.read) for i, p in enumerate(paths))
         self.progress = Progress()
+        self.client: PlatformClient | None = None  # the run's client, for progress displays (rate, retries)
         self._stop_reason: str | None = None
         self._stopping = asyncio.Event()
 
@@ -112,13 +114,13 @@ class Reconciler:
         self.progress.skipped = journal.resumed_from
         attempt = await journal.begin_attempt(started_at)
         fatal: FatalError | None = None
-        client = PlatformClient(self.settings)
+        client = self.client = PlatformClient(self.settings)
         try:
             async with client:
                 await self._pump(client, journal)
         except FatalError as exc:
             fatal = exc
-            log.error("%s", exc)
+            log.error("%s", exc, extra=error_fields(exc))
         finally:
             await journal.flush()
         outcome = "fatal" if fatal else ("interrupted" if self._stop_reason else "complete")
@@ -146,8 +148,9 @@ class Reconciler:
         try:
             async with asyncio.TaskGroup() as group:
                 flusher = group.create_task(_flush_forever(journal))
-                workers = [group.create_task(self._work(queue, client, journal))
-                           for _ in range(self.settings.concurrency)]
+                workers = [
+                    group.create_task(self._work(queue, client, journal)) for _ in range(self.settings.concurrency)
+                ]
                 await self._feed(queue, journal)
                 for _ in workers:
                     await queue.put(None)
@@ -217,6 +220,7 @@ class Reconciler:
             if self._stopping.is_set():
                 continue  # drain without sending: the row stays unchecked
             self.progress.sent += 1
+            ROW.set(record)  # so a retry logged inside the client names the row
             outcome = await client.check(record)
             self._record(journal, _result(record, outcome))
 

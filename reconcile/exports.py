@@ -132,7 +132,6 @@ class CsvWriter(_FileWriter):
                 frame.to_csv(handle, header=False, index=False, lineterminator="\n")
 
 
-
 class JsonWriter(_FileWriter):
     """results.jsonl and missing.jsonl: one JSON object per row, keys in results.csv's column order."""
 
@@ -145,7 +144,6 @@ class JsonWriter(_FileWriter):
         columns = self._columns
         for handle, chunk in zip(self._handles, (rows, missing), strict=True):
             handle.write(b"".join(orjson.dumps(dict(zip(columns, row, strict=True))) + b"\n" for row in chunk))
-
 
 
 class ParquetWriter:

@@ -65,8 +65,9 @@ def key_digest(key: Key) -> bytes:
 class Journal:
     """One run's journal.  Open with :meth:`open`; every method that touches SQLite runs on its own thread."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection, executor: ThreadPoolExecutor,
-                 meta: dict[str, str]) -> None:
+    def __init__(
+        self, path: Path, connection: sqlite3.Connection, executor: ThreadPoolExecutor, meta: dict[str, str]
+    ) -> None:
         self.path = path
         self.run_id = meta["run_id"]
         self._db = connection
@@ -177,9 +178,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _check_or_init(
-    db: sqlite3.Connection, path: Path, manifests: Sequence[ManifestInfo], shard: str
-) -> dict[str, str]:
+def _check_or_init(db: sqlite3.Connection, path: Path, manifests: Sequence[ManifestInfo], shard: str) -> dict[str, str]:
     wanted = json.dumps([[m.path, m.sha256] for m in manifests])
     try:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -192,23 +191,32 @@ def _check_or_init(
             f"{path} is corrupt or not a reconcile journal ({exc}). HINT: pass --fresh to start over"
         ) from None
     if not meta:
-        meta = {"format": FORMAT, "manifests": wanted, "engine_version": __version__, "run_id": str(uuid.uuid4()),
-                "shard": shard}
+        meta = {
+            "format": FORMAT,
+            "manifests": wanted,
+            "engine_version": __version__,
+            "run_id": str(uuid.uuid4()),
+            "shard": shard,
+        }
         db.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
         db.commit()
         return meta
     if meta.get("format") != FORMAT:
-        raise JournalError(f"{path} was written by an incompatible reconcile ({meta.get('format')!r}). "
-                           "HINT: pass --fresh to start over")
+        raise JournalError(
+            f"{path} was written by an incompatible reconcile ({meta.get('format')!r}). "
+            "HINT: pass --fresh to start over"
+        )
     if meta.get("manifests") != wanted:
         raise JournalMismatch(
-            path, "the output directory holds a run of different manifests (their paths or SHA-256 differ). "
-            "HINT: pass --fresh to start over in this directory, or choose another --out"
+            path,
+            "the output directory holds a run of different manifests (their paths or SHA-256 differ). "
+            "HINT: pass --fresh to start over in this directory, or choose another --out",
         )
     if meta.get("shard", "") != shard:
         raise JournalMismatch(
-            path, f"the output directory holds shard {meta.get('shard') or 'none'!r}, not {shard or 'none'!r}. "
-            "HINT: give each shard its own --out"
+            path,
+            f"the output directory holds shard {meta.get('shard') or 'none'!r}, not {shard or 'none'!r}. "
+            "HINT: give each shard its own --out",
         )
     return meta
 
@@ -216,8 +224,20 @@ def _check_or_init(
 def _write_results(db: sqlite3.Connection, batch: list[Result]) -> None:
     db.executemany(
         "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(r.source, r.row, r.status, r.call_id, r.detail, r.attempts, r.checked_at,
-          r.dup_of[0] if r.dup_of else None, r.dup_of[1] if r.dup_of else None) for r in batch],
+        [
+            (
+                r.source,
+                r.row,
+                r.status,
+                r.call_id,
+                r.detail,
+                r.attempts,
+                r.checked_at,
+                r.dup_of[0] if r.dup_of else None,
+                r.dup_of[1] if r.dup_of else None,
+            )
+            for r in batch
+        ],
     )
     db.commit()
 
@@ -228,7 +248,7 @@ def _first_rows(
     known: dict[bytes, tuple[int, int]] = {}
     unique = list(dict.fromkeys(digests))
     for start in range(0, len(unique), 500):  # SQLite's bound-parameter limit
-        chunk = unique[start:start + 500]
+        chunk = unique[start : start + 500]
         marks = ",".join("?" * len(chunk))
         for key, src, row in db.execute(f"SELECT key, source, row FROM keys WHERE key IN ({marks})", chunk):
             known[key] = (src, row)

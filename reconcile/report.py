@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,49 @@ def write_report(
     shard: Shard | None = None,
 ) -> Summary:
     """Write the report files for ``outcome`` into ``out_dir``: csv always, and each of ``formats``."""
-    columns = output_columns(outcome.manifests)
+
+    def summarize(tally: Tally, paths: dict[str, Path], changes: dict[str, Any] | None) -> dict[str, Any]:
+        data = _summary_data(
+            outcome, journal, settings, tally, run_id=run_id, label=label, paths=paths, changes=changes
+        )
+        data["shard"] = str(shard) if shard is not None else None
+        return data
+
+    data, paths, records = write_rows(
+        out_dir,
+        output_columns(outcome.manifests),
+        formats,
+        lambda columns, tally: _chunks(outcome, journal, columns, tally, shard),
+        summarize,
+        compare_to=compare_to,
+    )
+    return Summary(
+        counts=data["counts"],
+        records=records,
+        complete=data["complete"],
+        exit_code=exit_code(data["counts"], outcome),
+        paths=paths,
+        data=data,
+    )
+
+
+Chunks = Iterator[tuple[list[list[Any]], list[Key]]]
+
+
+def write_rows(
+    out_dir: Path,
+    columns: list[str],
+    formats: Sequence[str],
+    chunks: Callable[[list[str], Tally], Chunks],
+    summarize: Callable[[Tally, dict[str, Path], dict[str, Any] | None], dict[str, Any]],
+    *,
+    compare_to: Path | None = None,
+) -> tuple[dict[str, Any], dict[str, Path], int]:
+    """Stream report rows to every writer, the tally and the comparison; then summary.json and report.html.
+
+    ``chunks`` yields the rows (counting them in the tally it is given); ``summarize`` builds summary.json's
+    data from the tally.  Shared by a run's report and ``reconcile merge``.  Returns (data, paths, records).
+    """
     width = len(columns)
     writers = exports.open_writers(out_dir, columns, formats, [width + ROW, width + ATTEMPTS])
     tally = Tally(STATUSES, MISSING, spill_dir=out_dir)
@@ -113,7 +155,7 @@ def write_report(
     try:
         if compare_to is not None:
             comparison = delta.Comparison(delta.open_previous(compare_to), out_dir)
-        for rows, keys in _chunks(outcome, journal, columns, tally, shard):
+        for rows, keys in chunks(columns, tally):
             missing = [row for row in rows if row[STATUS] == MISSING]
             for writer in writers:
                 writer.add(rows, missing)
@@ -132,10 +174,7 @@ def write_report(
             }
         paths["report_html"] = out_dir / "report.html"
         paths["summary"] = out_dir / "summary.json"
-        data = _summary_data(
-            outcome, journal, settings, tally, run_id=run_id, label=label, paths=paths, changes=changes
-        )
-        data["shard"] = str(shard) if shard is not None else None
+        data = summarize(tally, paths, changes)
         for writer in writers:
             writer.finish(data)
         writers = []
@@ -149,14 +188,7 @@ def write_report(
             comparison.close()
         tally.close()
     _write_json(paths["summary"], data)
-    return Summary(
-        counts=data["counts"],
-        records=tally.records,
-        complete=data["complete"],
-        exit_code=exit_code(data["counts"], outcome),
-        paths=paths,
-        data=data,
-    )
+    return data, paths, tally.records
 
 
 def exit_code(counts: dict[str, int], outcome: RunOutcome) -> int:

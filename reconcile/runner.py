@@ -35,14 +35,26 @@ async def run(
         raise UsageError(
             f"--retry-errors: {options.out_dir} holds no earlier run to retry. HINT: give the --out of a finished run"
         )
-    journal = Journal.open(options.out_dir, [m.info() for m in reconciler.manifests], fresh=options.fresh,
-                           shard=str(options.shard) if options.shard else "")
+    journal = Journal.open(
+        options.out_dir,
+        [m.info() for m in reconciler.manifests],
+        fresh=options.fresh,
+        shard=str(options.shard) if options.shard else "",
+    )
     try:
         if on_start is not None:
             on_start(reconciler)
         outcome = await reconciler.run(journal)
-        return write_report(outcome, journal, settings, run_id=journal.run_id, label=options.label,
-                            out_dir=options.out_dir, formats=options.formats, compare_to=options.compare_to,
-                            shard=options.shard)
+        return write_report(
+            outcome,
+            journal,
+            settings,
+            run_id=journal.run_id,
+            label=options.label,
+            out_dir=options.out_dir,
+            formats=options.formats,
+            compare_to=options.compare_to,
+            shard=options.shard,
+        )
     finally:
         journal.close()

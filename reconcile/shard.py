@@ -41,7 +41,7 @@ class Shard:
         try:
             return cls(int(index), int(count))
         except ValueError:
-            raise UsageError(f"--shard {text!r} is not K/N, e.g. --shard 0/4") from None
+            raise UsageError(f"--shard {text!r} is not K/N. HINT: e.g. --shard 0/4") from None
 
     @classmethod
     def from_environment(cls, count: int, environ: Mapping[str, str] | None = None) -> Shard:

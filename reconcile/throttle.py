@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import PlatformUnavailable, TransportError
+from .logs import ROW
 
 log = logging.getLogger("reconcile.throttle")
 
@@ -135,6 +136,13 @@ class Throttle:
         already_paused = now < self._paused_until
         last_pause_end = self._paused_until
         if retry_after and now + retry_after > self._paused_until:
+            if not already_paused:
+                log.info(
+                    "platform answered %s with Retry-After: every worker pauses %.1f s",
+                    429 if too_fast else 503,
+                    retry_after,
+                    extra={"pause": retry_after},
+                )
             self._paused_until = now + retry_after
             self.pauses += 1
         if not too_fast or already_paused or now < self._quiet_after:
@@ -149,6 +157,8 @@ class Throttle:
         self.retries += 1
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         self.budget.spend(exc)
+        if log.isEnabledFor(logging.INFO):
+            _log_retry(retry_state, exc)
 
     def _settle(self, now: float, *, since: float) -> bool:
         """Choose a new limit after a throttle; False when the limit is not what holds us back."""
@@ -194,7 +204,29 @@ class Throttle:
             raised = self._adaptive * factor
             if now < until:
                 raised = min(raised, max(self._adaptive, CEILING_SHARE * ceiling))
+            if raised != self._adaptive:
+                log.debug("raising the send limit to %.1f requests/s (%s)", raised, self._phase)
             self._adaptive = raised
+
+
+def _log_retry(retry_state: Any, exc: BaseException | None) -> None:
+    record = ROW.get()
+    where = f"row {record.row} of manifest {record.source + 1} ({record.filename!r})" if record else "a request"
+    status = getattr(exc, "status", None)
+    log.info(
+        "%s: attempt %d failed (%s); retrying in %.1f s",
+        where,
+        retry_state.attempt_number,
+        exc,
+        retry_state.upcoming_sleep,
+        extra={
+            "row": record.row if record else None,
+            "manifest": record.source + 1 if record else None,
+            "status": status,
+            "attempt": retry_state.attempt_number,
+            "wait": retry_state.upcoming_sleep,
+        },
+    )
 
 
 class RetryBudget:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import select
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +39,14 @@ def settings_for(emulator: Emulator, **changes: Any) -> Settings:
     return settings
 
 
-def write_manifest(path: Path, rows: Iterable[Sequence[str]], header: Sequence[str] = HEADER,
-                   *, encoding: str = "utf-8", newline: str = "\n") -> Path:
+def write_manifest(
+    path: Path,
+    rows: Iterable[Sequence[str]],
+    header: Sequence[str] = HEADER,
+    *,
+    encoding: str = "utf-8",
+    newline: str = "\n",
+) -> Path:
     """Write a CSV manifest; rows are written exactly as given."""
     with open(path, "w", encoding=encoding, newline="") as handle:
         writer = csv.writer(handle, lineterminator=newline)
@@ -66,6 +76,30 @@ async def emulator() -> AsyncIterator[Emulator]:
     """The emulator with the demo dataset and no faults, on plain http loopback."""
     async with Emulator(EmulatorConfig()) as running:
         yield running
+
+
+@contextlib.contextmanager
+def emulator_process(*args: str) -> Iterator[str]:
+    """The emulator in a subprocess with extra command-line ARGS (e.g. --latency-ms 20); its URL."""
+    command = [sys.executable, "-m", "reconcile.emulator", "--port", "0", "--no-access-log", *args]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as process:
+        try:
+            assert process.stdout is not None
+            ready, _, _ = select.select([process.stdout], [], [], 20)
+            assert ready, "the emulator did not start within 20 s"
+            line = process.stdout.readline().strip()
+            assert line.startswith("emulator listening on "), line
+            yield line.removeprefix("emulator listening on ")
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def emulator_process_url() -> Iterator[str]:
+    """`python -m reconcile.emulator --port 0` in a subprocess, for CliRunner (it runs its own event loop); its URL."""
+    with emulator_process() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -6,15 +6,12 @@ import json
 import logging
 import os
 import re
-import select
-import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import read_results, write_manifest
+from conftest import emulator_process, read_results, write_manifest
 
 from reconcile.cli import cli
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID, Dataset
@@ -26,22 +23,8 @@ MISSING_ROW = ("acme", "acme-ca", "2026/11/25/inbound", "no-such-recording.mp3")
 @pytest.fixture(scope="module")
 def emulator_url() -> Iterator[str]:
     """`python -m reconcile.emulator --port 0` in a subprocess (CliRunner runs its own event loop); its URL."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "reconcile.emulator", "--port", "0", "--no-access-log"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as process:
-        try:
-            assert process.stdout is not None
-            ready, _, _ = select.select([process.stdout], [], [], 20)
-            assert ready, "the emulator did not start within 20 s"
-            line = process.stdout.readline().strip()
-            assert line.startswith("emulator listening on "), line
-            yield line.removeprefix("emulator listening on ")
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    with emulator_process() as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,0 +1,157 @@
+"""Smoke tests of the benchmark machinery on tiny scenarios; the benchmark itself is never a timed test."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import main as bench_main
+from bench.processes import EmulatorProcess, measure
+from bench.run import run_scenario
+from bench.scenarios import PRESENT_RATIO, Scenario, manifest_for
+from bench.table import render
+
+ROWS = 300
+
+
+def test_manifest_rows_agree_with_the_emulator_dataset(tmp_path: Path) -> None:
+    """The generated manifest has the asked row count, and exactly PRESENT_RATIO of it exists on the emulator."""
+    from reconcile.emulator import Dataset
+
+    path = manifest_for(ROWS, tmp_path)
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    dataset = Dataset.synthetic(None, PRESENT_RATIO)
+    present = sum(1 for r in rows if (r["company"], r["organisation"], r["folder"], r["filename"]) in dataset)
+    assert len(rows) == ROWS
+    assert present == int(ROWS * PRESENT_RATIO)
+    assert manifest_for(ROWS, tmp_path) == path  # made once, then reused
+
+
+def test_measure_reports_the_child_own_cpu_and_memory(tmp_path: Path) -> None:
+    """wait4 accounting sees a child that allocates ~60 MB and burns CPU, and its exit code."""
+    code = "b = bytearray(60 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); sum(range(3_000_000)); exit(3)"
+    result = measure([sys.executable, "-c", code], cwd=tmp_path)
+    assert result.exit_code == 3
+    assert result.max_rss_mb > 60
+    assert result.cpu > 0.02
+    assert result.wall >= result.cpu * 0.5
+    assert not list(tmp_path.iterdir())  # its output files are cleaned up
+
+
+def test_emulator_process_serves_and_reports_its_counts() -> None:
+    """The emulator subprocess prints its URL, and on stop its request and 429 counts are parsed."""
+    with EmulatorProcess(latency_ms=0, max_rps=1) as emulator:  # a burst of one request, then 429s
+        assert emulator.url.startswith("http://127.0.0.1:")
+        env = emulator.client_env()
+        statuses = []
+        for _ in range(3):
+            request = urllib.request.Request(emulator.url + "/api/v1/search/conversationexists", data=b"{}")
+            try:
+                urllib.request.urlopen(request, timeout=5).close()
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+                exc.close()
+    assert env["CALLJOURNEY_BASE_URL"] == emulator.url
+    assert env["CALLJOURNEY_CLIENT_SECRET"]
+    assert emulator.counts is not None
+    assert emulator.counts.api_requests == 3
+    assert emulator.counts.rate_limited == statuses.count(429) >= 1
+
+
+def test_tiny_scenario_produces_sane_numbers(tmp_path: Path) -> None:
+    """Engine, bare loop and sequential client all check the rows; rates, CPU, RSS and ratios are plausible."""
+    scenario = Scenario("tiny", latency_ms=5, concurrency=20, rows=ROWS, sequential_sample=20)
+    result = run_scenario(scenario, repeats=2, work=tmp_path, log=lambda _: None)
+    runs = result["runs"]
+    assert [r["client"] for r in runs] == ["engine", "bare", "bare", "engine", "sequential"]  # alternating order
+    for run in runs:
+        assert run["rows_per_second"] > 0
+        assert run["cpu_seconds"] > 0
+        assert 10 < run["peak_rss_mb"] < 1000
+    engine = [r for r in runs if r["client"] == "engine"]
+    assert all(r["counts"]["present"] == int(ROWS * PRESENT_RATIO) and r["requests"] == ROWS for r in engine)
+    assert all(r["statuses"] == {"present": 270, "missing": 30} for r in runs if r["client"] == "bare")
+    summary = result["summary"]
+    assert summary["engine"]["runs"] == 2
+    assert 0 < summary["engine"]["share_of_latency_limit"] <= 1.05
+    assert 0.05 < summary["engine_over_bare_rows_per_second"] < 20
+    # 20 rows one by one at 5 ms each cannot beat 20 in flight over 300 rows.
+    assert summary["sequential"]["rows_per_second"] < summary["bare"]["rows_per_second"]
+    assert "engine ÷ bare" in render([result])
+
+
+def test_rate_capped_scenario_reports_cap_share_and_429s(tmp_path: Path) -> None:
+    """With a fresh server per run, the emulator's 429 count and the share of the cap come out per run."""
+    # Two in flight at 5 ms stay near the cap without leaning on how the engine recovers from 429s.
+    scenario = Scenario(
+        "cap", latency_ms=5, concurrency=2, rows=ROWS, max_rps=400, bare=False, sequential_sample=0, fresh_server=True
+    )
+    result = run_scenario(scenario, repeats=1, work=tmp_path, log=lambda _: None)
+    summary = result["summary"]
+    assert len(result["emulator"]) == 1
+    assert result["emulator"][0]["api_requests"] >= ROWS
+    assert result["emulator"][0]["token_requests"] == 1
+    assert 0 <= summary["share_429_emulator"] < 1
+    assert 0 < summary["share_of_cap"] <= 1.2
+    assert "of the 400 req/s cap" in render([result])
+
+
+def test_engine_run_past_its_timeout_is_interrupted_and_measured_on_what_it_resolved(tmp_path: Path) -> None:
+    """A run slower than the scenario's timeout gets SIGINT, writes a partial report, and counts only its rows."""
+    scenario = Scenario("slow", latency_ms=20, concurrency=1, rows=ROWS, bare=False, sequential_sample=0, timeout=3.0)
+    result = run_scenario(scenario, repeats=1, work=tmp_path, log=lambda _: None)
+    (run,) = result["runs"]
+    assert run["timed_out_after_seconds"] == 3.0
+    assert 0 < run["rows"] < ROWS  # one at a time at 20 ms, 300 rows cannot finish in 3 s
+    assert run["counts"]["unchecked"] == ROWS - run["rows"]
+    assert result["summary"]["engine"]["timed_out_runs"] == 1
+    assert "were interrupted" in render([result])
+
+
+def test_command_line_writes_json_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m bench --rows N` runs a scenario end to end and writes a JSON document with its summary."""
+    out = tmp_path / "results.json"
+    bench_main(
+        [
+            "--scenario",
+            "latency0",
+            "--rows",
+            "200",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path / "work"),
+        ]
+    )
+    document = json.loads(out.read_text(encoding="utf-8"))
+    (scenario,) = document["scenarios"]
+    assert scenario["config"]["rows"] == 200
+    assert scenario["summary"]["engine"]["rows"] == 200
+    assert document["command"].startswith("python -m bench --scenario latency0")
+    assert "engine ÷ bare" in capsys.readouterr().out
+
+
+def test_first_429_before_any_answer_does_not_collapse_the_send_rate() -> None:
+    """A 429 in the first milliseconds (no 200 seen yet) pauses, but must not cut the rate to MIN_RATE (1/s).
+
+    The ratecap scenario found this: 100 requests leave at once, the server's burst admits 30, the first 429
+    comes back before any 200, and ``Throttle._accepted_rate`` counts successes over a window reaching back
+    before the run began (``_paused_until`` starts at 0.0), so it "measures" 0/s and the run crawls at a few
+    rows/s against a 300 requests/s cap.  No evidence should mean the slow-start guess, not zero.
+    """
+    from reconcile.throttle import Throttle
+
+    now = [10_000.0]  # a monotonic clock long past zero, as in a real process
+    throttle = Throttle(clock=lambda: now[0])
+    now[0] += 0.03  # 30 ms after start: requests sent, none answered 200 yet
+    throttle.on_throttle(1.0)
+    assert throttle.rate is None or throttle.rate >= 10

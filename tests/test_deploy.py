@@ -1,0 +1,466 @@
+"""deploy/, the Dockerfile and docker-compose.yml: they parse, every command they run is a real `reconcile` command
+with options the CLI accepts, and what can run here (healthcheck, cron wrapper, job wrapper) does.
+
+No Docker engine or Kubernetes cluster is available: the Kubernetes objects are checked against the API's JSON
+schemas (strict: unknown fields fail) with kubernetes-validate instead."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import kubernetes_validate
+import pytest
+import yaml
+from conftest import REPO, SAMPLES
+
+from reconcile.cli import cli
+from reconcile.config import check_url
+from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID
+from reconcile.emulator.command import emulator as emulator_command
+from reconcile.profiles import load_profile
+
+COMMANDS: dict[str, click.Command] = {**cli.commands, "emulator": emulator_command}
+KUBERNETES = REPO / "deploy" / "kubernetes"
+CRON = REPO / "deploy" / "cron"
+JOB_WRAPPER = REPO / "deploy" / "container" / "reconcile-job"
+# Every CALLJOURNEY_ variable reconcile reads: a misspelt one in a deployment file would be silently ignored.
+KNOWN_VARIABLES = {
+    f"CALLJOURNEY_{name}"
+    for name in (
+        "TENANT_ID",
+        "CLIENT_ID",
+        "CLIENT_SECRET",
+        "CLIENT_SECRET_FILE",
+        "BASE_URL",
+        "AUTHORITY",
+        "SCOPE",
+        "ENDPOINT_PATH",
+        "CONCURRENCY",
+        "TIMEOUT",
+        "MAX_ATTEMPTS",
+        "MAX_RETRY_TIME",
+        "MAX_RPS",
+        "CA_BUNDLE",
+        "CONFIG",
+        "PROFILE",
+    )
+}
+
+
+def parse_command(argv: list[str]) -> click.Context:
+    """Parse ``reconcile ARGV`` exactly as the CLI would (strict: an unknown option or a bad value raises)."""
+    name, *args = argv
+    assert name in COMMANDS, f"{name!r} is not a reconcile command"
+    return COMMANDS[name].make_context(name, args)
+
+
+def load_yaml(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def test_the_command_check_is_strict() -> None:
+    """parse_command refuses an unknown option, a bad value and an unknown command, so the checks below mean it."""
+    assert parse_command(["run", "m.csv", "--out", "o", "--shards", "4"]).params["shard_count"] == 4
+    with pytest.raises(click.NoSuchOption):
+        parse_command(["run", "m.csv", "--out", "o", "--shard-count", "4"])
+    with pytest.raises(click.BadParameter):
+        parse_command(["run", "m.csv", "--out", "o", "--max-rps", "lots"])
+    with pytest.raises(AssertionError, match="not a reconcile command"):
+        parse_command(["reconcille", "m.csv"])
+
+
+# -- Dockerfile and .dockerignore ------------------------------------------------------------------------------
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text(encoding="utf-8"))
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def docker_ignores(path: str) -> bool:
+    """Whether .dockerignore keeps ``path`` (relative, '/'-separated) out of the build context: the last pattern
+    that matches the path or one of its parent directories decides; '!' re-includes."""
+    excluded = False
+    for raw in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines():
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        regex = re.escape(pattern).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+        parts = path.split("/")
+        if any(re.fullmatch(regex, "/".join(parts[:n])) for n in range(1, len(parts) + 1)):
+            excluded = not negate
+    return excluded
+
+
+def test_dockerfile_builds_from_the_project_as_a_non_root_user() -> None:
+    """python:3.11-slim, `pip install` of the copied project, a numeric non-root USER, ENTRYPOINT reconcile."""
+    steps = dockerfile()
+    assert steps[0] == ("FROM", "python:3.11-slim")
+    users = [args for kind, args in steps if kind == "USER"]
+    assert users, "no USER: the image would run as root"
+    user = users[-1].split(":")[0]
+    assert user.isdigit()
+    assert int(user) != 0
+    assert json.loads(next(args for kind, args in steps if kind == "ENTRYPOINT")) == ["reconcile"]
+    copies = [shlex.split(args) for kind, args in steps if kind == "COPY"]
+    source_dir = next(c[-1] for c in copies if "pyproject.toml" in c)
+    assert any(kind == "RUN" and f"pip install {source_dir.rstrip('/')}" in args for kind, args in steps)
+    assert any(kind == "RUN" and "chown reconcile:reconcile /reports" in args for kind, args in steps)
+
+
+def test_every_copied_file_exists_and_is_in_the_build_context() -> None:
+    """Each COPY source exists in the checkout and .dockerignore lets it in."""
+    copies = [shlex.split(args) for kind, args in dockerfile() if kind == "COPY"]
+    sources = [source for copy in copies for source in copy[:-1] if not source.startswith("--")]
+    assert "reconcile" in sources
+    assert "sample_manifests" in sources
+    for source in sources:
+        assert (REPO / source).exists(), source
+        assert not docker_ignores(source), f"{source} is copied but .dockerignore excludes it"
+    assert not docker_ignores("reconcile/cli.py")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".env",
+        ".git/config",
+        ".venv/bin/python",
+        "tests/test_cli.py",
+        "reconcile-demo/results.csv",
+        "reconcile/__pycache__/cli.cpython-311.pyc",
+        "bench/run.py",
+        "client-secret.txt",
+    ],
+)
+def test_dockerignore_keeps_secrets_and_clutter_out(path: str) -> None:
+    """.env (which may hold the secret), the git history, the virtualenv and outputs never reach an image."""
+    assert docker_ignores(path)
+
+
+# -- docker-compose.yml ----------------------------------------------------------------------------------------
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    return data
+
+
+def test_compose_runs_real_commands_over_loopback_after_the_emulator_is_healthy() -> None:
+    """The emulator and the one-shot run are real commands; the run waits for health, shares the emulator's
+    network namespace, and its URLs pass the loopback rule (http://emulator:8080 would not)."""
+    services = compose()["services"]
+    emulator, run = services["emulator"], services["reconcile"]
+    assert parse_command(emulator["command"]).params["host"] == "0.0.0.0"
+    params = parse_command(run["command"]).params
+    assert run["depends_on"] == {"emulator": {"condition": "service_healthy"}}
+    assert run["network_mode"] == "service:emulator"
+    environment = run["environment"]
+    assert set(environment) <= KNOWN_VARIABLES
+    for name in ("CALLJOURNEY_BASE_URL", "CALLJOURNEY_AUTHORITY"):
+        assert check_url(environment[name]) is None, environment[name]
+    assert check_url("http://emulator:8080") is not None  # why the namespace is shared
+    assert environment["CALLJOURNEY_CLIENT_SECRET"] == DEMO_CLIENT_SECRET  # only the public demo secret
+    assert (environment["CALLJOURNEY_TENANT_ID"], environment["CALLJOURNEY_CLIENT_ID"]) == (
+        DEMO_TENANT_ID,
+        DEMO_CLIENT_ID,
+    )
+    volume, target = run["volumes"][0].split(":")[:2]
+    assert volume in compose()["volumes"]
+    assert str(params["out_dir"]).startswith(target + "/")
+    manifest = Path(params["manifests"][0])
+    assert manifest.parent == Path("/app/sample_manifests")
+    assert (SAMPLES / manifest.name).is_file()
+    assert emulator["image"] == run["image"]
+    assert emulator["build"] == "."
+
+
+def healthcheck_code(url: str) -> str:
+    test = compose()["services"]["emulator"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    code: str = test[3]
+    assert "http://127.0.0.1:8080" in code
+    return code.replace("http://127.0.0.1:8080", url)
+
+
+def test_compose_healthcheck_passes_on_a_running_emulator_only(emulator_process_url: str) -> None:
+    """The healthcheck's python, run here: exit 0 against the emulator (401 without a token), 1 when nothing listens."""
+    ok = subprocess.run([sys.executable, "-c", healthcheck_code(emulator_process_url)], timeout=30, check=False)
+    down = subprocess.run([sys.executable, "-c", healthcheck_code("http://127.0.0.1:9")], timeout=30, check=False)
+    assert (ok.returncode, down.returncode) == (0, 1)
+
+
+# -- Kubernetes ------------------------------------------------------------------------------------------------
+
+
+def objects() -> dict[str, dict[str, Any]]:
+    """Every object of deploy/kubernetes/, by kind/name."""
+    found = {}
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        for doc in load_yaml(path):
+            found[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
+    return found
+
+
+def jobs() -> tuple[dict[str, Any], dict[str, Any]]:
+    all_jobs = [o for o in objects().values() if o["kind"] == "Job"]
+    indexed = [j for j in all_jobs if j["spec"].get("completionMode") == "Indexed"]
+    merging = [j for j in all_jobs if j not in indexed]
+    assert len(indexed) == len(merging) == 1
+    return indexed[0], merging[0]
+
+
+def container(job: dict[str, Any]) -> dict[str, Any]:
+    (only,) = job["spec"]["template"]["spec"]["containers"]
+    result: dict[str, Any] = only
+    return result
+
+
+def reconcile_argv(spec: dict[str, Any]) -> list[str]:
+    """What the container runs as reconcile's arguments: ENTRYPOINT reconcile, or the reconcile-job wrapper."""
+    assert spec.get("command") in (None, ["reconcile-job"]), spec.get("command")
+    args: list[str] = spec["args"]
+    return args
+
+
+@pytest.mark.parametrize("version", ["1.29.0", kubernetes_validate.latest_version()])
+def test_kubernetes_objects_match_the_api_schema(version: str) -> None:
+    """Every object validates against the Kubernetes API schema, strictly (an unknown or misplaced field fails)."""
+    found = objects()
+    assert {"ConfigMap/reconcile-config", "PersistentVolumeClaim/reconcile-reports"} <= set(found)
+    for name, doc in found.items():
+        assert kubernetes_validate.validate(doc, version, strict=True), name
+
+
+def test_the_job_is_indexed_with_one_pod_per_shard_and_a_share_of_the_budget() -> None:
+    """completions == parallelism == --shards; --max-rps x shards == the platform budget; a real `run` command."""
+    job, _ = jobs()
+    spec = job["spec"]
+    params = parse_command(reconcile_argv(container(job))).params
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == spec["parallelism"] == params["shard_count"] > 1
+    budget = float(job["metadata"]["annotations"]["reconcile.calljourney.com/platform-max-rps"])
+    assert params["max_rps"] * params["shard_count"] == pytest.approx(budget)
+    assert "$(JOB_COMPLETION_INDEX)" in str(params["out_dir"])
+    assert params["shard_text"] is None
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_containers_are_non_root_bounded_and_expand_only_declared_variables(which: int) -> None:
+    """Non-root, no privilege escalation, resources set; every $(VAR) in args is declared in env (or Kubernetes
+    leaves it unexpanded); the CALLJOURNEY_ variables are real ones; no secret value is written in the YAML."""
+    job = jobs()[which]
+    pod = job["spec"]["template"]["spec"]
+    spec = container(job)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert spec["securityContext"]["allowPrivilegeEscalation"] is False
+    assert {"requests", "limits"} <= set(spec["resources"])
+    declared = {e["name"] for e in spec.get("env", [])}
+    used = set(re.findall(r"\$\((\w+)\)", " ".join(spec["args"])))
+    assert used
+    assert used <= declared
+    assert {n for n in declared if n.startswith("CALLJOURNEY_")} <= KNOWN_VARIABLES
+    assert not [e for e in spec.get("env", []) if "SECRET" in e["name"] and "value" in e]
+    mounts = {m["name"] for m in spec["volumeMounts"]}
+    assert mounts == {v["name"] for v in pod["volumes"]}
+
+
+def test_the_secret_comes_from_a_kubernetes_secret_and_the_config_from_a_config_map() -> None:
+    """--client-secret-file is in a mounted Secret; CALLJOURNEY_CONFIG is the mounted ConfigMap's reconcile.toml."""
+    job, _ = jobs()
+    pod, spec = job["spec"]["template"]["spec"], container(job)
+    params = parse_command(reconcile_argv(spec)).params
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in spec["volumeMounts"]}
+    assert "secret" in mounts[str(params["client_secret_file"].parent)]
+    env = {e["name"]: e.get("value") for e in spec["env"]}
+    config = Path(env["CALLJOURNEY_CONFIG"])
+    config_map = mounts[str(config.parent)]["configMap"]["name"]
+    assert config.name in objects()[f"ConfigMap/{config_map}"]["data"]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert {f"PersistentVolumeClaim/{c}" for c in claims} <= set(objects())
+
+
+def test_the_config_map_is_a_valid_profile(tmp_path: Path) -> None:
+    """The ConfigMap's reconcile.toml loads with the job's --profile: known keys, no secret, https URLs."""
+    job, _ = jobs()
+    params = parse_command(reconcile_argv(container(job))).params
+    (config_map,) = [o for o in objects().values() if o["kind"] == "ConfigMap"]
+    (tmp_path / "reconcile.toml").write_text(config_map["data"]["reconcile.toml"], encoding="utf-8")
+    profile = load_profile(tmp_path / "reconcile.toml", params["profile"], environ={}, dotenv=None)
+    assert check_url(profile.settings["base_url"]) is None
+    assert profile.settings["base_url"].startswith("https://")
+
+
+def test_the_merge_job_merges_exactly_the_shards_of_the_same_run() -> None:
+    """merge lists shard-0..shard-(N-1) of the indexed job's --out, for the same RUN_ID, into a directory of its own."""
+    indexed, merging = jobs()
+    shard_params = parse_command(reconcile_argv(container(indexed))).params
+    merge_argv = reconcile_argv(container(merging))
+    assert merge_argv[0] == "merge"
+    params = parse_command(merge_argv).params
+    pattern = str(shard_params["out_dir"])
+    assert [str(d) for d in params["shard_dirs"]] == [
+        pattern.replace("$(JOB_COMPLETION_INDEX)", str(k)) for k in range(shard_params["shard_count"])
+    ]
+    assert str(params["out_dir"]) not in pattern
+    run_ids = [{e["name"]: e.get("value") for e in container(j)["env"]}["RUN_ID"] for j in (indexed, merging)]
+    assert run_ids[0] == run_ids[1]
+    assert all(j["metadata"]["name"].endswith(run_ids[0]) for j in (indexed, merging))
+
+
+@pytest.mark.parametrize(("code", "expected"), [(0, 0), (1, 0), (3, 0), (2, 2), (4, 4), (130, 130)])
+def test_job_wrapper_turns_findings_into_success(code: int, expected: int, tmp_path: Path) -> None:
+    """reconcile-job: exit 1 (missing) and 3 (invalid/error rows) become 0; usage, fatal and signals pass through."""
+    fake = tmp_path / "reconcile"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/args\nexit {code}\n', encoding="utf-8")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    result = subprocess.run(["sh", str(JOB_WRAPPER), "run", "a b.csv", "--out", "o"], env=env, check=False, timeout=30)
+    assert result.returncode == expected
+    assert (tmp_path / "args").read_text(encoding="utf-8") == "run a b.csv --out o\n"
+
+
+def test_job_wrapper_passes_sigterm_on_and_returns_reconciles_code(tmp_path: Path) -> None:
+    """SIGTERM to the wrapper (PID 1 in a pod) reaches reconcile, and the wrapper exits with reconcile's own code."""
+    fake = tmp_path / "reconcile"
+    fake.write_text(
+        f"#!/bin/sh\ntrap 'echo stopped > {tmp_path}/marker; exit 99' TERM\ntouch {tmp_path}/started\n"
+        "i=0; while [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\nexit 0\n",
+        encoding="utf-8",
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    with subprocess.Popen(["sh", str(JOB_WRAPPER), "run"], env=env) as wrapper:
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        wrapper.send_signal(signal.SIGTERM)
+        assert wrapper.wait(timeout=10) == 99
+    assert (tmp_path / "marker").read_text(encoding="utf-8") == "stopped\n"
+
+
+# -- cron ------------------------------------------------------------------------------------------------------
+
+
+def cron_entries() -> tuple[dict[str, str], list[list[str]]]:
+    """The cron file's variables, and its jobs as [minute, hour, day, month, weekday, user, command...]."""
+    variables, jobs_found = {}, []
+    for line in (CRON / "reconcile-nightly.cron").read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if re.fullmatch(r"[A-Z_]+=.*", line):
+            name, _, value = line.partition("=")
+            variables[name] = value
+        else:
+            jobs_found.append(line.split())
+    return variables, jobs_found
+
+
+def script_commands(path: Path) -> list[list[str]]:
+    """The `reconcile ...` command lines of a shell script, up to any redirection or shell operator."""
+    commands = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip().startswith("reconcile "):
+            words = []
+            for word in shlex.split(line.strip()):
+                if word[:1] in (">", "|", "&", ";") or word[:2] in ("2>", "1>"):
+                    break
+                words.append("manifest.csv" if word == "$@" else word)
+            commands.append(words[1:])
+    return commands
+
+
+def test_cron_file_runs_the_nightly_script_with_known_settings() -> None:
+    """One job: valid schedule, a user, nightly.sh (executable here); variables are real and hold no secret."""
+    variables, entries = cron_entries()
+    (entry,) = entries
+    minute, hour, *_ = entry[:5]
+    assert all(re.fullmatch(r"[\d*,/-]+", field) for field in entry[:5])
+    assert 0 <= int(minute) < 60
+    assert 0 <= int(hour) < 24
+    assert entry[5] == "reconcile"
+    assert Path(entry[6]).name == "nightly.sh"
+    assert os.access(CRON / "nightly.sh", os.X_OK)
+    calljourney = {name for name in variables if name.startswith("CALLJOURNEY_")}
+    assert calljourney <= KNOWN_VARIABLES
+    assert "CALLJOURNEY_CLIENT_SECRET" not in calljourney
+
+
+def test_nightly_script_runs_real_commands() -> None:
+    """Each `reconcile` line of nightly.sh parses as a run with options the CLI accepts."""
+    commands = script_commands(CRON / "nightly.sh")
+    assert len(commands) == 2
+    for argv in commands:
+        assert parse_command(argv).params["out_dir"] == Path("$out")
+
+
+def nightly(tmp_path: Path, url: str, day: str, *manifests: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "RECONCILE_REPORTS": str(tmp_path / "reports"),
+        "RECONCILE_DAY": day,
+        "CALLJOURNEY_TENANT_ID": DEMO_TENANT_ID,
+        "CALLJOURNEY_CLIENT_ID": DEMO_CLIENT_ID,
+        "CALLJOURNEY_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+        "CALLJOURNEY_BASE_URL": url,
+        "CALLJOURNEY_AUTHORITY": url,
+    }
+    return subprocess.run(
+        ["sh", str(CRON / "nightly.sh"), *manifests],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_nightly_script_end_to_end(emulator_process_url: str, tmp_path: Path) -> None:
+    """Two nights against the emulator: dated reports, a log each, the second compared with the first, exit 1
+    with a one-line message because recordings are missing; a third start while one runs exits 75."""
+    manifest = str(SAMPLES / "smoke-10.csv")
+    first = nightly(tmp_path, emulator_process_url, "2026-11-25", manifest)
+    second = nightly(tmp_path, emulator_process_url, "2026-11-26", manifest)
+    reports = tmp_path / "reports"
+    assert (first.returncode, second.returncode) == (1, 1), first.stderr + second.stderr
+    assert first.stdout.count("\n") == 1
+    assert "missing.csv" in first.stdout
+    assert "changes since 2026-11-25" in second.stdout
+    assert (reports / "2026-11-26" / "delta.csv").is_file()
+    assert not (reports / "2026-11-25" / "delta.csv").exists()
+    assert (
+        json.loads((reports / "2026-11-26" / "summary.json").read_text(encoding="utf-8"))["delta"]["counts"][
+            "unchanged"
+        ]
+        == 10
+    )
+    log = (reports / "logs" / "2026-11-26.log").read_text(encoding="utf-8")
+    assert "=== exit 1" in log
+    assert "10 records" in log
+    assert DEMO_CLIENT_SECRET not in log
+    with open(reports / ".nightly.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        busy = nightly(tmp_path, emulator_process_url, "2026-11-27", manifest)
+    assert busy.returncode == 75
+    assert "still going" in busy.stderr
+    assert nightly(tmp_path, emulator_process_url, "2026-11-27").returncode == 2
