@@ -160,10 +160,13 @@ class PlatformClient:
         return Outcome(exists, call_id, "", attempts.count)
 
     async def _attempt(self, body: bytes) -> tuple[bool, str]:
-        await self.throttle.before_send()
+        if self.throttle.holding:
+            await self.throttle.before_send()
+        else:
+            self.throttle.sent()
         refreshes = 0
         while True:
-            token = await self.tokens.token()
+            token = self.tokens.fresh() or await self.tokens.token()
             status, headers, raw = await self._post(body, token)
             if status == 200:
                 self.throttle.on_success()

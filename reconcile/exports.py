@@ -17,6 +17,7 @@ import contextlib
 import csv
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -90,6 +91,25 @@ def _discard(paths: Mapping[str, Path]) -> None:
         partial(path).unlink(missing_ok=True)
 
 
+def _pandas() -> Any:
+    """pandas, without letting it load pyarrow unless something else already has.
+
+    pandas 3 imports pyarrow (~35 MB resident) at import time for its string dtype; the report's frames are
+    plain object columns written with ``to_csv`` and need none of it.  A later ``import pyarrow`` (the Parquet
+    writer) still works: the block is lifted as soon as pandas is in.
+    """
+    if "pandas" in sys.modules or "pyarrow" in sys.modules:
+        import pandas
+
+        return pandas
+    sys.modules["pyarrow"] = None  # type: ignore[assignment]  # makes "import pyarrow" fail inside pandas only
+    try:
+        import pandas
+    finally:
+        del sys.modules["pyarrow"]
+    return pandas
+
+
 class _FileWriter:
     """A writer of plain files: ``paths`` written through ``_handles`` under partial names, renamed on success."""
 
@@ -115,9 +135,7 @@ class CsvWriter(_FileWriter):
     """
 
     def __init__(self, out_dir: Path, columns: list[str], int_columns: list[int]) -> None:
-        import pandas as pd
-
-        self._frame = pd.DataFrame
+        self._frame = _pandas().DataFrame
         self._columns = columns
         self.paths = {"results": out_dir / "results.csv", "missing": out_dir / "missing.csv"}
         self._handles = [open(partial(p), "w", encoding="utf-8", newline="") for p in self.paths.values()]  # noqa: SIM115

@@ -27,7 +27,7 @@ from .shard import Shard
 from .tally import Tally, day_reader
 
 OUR_COLUMNS = ("row", "source", "status", "call_id", "detail", "attempts", "checked_at")
-CHUNK = 20_000
+CHUNK = 5_000
 ROW, SOURCE, STATUS, CALL_ID, DETAIL, ATTEMPTS, CHECKED_AT = range(-7, 0)  # our columns, at the end of each row
 
 EXIT_ALL_PRESENT, EXIT_SOME_MISSING, EXIT_USAGE, EXIT_ROW_PROBLEMS, EXIT_FATAL = 0, 1, 2, 3, 4

@@ -42,7 +42,7 @@ SLOW_START_EVERY = 0.25  # before any reliable estimate the limit doubles this o
 CEILING_SHARE = 0.98  # once throttled at a limit, probing stops at this share of it ...
 CEILING_MEMORY = 60.0  # ... for this long: every episode costs a pause, the cap rarely moves
 RECOVER_EVERY = 1.0  # after slow start overshot, the halved limit climbs back this often ...
-RECOVER_STEP = 0.05  # ... by this share, until the next throttle settles it
+RECOVER_STEP = 0.08  # ... by this share, until the next throttle settles it
 SLOW_START_FLOOR = 10.0  # requests per second to start from when nothing got through
 MIN_RATE = 1.0
 BURST_SECONDS = 0.02  # a token bucket may send this many seconds' worth at once
@@ -60,7 +60,7 @@ class _Meter:
     """Event times of the last few seconds, newest last, for rates over a window."""
 
     def __init__(self) -> None:
-        self.stamps: deque[float] = deque(maxlen=65_536)
+        self.stamps: deque[float] = deque(maxlen=16_384)
 
     def rate(self, start: float, now: float) -> float:
         count = 0
@@ -90,6 +90,7 @@ class Throttle:
         self._best_accepted = 0.0
         self._ceiling = (float("inf"), 0.0)  # (a limit that was throttled, until when to respect it)
         self._next_slot = 0.0
+        self._turn = asyncio.Lock()
         self._quiet_after = 0.0  # no cut before this time (cooldown after a cut or a pause)
         self._last_probe = 0.0
         self._sent = _Meter()
@@ -105,22 +106,38 @@ class Throttle:
             return self.max_rps
         return self._adaptive if self.max_rps is None else min(self._adaptive, self.max_rps)
 
+    @property
+    def holding(self) -> bool:
+        """Whether a sender may have to wait (a pause or a rate limit); False lets it skip :meth:`before_send`."""
+        return self.rate is not None or self._clock() < self._paused_until
+
+    def sent(self) -> None:
+        """Record a send that did not go through :meth:`before_send`."""
+        self._sent.stamps.append(self._clock())
+
     async def before_send(self) -> None:
         now = self._clock()
         if now < self._paused_until:
             await asyncio.sleep(self._paused_until - now)
+        if self.rate is not None:
+            # One sender at a time waits for the next slot; the rest queue on the lock instead of each polling
+            # the clock (at 100 workers that polling cost more CPU than the requests).
+            async with self._turn:
+                await self._next_slot_free()
+        self.sent()
+
+    async def _next_slot_free(self) -> None:
         while (rate := self.rate) is not None:
             now = self._clock()
             self._probe(now, rate)
             slot = max(self._next_slot, now - BURST_SECONDS)
             if slot <= now:
                 self._next_slot = slot + 1.0 / rate
-                break
-            # Re-check rather than reserve a slot far ahead: the rate may rise (or a pause begin) meanwhile.
+                return
+            # Re-check rather than sleep until the slot: the rate may rise (or a pause begin) meanwhile.
             await asyncio.sleep(min(slot - now, RECHECK))
             if self._clock() < self._paused_until:
                 await asyncio.sleep(self._paused_until - self._clock())
-        self._sent.stamps.append(self._clock())
 
     def on_success(self) -> None:
         self.budget.refund()
@@ -198,7 +215,7 @@ class Throttle:
         self._last_probe = now
         # Raise only a limit that binds (as TCP validates its window): a limit the workers cannot fill says
         # nothing about the platform.  Slow start's short steps are measured more loosely.
-        binding = BINDING / 2 if self._phase == "slow" else BINDING
+        binding = BINDING if self._phase == "settled" else BINDING / 2
         if self._sent.rate(now - every, now) >= binding * rate:
             ceiling, until = self._ceiling
             raised = self._adaptive * factor
