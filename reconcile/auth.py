@@ -33,6 +33,7 @@ log = logging.getLogger("reconcile.auth")
 EARLY_REFRESH = 300.0  # seconds before expiry to renew, as azure-core and MSAL do
 EARLY_REFRESH_SHARE = 0.1  # ... but never more than this share of a short token's lifetime
 RETRY_FAILED_REFRESH_AFTER = 30.0
+ACCEPTED_LATELY = 10.0  # seconds: while the API accepted a token this recently, a 401 is not about permissions
 FALLBACK_LIFETIME = 300.0  # when a response carries neither expires_in nor a readable exp
 
 #: Azure AD errors that no retry can fix: wrong or expired secret, app not in tenant, unknown tenant, bad scope.
@@ -96,6 +97,7 @@ class TokenProvider:
         self._next_early_try = 0.0
         self._worked = 0  # generation of the newest token the API accepted
         self._strikes = 0  # current, never-accepted tokens refused since the API last accepted one
+        self._last_accepted: float | None = None
         self._refused: FatalError | None = None  # a permanent refusal, re-raised to every later caller
         self.fetches = 0  # tokens issued by the identity provider, for run metadata
 
@@ -137,21 +139,25 @@ class TokenProvider:
     def accepted(self, token: Token) -> None:
         """The API accepted ``token``: tokens of this generation demonstrably carry the right permissions."""
         self._strikes = 0
+        self._last_accepted = self._clock()
         if token.generation > self._worked:
             self._worked = token.generation
 
     def refused(self, token: Token) -> bool:
         """The API answered 401 to ``token``: drop it; True when that is evidence the app is not authorised.
 
-        Evidence is a refusal of the *current* token that the API never accepted, twice in a row with no
-        acceptance in between.  A token another worker already saw refused, or one that worked before (revoked
-        or expired under our feet), says nothing about permissions: with random revocations those are common,
-        while an app without the API permission fails with its first two tokens.
+        Evidence is a refusal of the *current* token that the API never accepted, twice in a row, while the API
+        has accepted no token for :data:`ACCEPTED_LATELY` seconds.  A token another worker already saw refused,
+        one that worked before (revoked or expired under our feet), or any refusal while other requests still
+        succeed says nothing about permissions: with revocations those are common, while an app without the API
+        permission fails with its first two tokens, and one that loses it mid-run soon after.
         """
         if token is not self._token:
             return False
         self._token = None
         if self._worked >= token.generation:
+            return False
+        if self._last_accepted is not None and self._clock() - self._last_accepted < ACCEPTED_LATELY:
             return False
         self._strikes += 1
         return self._strikes >= 2

@@ -39,7 +39,7 @@ from .throttle import RetryBudget, Throttle
 log = logging.getLogger("reconcile.client")
 
 USER_AGENT = f"reconcile/{__version__}"
-MAX_REFRESHES = 10  # per request; tokens revoked under our feet faster than this mean something is wrong
+MAX_REFRESHES = 10  # per attempt; then the attempt fails as a passing error and the retry policy backs off
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +177,10 @@ class PlatformClient:
             # The token was refused: drop it, fetch a fresh one, try again at once.  Fatal only on evidence that
             # fresh tokens are refused as such (see TokenProvider.refused), never on a revocation race.
             refreshes += 1
-            if self.tokens.refused(token) or refreshes > MAX_REFRESHES:
+            if refreshes > MAX_REFRESHES:
+                # Tokens keep dying under this request while others succeed: back off like any passing failure.
+                raise RetryableStatus(f"HTTP 401 {refreshes} times in a row: {_message(raw)}", status=401)
+            if self.tokens.refused(token):
                 raise AuthorizationError(
                     f"the API refused a freshly issued token (401): {_message(raw)}. "
                     "HINT: the app registration may lack the API permission, or the scope is wrong"

@@ -170,8 +170,6 @@ class Journal:
 def _connect(path: Path) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(path, isolation_level="DEFERRED")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process crash; only power loss costs
         db.execute("PRAGMA cache_size=-4000")  # 4 MB: the OS page cache holds the rest; RSS stays flat
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"{path} is not a reconcile journal ({exc}). HINT: pass --fresh to start over") from None
@@ -184,6 +182,9 @@ def _check_or_init(db: sqlite3.Connection, path: Path, manifests: Sequence[Manif
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if tables and "meta" not in tables:
             raise JournalError(f"{path} is a SQLite file but not a reconcile journal. HINT: use another --out")
+        # Only now that the file is ours (or empty): WAL rewrites the header of whatever file it is set on.
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a process crash; only power loss costs
         db.executescript(_SCHEMA)
         meta = dict(db.execute("SELECT name, value FROM meta"))
     except sqlite3.DatabaseError as exc:
