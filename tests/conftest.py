@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import os
 import select
 import ssl
 import subprocess
@@ -100,6 +101,24 @@ def emulator_process_url() -> Iterator[str]:
     """`python -m reconcile.emulator --port 0` in a subprocess, for CliRunner (it runs its own event loop); its URL."""
     with emulator_process() as url:
         yield url
+
+
+def cli_env(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for CliRunner reaching the emulator at ``url`` with the demo credentials.
+
+    The working directory becomes ``tmp_path`` (no stray .env is read, relative outputs land there) and any
+    CALLJOURNEY_* variable of the developer's shell is removed.
+    """
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("CALLJOURNEY_")]:
+        monkeypatch.delenv(name)
+    return {
+        "CALLJOURNEY_TENANT_ID": DEMO_TENANT_ID,
+        "CALLJOURNEY_CLIENT_ID": DEMO_CLIENT_ID,
+        "CALLJOURNEY_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+        "CALLJOURNEY_BASE_URL": url,
+        "CALLJOURNEY_AUTHORITY": url,
+    }
 
 
 @pytest.fixture(scope="session")

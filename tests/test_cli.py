@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import emulator_process, read_results, write_manifest
+from conftest import cli_env, emulator_process, read_results, write_manifest
 
 from reconcile.cli import cli
-from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID, Dataset
+from reconcile.emulator import DEMO_CLIENT_SECRET, Dataset
 
 PRESENT = list(Dataset.demo())[:3]
 MISSING_ROW = ("acme", "acme-ca", "2026/11/25/inbound", "no-such-recording.mp3")
@@ -30,16 +29,7 @@ def emulator_url() -> Iterator[str]:
 @pytest.fixture
 def env(emulator_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment reaching the emulator with the demo credentials; the working directory is a clean tmp dir."""
-    monkeypatch.chdir(tmp_path)  # no stray .env is read, and relative outputs land here
-    for name in [n for n in os.environ if n.startswith("CALLJOURNEY_")]:
-        monkeypatch.delenv(name)
-    return {
-        "CALLJOURNEY_TENANT_ID": DEMO_TENANT_ID,
-        "CALLJOURNEY_CLIENT_ID": DEMO_CLIENT_ID,
-        "CALLJOURNEY_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-        "CALLJOURNEY_BASE_URL": emulator_url,
-        "CALLJOURNEY_AUTHORITY": emulator_url,
-    }
+    return cli_env(emulator_url, tmp_path, monkeypatch)
 
 
 def invoke(args: list[str], env: Mapping[str, str | None]) -> Result:

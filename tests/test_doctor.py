@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
-from conftest import emulator_process, settings_for
+from conftest import cli_env, emulator_process, settings_for
 
 from reconcile.cli import cli
 from reconcile.config import Secret, Settings
@@ -272,16 +271,7 @@ def emulator_url() -> Iterator[str]:
 
 @pytest.fixture
 def env(emulator_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    monkeypatch.chdir(tmp_path)
-    for name in [n for n in os.environ if n.startswith("CALLJOURNEY_")]:
-        monkeypatch.delenv(name)
-    return {
-        "CALLJOURNEY_TENANT_ID": DEMO_TENANT_ID,
-        "CALLJOURNEY_CLIENT_ID": DEMO_CLIENT_ID,
-        "CALLJOURNEY_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-        "CALLJOURNEY_BASE_URL": emulator_url,
-        "CALLJOURNEY_AUTHORITY": emulator_url,
-    }
+    return cli_env(emulator_url, tmp_path, monkeypatch)
 
 
 def test_cli_doctor_exit_codes(env: dict[str, str]) -> None:

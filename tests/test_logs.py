@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,11 +12,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import emulator_process, settings_for, write_manifest
+from conftest import cli_env, emulator_process, settings_for, write_manifest
 
 from reconcile.cli import cli
 from reconcile.config import Secret
-from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID, EmulatorConfig, Faults
+from reconcile.emulator import EmulatorConfig, Faults
 from reconcile.engine import RunOptions
 from reconcile.errors import TokenError, UsageError
 from reconcile.logs import configure_logging, error_fields, level_for, reset_logging
@@ -206,16 +205,7 @@ def emulator_url() -> Iterator[str]:
 
 @pytest.fixture
 def env(emulator_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    monkeypatch.chdir(tmp_path)
-    for name in [n for n in os.environ if n.startswith("CALLJOURNEY_")]:
-        monkeypatch.delenv(name)
-    return {
-        "CALLJOURNEY_TENANT_ID": DEMO_TENANT_ID,
-        "CALLJOURNEY_CLIENT_ID": DEMO_CLIENT_ID,
-        "CALLJOURNEY_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-        "CALLJOURNEY_BASE_URL": emulator_url,
-        "CALLJOURNEY_AUTHORITY": emulator_url,
-    }
+    return cli_env(emulator_url, tmp_path, monkeypatch)
 
 
 def test_cli_log_file_in_json_keeps_stderr_for_warnings(env: dict[str, str], tmp_path: Path) -> None:

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import emulator_process, settings_for, write_manifest
+from conftest import cli_env, emulator_process, settings_for, write_manifest
 from rich.console import Console
 
 from reconcile.cli import cli
 from reconcile.config import Secret, Settings
-from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID, EmulatorConfig
+from reconcile.emulator import EmulatorConfig
 from reconcile.engine import Progress, Reconciler, RunOptions
 from reconcile.progress import (
     DisplayOptions,
@@ -272,16 +272,7 @@ def slow_emulator() -> Iterator[str]:
 
 @pytest.fixture
 def env(slow_emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    monkeypatch.chdir(tmp_path)
-    for name in [n for n in os.environ if n.startswith("CALLJOURNEY_")]:
-        monkeypatch.delenv(name)
-    return {
-        "CALLJOURNEY_TENANT_ID": DEMO_TENANT_ID,
-        "CALLJOURNEY_CLIENT_ID": DEMO_CLIENT_ID,
-        "CALLJOURNEY_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-        "CALLJOURNEY_BASE_URL": slow_emulator,
-        "CALLJOURNEY_AUTHORITY": slow_emulator,
-    }
+    return cli_env(slow_emulator, tmp_path, monkeypatch)
 
 
 def test_cli_prints_progress_lines_off_a_terminal_and_none_when_quiet(env: dict[str, str], tmp_path: Path) -> None:
