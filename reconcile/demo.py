@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .config import Secret, Settings
 from .engine import Reconciler, RunOptions
 from .errors import UsageError
 from .report import Summary
 from .runner import run
+
+if TYPE_CHECKING:
+    from .emulator import Emulator
 
 
 def sample_manifests() -> list[Path]:
@@ -21,20 +25,27 @@ def sample_manifests() -> list[Path]:
     raise UsageError("no sample manifests found. HINT: run 'reconcile demo' from the project's checkout")
 
 
+def demo_settings(emulator: Emulator, **changes: Any) -> Settings:
+    """Settings that reach a running ``emulator`` with its demo credentials; ``changes`` override fields."""
+    from .emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID
+
+    settings = Settings(
+        tenant_id=DEMO_TENANT_ID,
+        client_id=DEMO_CLIENT_ID,
+        client_secret=Secret(DEMO_CLIENT_SECRET),
+        base_url=emulator.base_url,
+        authority=emulator.authority,
+    ).with_(**changes)
+    settings.validate()
+    return settings
+
+
 async def run_demo(out_dir: Path, concurrency: int, install: Callable[[Reconciler], None]) -> Summary:
     """Start the emulator on a free loopback port, reconcile the samples, write the report."""
-    from .emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID, Emulator
+    from .emulator import Emulator
 
     manifests = sample_manifests()
     async with Emulator() as emulator:
-        settings = Settings(
-            tenant_id=DEMO_TENANT_ID,
-            client_id=DEMO_CLIENT_ID,
-            client_secret=Secret(DEMO_CLIENT_SECRET),
-            base_url=emulator.base_url,
-            authority=emulator.authority,
-            concurrency=concurrency,
-        )
-        settings.validate()
+        settings = demo_settings(emulator, concurrency=concurrency)
         options = RunOptions(out_dir=out_dir, fresh=True, label="demo (bundled emulator)")
         return await run(manifests, settings, options, on_start=install)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, exports
-from .engine import ERROR, INVALID, MISSING, PRESENT, STATUSES, UNCHECKED
+from .engine import ERROR, INVALID, MISSING, PRESENT, UNCHECKED
 from .errors import UsageError
 from .manifest import KEY_FIELDS, Key
 from .report import (
@@ -256,13 +256,7 @@ def merged_summary(
         "resumed": any(s.get("resumed") for s in summaries),
         "attempts": [{**a, "shard": s["shard"]} for s in summaries for a in s.get("attempts") or ()],
         "delta": changes,
-        "by_company": [
-            {"company": company, **{s: c[s] for s in STATUSES}} for company, c in sorted(tally.by_company.items())
-        ],
-        "by_organisation": [
-            {"company": company, "organisation": organisation, **{s: c[s] for s in STATUSES}}
-            for (company, organisation), c in sorted(tally.by_org.items())
-        ],
+        **tally.breakdowns(),
         "outputs": {name: str(path) for name, path in paths.items()},
         "shard": None,
         "merged_from": [

@@ -328,13 +328,7 @@ def _summary_data(
         "resumed": outcome.attempt > 1,
         "attempts": journal.attempts(),
         "delta": changes,
-        "by_company": [
-            {"company": company, **{s: c[s] for s in STATUSES}} for company, c in sorted(tally.by_company.items())
-        ],
-        "by_organisation": [
-            {"company": company, "organisation": organisation, **{s: c[s] for s in STATUSES}}
-            for (company, organisation), c in sorted(tally.by_org.items())
-        ],
+        **tally.breakdowns(),
         "outputs": {name: str(path) for name, path in paths.items()},
     }
 

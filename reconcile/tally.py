@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from .manifest import Key
 
@@ -164,6 +165,7 @@ class Tally:
         self.duplicates = 0
         self.per_manifest: list[int] = []
         self.counts: Counter[str] = Counter(dict.fromkeys(statuses, 0))
+        self._statuses = tuple(statuses)
         self.by_company: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.by_org: defaultdict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         self.days: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -196,6 +198,19 @@ class Tally:
                 self.first_missing.append(MissingRow(source, row, *key, day))
         if len(self._folders) >= self._folders_in_memory:
             self._spill_folders()
+
+    def breakdowns(self) -> dict[str, list[dict[str, Any]]]:
+        """summary.json's ``by_company`` and ``by_organisation``: every status counted, sorted by name."""
+        statuses = self._statuses
+        return {
+            "by_company": [
+                {"company": company, **{s: c[s] for s in statuses}} for company, c in sorted(self.by_company.items())
+            ],
+            "by_organisation": [
+                {"company": company, "organisation": organisation, **{s: c[s] for s in statuses}}
+                for (company, organisation), c in sorted(self.by_org.items())
+            ],
+        }
 
     def end_manifest(self, records: int) -> None:
         self.records += records

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import trustme
 
-from reconcile.config import Secret, Settings
+from reconcile.config import Settings
+from reconcile.demo import demo_settings
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID, Emulator, EmulatorConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,18 +27,7 @@ HEADER = ("company", "organisation", "folder", "filename")
 
 def settings_for(emulator: Emulator, **changes: Any) -> Settings:
     """Settings that reach ``emulator`` with the demo credentials; ``changes`` override fields."""
-    settings = Settings(
-        tenant_id=DEMO_TENANT_ID,
-        client_id=DEMO_CLIENT_ID,
-        client_secret=Secret(DEMO_CLIENT_SECRET),
-        base_url=emulator.base_url,
-        authority=emulator.authority,
-        concurrency=8,
-        timeout=5.0,
-    )
-    settings = settings.with_(**changes)
-    settings.validate()
-    return settings
+    return demo_settings(emulator, **{"concurrency": 8, "timeout": 5.0, **changes})
 
 
 def write_manifest(
