@@ -193,10 +193,13 @@ class Throttle:
         if measured and self._sent.rate(start, now) < BINDING * current:
             return False  # sending below the limit: this throttle is not about our rate
         accepted = self._accepted.rate(start, now) if measured else 0.0
-        self._best_accepted = max(self._best_accepted, accepted)
+        if self._phase != "slow":  # slow start's quarter-second windows are too short to trust as a best
+            self._best_accepted = max(self._best_accepted, accepted)
         if self._phase == "slow":
-            # Doubling overshot the cap: settle under what got through, else at the last step's limit.
-            target = SETTLE_SHARE * accepted if measured else current / 2
+            # Doubling overshot the cap: fall back to the last step's limit, which sent without complaint (TCP's
+            # ssthresh), and climb from there.  What got through is no guide here: a quarter second after a pause
+            # it is mostly the platform's refilled burst, and settling on it left the limit far above the cap.
+            target = current / 2
             self._phase = "recover"
         else:
             target = min(DECREASE * current, SETTLE_SHARE * accepted) if measured else BLIND_DECREASE * current
