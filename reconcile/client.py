@@ -160,10 +160,7 @@ class PlatformClient:
         return Outcome(exists, call_id, "", attempts.count)
 
     async def _attempt(self, body: bytes) -> tuple[bool, str]:
-        if self.throttle.holding:
-            await self.throttle.before_send()
-        else:
-            self.throttle.sent()
+        sent_at = await self.throttle.before_send() if self.throttle.holding else self.throttle.sent()
         refreshes = 0
         while True:
             token = self.tokens.fresh() or await self.tokens.token()
@@ -186,7 +183,7 @@ class PlatformClient:
                     "HINT: the app registration may lack the API permission, or the scope is wrong"
                 )
             log.info("API answered 401; renewing the token and trying again")
-        raise self._failure(status, headers, raw)
+        raise self._failure(status, headers, raw, sent_at)
 
     async def _post(self, body: bytes, token: Token) -> tuple[int, Mapping[str, str], bytes]:
         session = self._require_session()
@@ -198,7 +195,7 @@ class PlatformClient:
             async with session.post(self._url, data=body, headers=headers, timeout=self._timeout) as response:
                 return response.status, response.headers, await response.read()
 
-    def _failure(self, status: int, headers: Mapping[str, str], raw: bytes) -> Exception:
+    def _failure(self, status: int, headers: Mapping[str, str], raw: bytes, sent_at: float) -> Exception:
         message = _message(raw)
         if status == 404:
             return EndpointNotFound(
@@ -214,7 +211,7 @@ class PlatformClient:
         if status in RETRYABLE_STATUSES or status >= 500:
             retry_after = retry_after_from_headers(headers, cap=self.policy.retry_after_cap)
             if status in (429, 503):
-                self.throttle.on_throttle(retry_after, too_fast=status == 429)
+                self.throttle.on_throttle(retry_after, too_fast=status == 429, sent_at=sent_at)
             return RetryableStatus(f"HTTP {status}: {message}", status=status, retry_after=retry_after)
         if status == 400:
             return RequestRejected(f"HTTP 400: {message}", status=status)

@@ -468,6 +468,20 @@ async def test_rate_cap_answers_429(session: aiohttp.ClientSession) -> None:
     assert not emu.stats.faults
 
 
+async def test_rate_cap_burst_is_configurable(session: aiohttp.ClientSession) -> None:
+    """burst_seconds sets how many requests the cap lets through at once: 1/s for 10 s admits 10 of 12."""
+    async with Emulator(EmulatorConfig(max_rps=1, burst_seconds=10.0)) as emu:
+        token = await get_token(session, emu)
+        results = await asyncio.gather(*(ask(session, emu, token) for _ in range(12)))
+    assert sorted(status for status, _, _ in results) == [200] * 10 + [429] * 2
+
+
+def test_rate_cap_burst_must_be_positive() -> None:
+    """A burst of no time at all would refuse every request: the config says so at once."""
+    with pytest.raises(ValueError, match="burst_seconds must be > 0"):
+        EmulatorConfig(max_rps=5, burst_seconds=0)
+
+
 async def test_stats_count_requests(emu: Emulator, session: aiohttp.ClientSession) -> None:
     """Stats count token and API requests, statuses and each key asked."""
     assert emu.stats.first_request_at is None

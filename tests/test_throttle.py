@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from reconcile.errors import PlatformUnavailable, RetryableStatus, TransportError
-from reconcile.throttle import RetryBudget, Throttle
+from reconcile.throttle import CEILING_SHARE, RECOVER_STEP, RetryBudget, Throttle
 
 
 class Clock:
@@ -155,16 +155,22 @@ def test_settled_throttle_cuts_under_the_accepted_rate() -> None:
 
 
 def test_throttle_cuts_once_per_episode() -> None:
-    """Throttles arriving within the cooldown (answers to requests already sent) do not cut again."""
+    """Answers to requests sent before a cut, or a lone 429 within the cooldown, do not cut again; a later one does."""
     clock = Clock(0.0)
     throttle = Throttle(clock=clock)
     succeed(throttle, clock, 0.0, 3.0, 100)
-    throttle.on_throttle(None)
+    throttle.on_throttle(None, sent_at=2.99)
     first = throttle.rate
-    clock.now += 0.1
-    throttle.on_throttle(None)
+    assert first is not None
+    traffic(throttle, clock, 3.0, 3.2, sent=first, accepted=first)
+    throttle.on_throttle(None, sent_at=2.995)  # in flight when the first answer came
+    throttle.on_throttle(None, sent_at=3.15)  # sent under the new limit, but within the cooldown
     assert throttle.rate == first
-    assert throttle.throttled == 2
+    assert throttle.throttled == 3
+    traffic(throttle, clock, 3.2, 4.5, sent=first, accepted=first)
+    throttle.on_throttle(None, sent_at=4.45)  # past the cooldown, and still too fast
+    assert throttle.rate is not None
+    assert throttle.rate < first
 
 
 def test_a_throttle_while_the_limit_does_not_bind_is_not_about_our_rate() -> None:
@@ -202,7 +208,7 @@ def test_adaptive_rate_never_exceeds_max_rps() -> None:
 
 
 def test_settled_rate_creeps_up_but_not_past_the_last_ceiling() -> None:
-    """While binding, a settled limit rises 1 % per probe, but stays under 98 % of the limit last throttled."""
+    """While binding, a settled limit rises, but stays under CEILING_SHARE of the lowest limit throttled."""
     clock = Clock(0.0)
     throttle = Throttle(clock=clock)
     succeed(throttle, clock, 0.0, 1.0, 100)
@@ -225,7 +231,71 @@ def test_settled_rate_creeps_up_but_not_past_the_last_ceiling() -> None:
         seen.append(throttle.rate)
     assert seen[-1] is not None
     assert seen[-1] > settled_rate
-    assert max(r or 0 for r in seen) <= 0.98 * ceiling + 1e-9
+    assert max(r or 0 for r in seen) <= CEILING_SHARE * ceiling + 1e-9
+
+
+def recovering(clock: Clock) -> tuple[Throttle, float]:
+    """A throttle that left slow start and has just raised its limit one recover step; returns it and the limit."""
+    throttle = Throttle(clock=clock)
+    succeed(throttle, clock, 0.0, 1.0, 100)
+    throttle.on_throttle(None)
+    traffic(throttle, clock, 2.0, 3.0, sent=100, accepted=100)
+    throttle.on_throttle(None)  # slow start overshot: recover from half
+    halved = throttle.rate
+    assert halved is not None
+    traffic(throttle, clock, 4.0, 5.0, sent=halved, accepted=halved)
+    throttle._probe(clock.now, halved)
+    raised = throttle.rate
+    assert raised == pytest.approx(halved * (1 + RECOVER_STEP))
+    return throttle, raised
+
+
+@pytest.mark.parametrize(("into_step", "steps_back"), [(0.2, 2), (0.8, 1)])
+def test_a_recover_overshoot_falls_back_past_steps_the_burst_hid(into_step: float, steps_back: int) -> None:
+    """Throttled late in a recover step, the limit falls back one step; early in it, two.
+
+    Early means the step before had already spent the platform's burst, so it was over the cap too.  The limit
+    then stays under the step it skipped instead of probing straight back into it.
+    """
+    clock = Clock(0.0)
+    throttle, raised = recovering(clock)
+    traffic(throttle, clock, clock.now, clock.now + into_step, sent=raised, accepted=raised)
+    throttle.on_throttle(None)
+    assert throttle.rate == pytest.approx(raised / (1 + RECOVER_STEP) ** steps_back)
+    too_high = raised / (1 + RECOVER_STEP) ** (steps_back - 1)
+    for second in range(10, 60, 5):
+        rate = throttle.rate
+        assert rate is not None
+        traffic(throttle, clock, second, second + 5, sent=rate, accepted=rate)
+        throttle._probe(clock.now, rate)
+        assert throttle.rate is not None
+        assert throttle.rate <= CEILING_SHARE * too_high + 1e-9
+
+
+def test_a_throttle_straight_after_each_of_many_pauses_still_cuts() -> None:
+    """Throttled 0.08 s after every 1 s pause, the limit is judged on the sending between pauses, and cut.
+
+    Counting the pauses as idle time made a limit over the cap look unused: the run paused every 1.08 s for a
+    quarter of an hour and never cut.
+    """
+    clock = Clock(0.0)
+    throttle = Throttle(clock=clock)
+    succeed(throttle, clock, 0.0, 1.0, 100)
+    throttle.on_throttle(None)
+    traffic(throttle, clock, 2.0, 3.0, sent=100, accepted=100)
+    throttle.on_throttle(None)  # slow start overshot: settle after this
+    limit = throttle.rate
+    assert limit is not None
+    start = 10.0
+    for _ in range(15):  # a pause, then 0.08 s of sending at the limit, then the next 429
+        clock.now = start
+        throttle.on_throttle(1.0, sent_at=start - 0.01)
+        traffic(throttle, clock, start + 1.0, start + 1.08, sent=limit, accepted=limit)
+        start += 1.08
+    clock.now = start
+    throttle.on_throttle(1.0)
+    assert throttle.rate is not None
+    assert throttle.rate < limit
 
 
 def test_a_throttle_early_in_the_run_does_not_collapse_the_rate() -> None:
@@ -304,9 +374,9 @@ def test_time_paused_on_the_platforms_request_does_not_count_as_low_acceptance()
     before = throttle.rate
     assert before is not None
     succeed(throttle, clock, 4.0, 4.5, before)
-    throttle.on_throttle(1.0)  # soon after the cut: no new cut, but a pause until 5.5
+    throttle.on_throttle(1.0, sent_at=3.9)  # answers a request sent before the cut: no new cut; pause until 5.5
     succeed(throttle, clock, 5.5, 5.6, before)
-    throttle.on_throttle(1.0)  # past the cooldown: cut, measuring the last second, 0.9 s of which was a pause
+    throttle.on_throttle(1.0)  # sent after the cut: may cut, measuring the last second, 0.9 s of which was a pause
     after = throttle.rate
     assert after is not None
     assert after >= 0.5 * before, f"one throttle cut the rate from {before:.0f}/s to {after:.0f}/s"

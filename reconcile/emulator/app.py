@@ -49,6 +49,7 @@ class EmulatorConfig:
     latency_ms: float = 0
     jitter_ms: float = 0
     max_rps: float | None = None
+    burst_seconds: float = 0.1  # the rate limiter's token bucket holds this many seconds' worth of requests
     faults: Faults = field(default_factory=Faults)
     seed: int = 0
 
@@ -61,6 +62,8 @@ class EmulatorConfig:
             raise ValueError("latency_ms and jitter_ms must be >= 0")
         if self.max_rps is not None and self.max_rps <= 0:
             raise ValueError(f"max_rps must be > 0 (or None for no cap), got {self.max_rps}")
+        if self.burst_seconds <= 0:
+            raise ValueError(f"burst_seconds must be > 0, got {self.burst_seconds}")
 
 
 @dataclass(slots=True)
@@ -81,13 +84,13 @@ class Stats:
 
 
 class _TokenBucket:
-    """Admits `rate` requests per second with a burst of rate/10 (at least one)."""
+    """Admits `rate` requests per second with a burst of `burst_seconds` worth of them (at least one)."""
 
     __slots__ = ("_burst", "_last", "_rate", "_tokens")
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, burst_seconds: float) -> None:
         self._rate = rate
-        self._burst = max(1.0, rate / 10)
+        self._burst = max(1.0, rate * burst_seconds)
         self._tokens = self._burst
         self._last = time.monotonic()
 
@@ -133,7 +136,7 @@ class EmulatorState:
         self.stats = stats
         self.picker = FaultPicker(config.faults, config.seed)
         self.tokens = TokenBook(config.tenant_id)
-        self._bucket = _TokenBucket(config.max_rps) if config.max_rps else None
+        self._bucket = _TokenBucket(config.max_rps, config.burst_seconds) if config.max_rps else None
         self._delay = config.latency_ms / 1000
         self._jitter = config.jitter_ms / 1000
         # Separate from the fault RNG so turning jitter on does not change which faults fire.

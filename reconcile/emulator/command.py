@@ -42,6 +42,14 @@ from reconcile.emulator.server import Emulator
     help="Share of API requests failed, split evenly over 500, 503, 429, reset and token revocation.",
 )
 @click.option("--max-rps", type=click.FloatRange(min=0, min_open=True), help="Answer 429 above this request rate.")
+@click.option(
+    "--burst",
+    "burst_seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.1,
+    show_default=True,
+    help="Seconds' worth of requests --max-rps lets through at once.",
+)
 @click.option("--endpoint-path", default=DEFAULT_ENDPOINT_PATH, show_default=True)
 @click.option(
     "--dataset",
@@ -67,6 +75,7 @@ def emulator(
     token_lifetime: int,
     fault_rate: float,
     max_rps: float | None,
+    burst_seconds: float,
     endpoint_path: str,
     dataset_path: Path | None,
     synthetic_present_ratio: float | None,
@@ -108,6 +117,7 @@ def emulator(
         latency_ms=latency_ms,
         jitter_ms=jitter_ms,
         max_rps=max_rps,
+        burst_seconds=burst_seconds,
         faults=Faults.uniform(fault_rate),
         seed=seed,
     )
