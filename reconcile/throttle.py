@@ -160,7 +160,8 @@ class Throttle:
         A 503 says the platform is unavailable, not that we send too fast: it pauses but does not cut.
         ``sent_at`` is when the throttled request was sent (default: now).  Only a request sent under the current
         limit says anything about it, so answers to requests sent before the last cut do not cut again (TCP cuts
-        once per round trip for the same reason); a fixed cooldown instead wasted whole pauses on real overshoots.
+        once per round trip for the same reason).  A lone 429 soon after a cut is taken for noise unless the
+        limit has risen since (:meth:`_cooling`): a cooldown for every case had wasted whole pauses on overshoots.
         """
         self.throttled += 1
         now = self._clock()
