@@ -234,15 +234,21 @@ def test_settled_rate_creeps_up_but_not_past_the_last_ceiling() -> None:
     assert max(r or 0 for r in seen) <= CEILING_SHARE * ceiling + 1e-9
 
 
-def recovering(clock: Clock) -> tuple[Throttle, float]:
-    """A throttle that left slow start and has just raised its limit one recover step; returns it and the limit."""
+def overshot(clock: Clock) -> tuple[Throttle, float]:
+    """A throttle whose slow start (from 100/s) just overshot, climbing back from half; returns it and the limit."""
     throttle = Throttle(clock=clock)
     succeed(throttle, clock, 0.0, 1.0, 100)
     throttle.on_throttle(None)
     traffic(throttle, clock, 2.0, 3.0, sent=100, accepted=100)
-    throttle.on_throttle(None)  # slow start overshot: recover from half
+    throttle.on_throttle(None)
     halved = throttle.rate
     assert halved is not None
+    return throttle, halved
+
+
+def recovering(clock: Clock) -> tuple[Throttle, float]:
+    """A throttle that left slow start and has just raised its limit one recover step; returns it and the limit."""
+    throttle, halved = overshot(clock)
     traffic(throttle, clock, 4.0, 5.0, sent=halved, accepted=halved)
     throttle._probe(clock.now, halved)
     raised = throttle.rate
@@ -279,13 +285,7 @@ def test_a_throttle_straight_after_each_of_many_pauses_still_cuts() -> None:
     quarter of an hour and never cut.
     """
     clock = Clock(0.0)
-    throttle = Throttle(clock=clock)
-    succeed(throttle, clock, 0.0, 1.0, 100)
-    throttle.on_throttle(None)
-    traffic(throttle, clock, 2.0, 3.0, sent=100, accepted=100)
-    throttle.on_throttle(None)  # slow start overshot: settle after this
-    limit = throttle.rate
-    assert limit is not None
+    throttle, limit = overshot(clock)
     start = 10.0
     for _ in range(15):  # a pause, then 0.08 s of sending at the limit, then the next 429
         clock.now = start
