@@ -175,6 +175,9 @@ class Throttle:
                     extra={"pause": retry_after},
                 )
             self._paused_until = now + retry_after
+            # Resume evenly spaced, without the catch-up burst an idle limiter allows: every worker is waiting
+            # at the end of a pause, and a platform with a small burst answered that bunch with the next 429.
+            self._next_slot = max(self._next_slot, self._paused_until)
             if already_paused:
                 self._pauses[-1] = (self._pauses[-1][0], self._paused_until)
             else:

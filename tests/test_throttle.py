@@ -93,6 +93,28 @@ async def test_max_rps_caps_the_send_rate() -> None:
     assert throttle.rate == 40
 
 
+async def test_sending_resumes_evenly_spaced_after_a_pause() -> None:
+    """At the end of a pause the waiting senders leave one slot apart, not in the burst an idle limit allows.
+
+    Against a platform with a small burst, that bunch drew the next 429 at the end of every pause.
+    """
+    throttle = Throttle(max_rps=200)  # 5 ms apart; an idle limit would let 0.02 s (4 sends) out at once
+    await asyncio.sleep(0.05)  # idle long enough to have earned that burst
+    throttle.on_throttle(0.1, too_fast=False)
+    resumed = time.monotonic() + 0.1
+    sends = []
+
+    async def sender() -> None:
+        await throttle.before_send()
+        sends.append(time.monotonic())
+
+    await asyncio.gather(*(sender() for _ in range(8)))
+    assert min(sends) >= resumed - 0.005
+    # Eight slots 5 ms apart end >= 35 ms after the pause, however the loop is delayed; a burst of four first
+    # would end at 15 ms.
+    assert max(sends) - resumed >= 0.03, [round(t - resumed, 4) for t in sends]
+
+
 def traffic(throttle: Throttle, clock: Clock, start: float, end: float, sent: float, accepted: float) -> None:
     """Record sends at ``sent``/s and successes at ``accepted``/s from ``start`` to ``end`` (a spy's view)."""
     clock.now = start
