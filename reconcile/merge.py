@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import csv
 import heapq
-import json
-import os
 import uuid
 from collections.abc import Generator, Iterator, Sequence
 from datetime import datetime
@@ -24,7 +22,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from . import __version__, exports
+from . import __version__
 from .engine import ERROR, INVALID, MISSING, PRESENT, UNCHECKED
 from .errors import UsageError
 from .manifest import KEY_FIELDS, Key
@@ -288,11 +286,3 @@ def merged_summary(
 
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    temporary = exports.partial(path)
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-    os.replace(temporary, path)

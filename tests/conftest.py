@@ -23,6 +23,8 @@ from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_I
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "sample_manifests"
 HEADER = ("company", "organisation", "folder", "filename")
+# The columns of results.csv for a manifest with just those four: the manifest's, then the report's own.
+RESULTS_HEADER = [*HEADER, "row", "source", "status", "call_id", "detail", "attempts", "checked_at"]
 
 
 def settings_for(emulator: Emulator, **changes: Any) -> Settings:

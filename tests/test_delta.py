@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from conftest import read_results, settings_for, write_manifest
+from conftest import RESULTS_HEADER, read_results, settings_for, write_manifest
 
 from reconcile.config import Settings
 from reconcile.delta import CHANGES, COLUMNS, compare, open_previous
@@ -17,22 +17,8 @@ from reconcile.engine import RunOptions
 from reconcile.errors import UsageError
 from reconcile.runner import run
 
-HEADER = [
-    "company",
-    "organisation",
-    "folder",
-    "filename",
-    "row",
-    "source",
-    "status",
-    "call_id",
-    "detail",
-    "attempts",
-    "checked_at",
-]
 
-
-def write_results(directory: Path, rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER) -> Path:
+def write_results(directory: Path, rows: Sequence[Sequence[str]], header: Sequence[str] = RESULTS_HEADER) -> Path:
     """A report directory holding only results.csv with ``rows`` (short rows are padded)."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "results.csv", "w", encoding="utf-8", newline="") as handle:

@@ -9,7 +9,7 @@ import openpyxl
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLES, read_results, settings_for, write_manifest
+from conftest import RESULTS_HEADER, SAMPLES, read_results, settings_for, write_manifest
 
 from reconcile.emulator import Emulator
 from reconcile.engine import RunOptions
@@ -17,19 +17,6 @@ from reconcile.errors import UsageError
 from reconcile.exports import EXCEL_MAX_ROWS, CsvWriter, JsonWriter, ParquetWriter, XlsxWriter, check_formats
 from reconcile.runner import run
 
-COLUMNS = [
-    "company",
-    "organisation",
-    "folder",
-    "filename",
-    "row",
-    "source",
-    "status",
-    "call_id",
-    "detail",
-    "attempts",
-    "checked_at",
-]
 INTS = [4, 9]
 
 
@@ -163,7 +150,7 @@ def test_xlsx_splits_sheets_beyond_the_row_limit(tmp_path: Path, monkeypatch: py
     """With a 5-row limit (header + 4), 10 rows become All, All (2), All (3); the Summary sheet says so."""
     monkeypatch.setattr(XlsxWriter, "max_rows", 5)
     data = rows(10)
-    writer = XlsxWriter(tmp_path, COLUMNS, INTS)
+    writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS)
     writer.add(data[:7], [r for r in data[:7] if r[6] == "missing"])
     writer.add(data[7:], [r for r in data[7:] if r[6] == "missing"])
     writer.finish({"counts": {"missing": 3}})
@@ -183,7 +170,7 @@ def test_xlsx_missing_sheet_splits_too(tmp_path: Path, monkeypatch: pytest.Monke
     """Missing rows beyond the limit continue in "Missing (2)", placed before the All sheet."""
     monkeypatch.setattr(XlsxWriter, "max_rows", 3)
     data = rows(5, missing_every=1)
-    writer = XlsxWriter(tmp_path, COLUMNS, INTS)
+    writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS)
     writer.add(data, data)
     writer.finish({})
     sheets = pd.read_excel(tmp_path / "results.xlsx", sheet_name=None, dtype=str, keep_default_na=False)
@@ -201,7 +188,7 @@ def test_xlsx_keeps_hostile_text_as_text(tmp_path: Path) -> None:
     data = rows(2)
     data[0][3] = '=HYPERLINK("http://example.invalid","x")'
     data[1][3] = "bell\x07.mp3"
-    writer = XlsxWriter(tmp_path, COLUMNS, INTS)
+    writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS)
     writer.add(data, [])
     writer.finish({})
     book = openpyxl.load_workbook(tmp_path / "results.xlsx")
@@ -217,7 +204,7 @@ def test_xlsx_keeps_hostile_text_as_text(tmp_path: Path) -> None:
 @pytest.mark.parametrize("maker", [CsvWriter, JsonWriter, ParquetWriter, XlsxWriter])
 def test_a_report_without_rows_still_opens(tmp_path: Path, maker: Any) -> None:
     """Each writer finishing with no rows leaves files pandas opens, with the columns and no rows."""
-    writer = maker(tmp_path, COLUMNS, INTS)
+    writer = maker(tmp_path, RESULTS_HEADER, INTS)
     writer.finish({})
     for path in writer.paths.values():
         if path.suffix == ".csv":
@@ -229,14 +216,14 @@ def test_a_report_without_rows_still_opens(tmp_path: Path, maker: Any) -> None:
         else:
             assert path.read_bytes() == b""  # JSON Lines of no rows: no lines
             continue
-        assert list(frame.columns) == COLUMNS
+        assert list(frame.columns) == RESULTS_HEADER
         assert len(frame) == 0
 
 
 @pytest.mark.parametrize("maker", [CsvWriter, JsonWriter, ParquetWriter, XlsxWriter])
 def test_abort_leaves_nothing_behind(tmp_path: Path, maker: Any) -> None:
     """A writer aborted half-way removes its temporary files and never creates the final ones."""
-    writer = maker(tmp_path, COLUMNS, INTS)
+    writer = maker(tmp_path, RESULTS_HEADER, INTS)
     writer.add(rows(3), [])
     writer.abort()
     assert list(tmp_path.iterdir()) == []
