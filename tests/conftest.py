@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "sample_manifests"
 HEADER = ("company", "organisation", "folder", "filename")
 # The columns of results.csv for a manifest with just those four: the manifest's, then the report's own.
-RESULTS_HEADER = [*HEADER, "row", "source", "status", "call_id", "detail", "attempts", "checked_at"]
+OUR_COLUMNS = ("row", "source", "status", "call_id", "detail", "attempts", "checked_at")
+RESULTS_HEADER = [*HEADER, *OUR_COLUMNS]
 
 
 def settings_for(emulator: Emulator, **changes: Any) -> Settings:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from conftest import SAMPLES, read_results, settings_for, write_manifest
+from conftest import OUR_COLUMNS, SAMPLES, read_results, settings_for, write_manifest
 
 from reconcile import Reconciler, RunOptions, run
 from reconcile.config import Secret, Settings
@@ -26,7 +26,6 @@ from reconcile.manifest import KEY_FIELDS, Record
 from reconcile.report import Summary
 
 Key = tuple[str, str, str, str]
-OUR_COLUMNS = ("row", "source", "status", "call_id", "detail", "attempts", "checked_at")
 DUPLICATE = re.compile(r"^duplicate of row (\d+)(?: of (.+?))?(?:;|$)")
 
 
