@@ -114,6 +114,12 @@ def cli_env(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[s
     }
 
 
+@pytest.fixture
+def env(emulator_process_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """CliRunner's environment reaching the module's emulator subprocess (see :func:`cli_env`)."""
+    return cli_env(emulator_process_url, tmp_path, monkeypatch)
+
+
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:
     """A throwaway certificate authority: TLS is tested with verification on."""

@@ -5,31 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import cli_env, emulator_process, read_results, write_manifest
+from conftest import read_results, write_manifest
 
 from reconcile.cli import cli
 from reconcile.emulator import DEMO_CLIENT_SECRET, Dataset
 
 PRESENT = list(Dataset.demo())[:3]
 MISSING_ROW = ("acme", "acme-ca", "2026/11/25/inbound", "no-such-recording.mp3")
-
-
-@pytest.fixture(scope="module")
-def emulator_url() -> Iterator[str]:
-    """`python -m reconcile.emulator --port 0` in a subprocess (CliRunner runs its own event loop); its URL."""
-    with emulator_process() as url:
-        yield url
-
-
-@pytest.fixture
-def env(emulator_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Environment reaching the emulator with the demo credentials; the working directory is a clean tmp dir."""
-    return cli_env(emulator_url, tmp_path, monkeypatch)
 
 
 def invoke(args: list[str], env: Mapping[str, str | None]) -> Result:

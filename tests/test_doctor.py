@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from click.testing import CliRunner
-from conftest import cli_env, emulator_process, settings_for
+from conftest import settings_for
 
 from reconcile.cli import cli
 from reconcile.config import Secret, Settings
@@ -22,6 +22,17 @@ from reconcile.emulator.tokens import TokenBook
 from reconcile.errors import UsageError
 
 STEPS = ["settings", "authority", "token", "api"]
+
+
+def settings_at(url: str) -> Settings:
+    """Demo credentials (with a made-up secret) for a token endpoint and API both at ``url``."""
+    return Settings(
+        tenant_id=DEMO_TENANT_ID,
+        client_id=DEMO_CLIENT_ID,
+        client_secret=Secret("s3cret-x"),
+        authority=url,
+        base_url=url,
+    )
 
 
 @pytest.fixture
@@ -112,14 +123,7 @@ async def test_wrong_path_without_an_alternative_gives_the_guides_hint(make_emul
 
 async def test_closed_port_is_connection_refused(tmp_path: Path) -> None:
     """An authority on a port nobody listens on: ✗ refused, with the fix; token and API skipped."""
-    url = f"http://127.0.0.1:{closed_port()}"
-    settings = Settings(
-        tenant_id=DEMO_TENANT_ID,
-        client_id=DEMO_CLIENT_ID,
-        client_secret=Secret("s3cret-x"),
-        authority=url,
-        base_url=url,
-    )
+    settings = settings_at(f"http://127.0.0.1:{closed_port()}")
     checks = await diagnose(lambda: settings)
     steps = by_step(checks)
     assert steps["authority"].status == "fail"
@@ -225,13 +229,7 @@ async def fake_platform(api_status: int) -> AsyncIterator[str]:
 async def test_refused_token_at_the_api_points_at_permissions(status: int) -> None:
     """An opaque token is said to be opaque; a 401/403 from the API is about the app's permissions."""
     async with fake_platform(status) as url:
-        settings = Settings(
-            tenant_id=DEMO_TENANT_ID,
-            client_id=DEMO_CLIENT_ID,
-            client_secret=Secret("s3cret-x"),
-            authority=url,
-            base_url=url,
-        )
+        settings = settings_at(url)
         checks = await diagnose(lambda: settings)
     steps = by_step(checks)
     assert steps["token"].status == "pass"
@@ -261,17 +259,6 @@ def test_ascii_fallback_for_terminals_without_unicode() -> None:
 
 
 # -- the CLI ---------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def emulator_url() -> Iterator[str]:
-    with emulator_process() as url:
-        yield url
-
-
-@pytest.fixture
-def env(emulator_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    return cli_env(emulator_url, tmp_path, monkeypatch)
 
 
 def test_cli_doctor_exit_codes(env: dict[str, str]) -> None:

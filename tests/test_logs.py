@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import cli_env, emulator_process, settings_for, write_manifest
+from conftest import settings_for, write_manifest
 
 from reconcile.cli import cli
 from reconcile.config import Secret
@@ -195,17 +195,6 @@ async def test_fatal_error_is_logged_with_its_codes(make_emulator: Any, tmp_path
 
 
 # -- the CLI ---------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def emulator_url() -> Iterator[str]:
-    with emulator_process() as url:
-        yield url
-
-
-@pytest.fixture
-def env(emulator_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    return cli_env(emulator_url, tmp_path, monkeypatch)
 
 
 def test_cli_log_file_in_json_keeps_stderr_for_warnings(env: dict[str, str], tmp_path: Path) -> None:
