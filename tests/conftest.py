@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import os
 import select
 import ssl
@@ -19,6 +20,7 @@ import trustme
 from reconcile.config import Settings
 from reconcile.demo import demo_settings
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID, Emulator, EmulatorConfig
+from reconcile.logs import reset_logging
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "sample_manifests"
@@ -118,6 +120,16 @@ def cli_env(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[s
 def env(emulator_process_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """CliRunner's environment reaching the module's emulator subprocess (see :func:`cli_env`)."""
     return cli_env(emulator_process_url, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def clean_logging() -> Iterator[None]:
+    """The test leaves the root logger as it found it (for tests that configure logging)."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    reset_logging()
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

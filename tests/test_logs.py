@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +26,7 @@ TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?P<level>[A-Z]
 log = logging.getLogger("reconcile.test")
 
 
-@pytest.fixture(autouse=True)
-def clean_logging() -> Iterator[None]:
-    """Every test leaves the root logger as it found it."""
-    root = logging.getLogger()
-    level = root.level
-    yield
-    reset_logging()
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("clean_logging")
 
 
 def test_text_lines_have_utc_time_level_logger_and_message() -> None:

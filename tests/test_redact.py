@@ -71,13 +71,7 @@ def issued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return tokens
 
 
-@pytest.fixture(autouse=True)
-def clean_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    level = root.level
-    yield
-    reset_logging()
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("clean_logging")
 
 
 # -- redact() --------------------------------------------------------------------------------------------------
