@@ -131,6 +131,18 @@ def traffic(throttle: Throttle, clock: Clock, start: float, end: float, sent: fl
     clock.now = end
 
 
+def overshot(clock: Clock) -> tuple[Throttle, float]:
+    """A throttle whose slow start (from 100/s) just overshot, climbing back from half; returns it and the limit."""
+    throttle = Throttle(clock=clock)
+    succeed(throttle, clock, 0.0, 1.0, 100)
+    throttle.on_throttle(None)
+    traffic(throttle, clock, 2.0, 3.0, sent=100, accepted=100)
+    throttle.on_throttle(None)
+    halved = throttle.rate
+    assert halved is not None
+    return throttle, halved
+
+
 def test_first_throttle_starts_slow_start_from_what_got_through() -> None:
     """With no limit yet, the first 429 limits sending to what got through in the last second."""
     clock = Clock(0.0)
@@ -162,11 +174,7 @@ def test_slow_start_overshoot_falls_back_to_the_last_step_that_worked() -> None:
 def test_settled_throttle_cuts_under_the_accepted_rate() -> None:
     """Once settled, a 429 while the limit binds cuts to the lower of 95 % of it and 96 % of what got through."""
     clock = Clock(0.0)
-    throttle = Throttle(clock=clock)
-    succeed(throttle, clock, 0.0, 1.0, 100)
-    throttle.on_throttle(None)
-    traffic(throttle, clock, 2.0, 3.0, sent=100, accepted=100)
-    throttle.on_throttle(None)  # leaves slow start
+    throttle, _ = overshot(clock)  # leaves slow start
     settled_rate = throttle.rate
     assert settled_rate is not None
     traffic(throttle, clock, 10.0, 11.0, sent=settled_rate, accepted=settled_rate * 0.8)
@@ -232,11 +240,7 @@ def test_adaptive_rate_never_exceeds_max_rps() -> None:
 def test_settled_rate_creeps_up_but_not_past_the_last_ceiling() -> None:
     """While binding, a settled limit rises, but stays under CEILING_SHARE of the lowest limit throttled."""
     clock = Clock(0.0)
-    throttle = Throttle(clock=clock)
-    succeed(throttle, clock, 0.0, 1.0, 100)
-    throttle.on_throttle(None)
-    traffic(throttle, clock, 2.0, 3.0, sent=100, accepted=100)
-    throttle.on_throttle(None)  # recover phase
+    throttle, _ = overshot(clock)  # recover phase
     traffic(throttle, clock, 6.0, 7.0, sent=200, accepted=100)
     ceiling = throttle.rate
     assert ceiling is not None
@@ -254,18 +258,6 @@ def test_settled_rate_creeps_up_but_not_past_the_last_ceiling() -> None:
     assert seen[-1] is not None
     assert seen[-1] > settled_rate
     assert max(r or 0 for r in seen) <= CEILING_SHARE * ceiling + 1e-9
-
-
-def overshot(clock: Clock) -> tuple[Throttle, float]:
-    """A throttle whose slow start (from 100/s) just overshot, climbing back from half; returns it and the limit."""
-    throttle = Throttle(clock=clock)
-    succeed(throttle, clock, 0.0, 1.0, 100)
-    throttle.on_throttle(None)
-    traffic(throttle, clock, 2.0, 3.0, sent=100, accepted=100)
-    throttle.on_throttle(None)
-    halved = throttle.rate
-    assert halved is not None
-    return throttle, halved
 
 
 def recovering(clock: Clock) -> tuple[Throttle, float]:
