@@ -6,6 +6,7 @@ import contextlib
 import csv
 import logging
 import os
+import re
 import select
 import ssl
 import subprocess
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import trustme
 
@@ -152,3 +154,28 @@ def ca_bundle(ca: trustme.CA, tmp_path: Path) -> Path:
     path = tmp_path / "test-ca.pem"
     ca.cert_pem.write_to_path(str(path))
     return path
+
+
+# -- comparing two reports -------------------------------------------------------------------------------------
+
+
+def without(rows: list[dict[str, str]], *columns: str) -> list[dict[str, str]]:
+    """``rows`` minus ``columns`` (e.g. checked_at, which differs between any two runs)."""
+    return [{k: v for k, v in row.items() if k not in columns} for row in rows]
+
+
+def html_without_run_section(path: Path) -> str:
+    """report.html minus its run section (run id, times), which differs between any two runs."""
+    return re.sub(r'<section id="run">.*?</section>', "", path.read_text(encoding="utf-8"), flags=re.S)
+
+
+def read_parquet(directory: Path) -> pd.DataFrame:
+    return pd.read_parquet(directory / "results.parquet")
+
+
+def read_jsonl(directory: Path) -> pd.DataFrame:
+    return pd.read_json(directory / "results.jsonl", lines=True, dtype=False)
+
+
+def read_xlsx_all(directory: Path) -> pd.DataFrame:
+    return pd.read_excel(directory / "results.xlsx", sheet_name="All", dtype=str, keep_default_na=False)

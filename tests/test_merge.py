@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,17 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
-from conftest import SAMPLES, read_results, settings_for, write_manifest
+from conftest import (
+    SAMPLES,
+    html_without_run_section,
+    read_jsonl,
+    read_parquet,
+    read_results,
+    read_xlsx_all,
+    settings_for,
+    without,
+    write_manifest,
+)
 
 from reconcile.cli import cli
 from reconcile.config import Secret
@@ -102,17 +111,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base
 
 
-def without(rows: list[dict[str, str]], *columns: str) -> list[dict[str, str]]:
-    return [{k: v for k, v in row.items() if k not in columns} for row in rows]
-
-
 def summary_of(directory: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((directory / "summary.json").read_text(encoding="utf-8"))
     return data
-
-
-def html_without_run_section(path: Path) -> str:
-    return re.sub(r'<section id="run">.*?</section>', "", path.read_text(encoding="utf-8"), flags=re.S)
 
 
 def invoke(args: list[str]) -> Result:
@@ -160,16 +161,7 @@ def test_merged_summary_equals_the_unsharded_one(runs: Path) -> None:
 def test_every_other_format_equals_the_unsharded_run(runs: Path) -> None:
     """Parquet, JSON Lines, the XLSX All sheet and report.html (run details aside) are those of the unsharded run."""
 
-    def parquet(d: Path) -> pd.DataFrame:
-        return pd.read_parquet(d / "results.parquet")
-
-    def jsonl(d: Path) -> pd.DataFrame:
-        return pd.read_json(d / "results.jsonl", lines=True, dtype=False)
-
-    def xlsx(d: Path) -> pd.DataFrame:
-        return pd.read_excel(d / "results.xlsx", sheet_name="All", dtype=str, keep_default_na=False)
-
-    for reader in (parquet, jsonl, xlsx):
+    for reader in (read_parquet, read_jsonl, read_xlsx_all):
         full, merged = reader(runs / "full"), reader(runs / "merged")
         assert merged.drop(columns="checked_at").equals(full.drop(columns="checked_at"))
     assert html_without_run_section(runs / "merged" / "report.html") == html_without_run_section(

@@ -12,7 +12,17 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import SAMPLES, read_results, settings_for, write_manifest
+from conftest import (
+    SAMPLES,
+    html_without_run_section,
+    read_jsonl,
+    read_parquet,
+    read_results,
+    read_xlsx_all,
+    settings_for,
+    without,
+    write_manifest,
+)
 
 from reconcile import __version__
 from reconcile.delta import compare
@@ -65,27 +75,6 @@ async def test_summary_carries_compliance_metadata(emulator: Emulator, tmp_path:
         assert manifest["sha256"] == hashlib.sha256(Path(manifest["path"]).read_bytes()).hexdigest()  # noqa: ASYNC240
     assert saved["delta"] is None
     assert set(saved["outputs"]) == {"results", "missing", "report_html", "summary"}
-
-
-def without(rows: list[dict[str, str]], *columns: str) -> list[dict[str, str]]:
-    return [{k: v for k, v in row.items() if k not in columns} for row in rows]
-
-
-def html_without_run_section(path: Path) -> str:
-    text = path.read_text(encoding="utf-8")
-    return re.sub(r'<section id="run">.*?</section>', "", text, flags=re.S)
-
-
-def read_parquet(directory: Path) -> pd.DataFrame:
-    return pd.read_parquet(directory / "results.parquet")
-
-
-def read_jsonl(directory: Path) -> pd.DataFrame:
-    return pd.read_json(directory / "results.jsonl", lines=True, dtype=False)
-
-
-def read_xlsx_all(directory: Path) -> pd.DataFrame:
-    return pd.read_excel(directory / "results.xlsx", sheet_name="All", dtype=str, keep_default_na=False)
 
 
 async def test_same_input_gives_the_same_report(emulator: Emulator, tmp_path: Path) -> None:
