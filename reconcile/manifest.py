@@ -120,6 +120,9 @@ class Manifest:
         self._positions: tuple[int, int, int, int] | None = None
         if len(positions) == len(KEY_FIELDS):
             self._positions = (positions[0], positions[1], positions[2], positions[3])
+        self._get_key: Callable[[list[str]], Key] | None = (
+            itemgetter(*positions) if self._positions is not None else None
+        )
 
     def info(self) -> ManifestInfo:
         """Path, SHA-256 and size of the file as it is now."""
@@ -134,6 +137,8 @@ class Manifest:
     def key_of(self, values: list[str]) -> Key:
         """The four values a row of :meth:`rows` is checked with (after mapping, constants and template)."""
         width = len(self.columns)
+        if self._get_key is not None and len(values) >= width:
+            return self._get_key(values)  # the report's per-row path: four plain columns
         if len(values) < width:
             values = values + [""] * (width - len(values))
         company, organisation, folder, filename = (f.get(values) for f in self._fields)

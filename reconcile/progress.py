@@ -24,16 +24,14 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TextIO
-
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 from .engine import Reconciler
 from .logs import utc_stamp
+
+if TYPE_CHECKING:  # rich is imported only for the live display: a run in cron or CI never loads it (~30 ms)
+    from rich.console import Console, RenderableType
+    from rich.live import Live
 
 TTY_REFRESH = 0.5  # seconds between redraws of the live display
 RATE_WINDOW = 10.0  # rows/s is measured over this many seconds, so the ETA follows the recent pace
@@ -214,6 +212,11 @@ def json_line(snap: Snapshot, *, now: float | None = None) -> str:
 
 def render(snap: Snapshot, *, final: bool = False) -> RenderableType:
     """The live display: a bar with rows, percent, pace and ETA; below it the counters and the pacing."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
     bar = ProgressBar(total=snap.total, completed=snap.done, width=36, pulse=snap.total is None and not final)
     head = Text()
     if snap.total is not None:
@@ -261,12 +264,16 @@ class LiveView:
     interval = TTY_REFRESH
 
     def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console
+
         # soft_wrap: log lines printed above the display keep their length (the terminal wraps them).
         self.console = console or Console(stderr=True, soft_wrap=True)
         self._live: Live | None = None
 
     def show(self, snap: Snapshot) -> None:
         if self._live is None:
+            from rich.live import Live
+
             # No refresh thread: the watcher's task redraws, so the display costs nothing between redraws.
             self._live = Live(
                 render(snap), console=self.console, auto_refresh=False, redirect_stdout=False, transient=False

@@ -211,39 +211,59 @@ def _chunks(
     shard: Shard | None = None,
 ) -> Iterator[tuple[list[list[Any]], list[Key]]]:
     """The report's rows in chunks, each with the four values its row was checked with; counted in ``tally``."""
-    unchecked_detail = _unchecked_detail(outcome)
+    unchecked = (UNCHECKED, "", _unchecked_detail(outcome), 0, "")
     manifest_columns, added = _layout(outcome.manifests)
-    fills = [(len(manifest_columns) + n, index) for n, (index, _) in enumerate(added)]
-    width = len(columns)
     for manifest in outcome.manifests:
-        names = [rename_clash(c) for c in manifest.columns]
-        positions = [columns.index(n) for n in names]
-        day_of = day_reader(manifest.columns)
+        place = _placer(manifest, columns, len(manifest_columns), [index for index, _ in added])
+        key_of, add, day_of = manifest.key_of, tally.add, day_reader(manifest.columns)
         source = str(manifest.path)
         rows: list[list[Any]] = []
         keys: list[Key] = []
         count = 0
         for row, values, result in _merged(manifest, journal):
-            key = manifest.key_of(values)
+            key = key_of(values)
             if shard is not None and not shard.holds(key):
                 continue  # another shard's row: that shard reports it
             count += 1
-            status, call_id, detail, attempts, checked_at = result or (UNCHECKED, "", unchecked_detail, 0, "")
-            line: list[Any] = [""] * width
-            for position, value in zip(positions, values, strict=True):
-                line[position] = value
-            for position, index in fills:
-                line[position] = key[index]
-            line[-7:] = [row, source, status, call_id, detail, attempts, checked_at]
+            status, call_id, detail, attempts, checked_at = result or unchecked
+            line = place(values, key)
+            line += (row, source, status, call_id, detail, attempts, checked_at)
             rows.append(line)
             keys.append(key)
-            tally.add(status, key, day_of(values, key[2]), source, row, detail.startswith("duplicate of row"))
+            add(status, key, day_of(values, key[2]), source, row, detail.startswith("duplicate of row"))
             if len(rows) >= CHUNK:
                 yield rows, keys
                 rows, keys = [], []
         tally.end_manifest(count)
         if rows:
             yield rows, keys
+
+
+def _placer(
+    manifest: Manifest, columns: list[str], manifest_width: int, fills: list[int]
+) -> Callable[[list[str], Key], list[Any]]:
+    """A function giving a row's report line up to our columns: its values in the report's manifest columns,
+    then the added key columns.
+
+    With one manifest (or several with the same header) its columns are the report's first ones, in order, and
+    the line is a copy of its values, extended: only a manifest whose columns sit elsewhere in a wider report
+    needs them placed one by one.  Always a new list: the caller appends our columns to it.
+    """
+    positions = [columns.index(rename_clash(c)) for c in manifest.columns]
+    gap = [""] * (manifest_width - len(positions))
+    if positions == list(range(len(positions))):
+        if not fills:
+            return lambda values, key: values + gap
+        return lambda values, key: [*values, *gap, *(key[index] for index in fills)]
+
+    def place(values: list[str], key: Key) -> list[Any]:
+        line: list[Any] = [""] * manifest_width
+        for position, value in zip(positions, values, strict=True):
+            line[position] = value
+        line.extend(key[index] for index in fills)
+        return line
+
+    return place
 
 
 def _merged(manifest: Manifest, journal: Journal) -> Iterator[tuple[int, list[str], tuple[Any, ...] | None]]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -43,6 +46,27 @@ def test_exit_0_when_every_row_is_present(env: dict[str, str], tmp_path: Path) -
         assert str(Path("out") / name) in result.stdout
         assert (tmp_path / "out" / name).is_file()
     assert [r["status"] for r in read_results(tmp_path / "out" / "results.csv")] == ["present"] * 3
+
+
+def test_a_run_off_a_terminal_imports_no_pandas_rich_or_server(env: dict[str, str], tmp_path: Path) -> None:
+    """`reconcile run` in cron loads neither pandas, rich nor the emulator's aiohttp server: each is start-up time."""
+    manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW])
+    code = (
+        "import sys\nfrom reconcile.cli import main\ntry:\n    main()\nexcept SystemExit as exit:\n"
+        "    heavy = ('pandas', 'numpy', 'rich', 'aiohttp.web', 'reconcile.emulator')\n"
+        "    loaded = [m for m in heavy if m in sys.modules]\n"
+        "    print('exit', exit.code, 'loaded', loaded)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "run", str(manifest), "--out", str(tmp_path / "out")],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.stdout.splitlines()[-1] == "exit 1 loaded []", result.stdout + result.stderr
+    assert [r["status"] for r in read_results(tmp_path / "out" / "results.csv")] == ["present"] * 3 + ["missing"]
 
 
 def test_exit_1_when_some_rows_are_missing(env: dict[str, str], tmp_path: Path) -> None:
