@@ -8,12 +8,15 @@ unchecked · 4 fatal (credentials refused, endpoint not found, host unreachable,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import click
 
@@ -583,4 +586,28 @@ def _print_summary(summary: Summary) -> None:
 
 
 def main() -> None:
-    cli()
+    """The console script.
+
+    It leaves with ``os._exit`` once the command is done and its output flushed, as mypy does: the report is
+    written and closed by then, and unwinding the interpreter's modules would add ~50–90 ms to every run.
+    """
+    try:
+        cli()
+    except SystemExit as done:
+        _leave(done.code)
+    _leave(0)
+
+
+def _leave(code: object) -> NoReturn:
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"): Python prints it and exits 1
+        print(code, file=sys.stderr)
+        status = 1
+    logging.shutdown()  # flushes and closes --log-file, as the atexit hook os._exit skips would
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (| head) or a closed stream
+            stream.flush()
+    os._exit(status)

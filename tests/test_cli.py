@@ -52,7 +52,7 @@ def test_a_run_off_a_terminal_imports_no_pandas_rich_or_server(env: dict[str, st
     """`reconcile run` in cron loads neither pandas, rich nor the emulator's aiohttp server: each is start-up time."""
     manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW])
     code = (
-        "import sys\nfrom reconcile.cli import main\ntry:\n    main()\nexcept SystemExit as exit:\n"
+        "import sys\nfrom reconcile.cli import cli\ntry:\n    cli()\nexcept SystemExit as exit:\n"
         "    heavy = ('pandas', 'numpy', 'rich', 'aiohttp.web', 'reconcile.emulator')\n"
         "    loaded = [m for m in heavy if m in sys.modules]\n"
         "    print('exit', exit.code, 'loaded', loaded)"
@@ -67,6 +67,26 @@ def test_a_run_off_a_terminal_imports_no_pandas_rich_or_server(env: dict[str, st
     )
     assert result.stdout.splitlines()[-1] == "exit 1 loaded []", result.stdout + result.stderr
     assert [r["status"] for r in read_results(tmp_path / "out" / "results.csv")] == ["present"] * 3 + ["missing"]
+
+
+def test_the_console_script_exits_with_the_code_and_everything_flushed(env: dict[str, str], tmp_path: Path) -> None:
+    """main() leaves at once after the command, yet with its exit code, all of stdout and the whole log file."""
+    manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW])
+    log = tmp_path / "run.log"
+    script = [sys.executable, "-c", "from reconcile.cli import main; main()"]
+    result = subprocess.run(
+        [*script, "-v", "--log-file", str(log), "run", str(manifest), "--out", str(tmp_path / "out")],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("4 records: 3 present, 1 missing"), result.stdout
+    assert result.stdout.rstrip().endswith(str(tmp_path / "out" / "summary.json")), result.stdout
+    assert "token issued" in log.read_text(encoding="utf-8")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")) == []  # no partials
 
 
 def test_exit_1_when_some_rows_are_missing(env: dict[str, str], tmp_path: Path) -> None:
