@@ -73,6 +73,7 @@ class Journal:
         self._db = connection
         self._executor = executor
         self._pending: list[Result] = []
+        self._orphan: asyncio.Future[None] | None = None  # a write whose flush was cancelled (see flush)
         self.resumed_from = 0  # rows already resolved when this attempt started
 
     @classmethod
@@ -112,11 +113,27 @@ class Journal:
         return len(self._pending)
 
     async def flush(self) -> None:
+        """Write and commit what :meth:`add` queued.
+
+        Once a batch leaves the queue it is written even if this flush is cancelled: the engine cancels its
+        quarter-second flusher when the workers are done, and a write still waiting for the journal thread
+        used to be dropped with its rows, which then ended "unchecked".  The next flush waits for such a
+        write, and raises if it failed.
+        """
+        if self._orphan is not None:
+            await asyncio.shield(self._orphan)
+            self._orphan = None
+        loop = asyncio.get_running_loop()
         if self._pending:
             batch, self._pending = self._pending, []
-            await self._call(_write_results, self._db, batch)
+            write = loop.run_in_executor(self._executor, _write_results, self._db, batch)
         else:
-            await self._call(self._db.commit)
+            write = loop.run_in_executor(self._executor, self._db.commit)
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            self._orphan = write
+            raise
 
     async def first_rows(self, keys: Sequence[Key], source: int, rows: Sequence[int]) -> list[tuple[int, int]]:
         """For each key, the (source, row) of its first occurrence in the run, registering new ones."""

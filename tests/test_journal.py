@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -231,3 +232,55 @@ async def test_fresh_repairs_a_garbage_journal(tmp_path: Path) -> None:
     opened = Journal.open(tmp_path, [INFO], fresh=True)
     opened.close()
     assert (tmp_path / FILENAME).stat().st_size > 0
+
+
+async def test_a_flush_cancelled_before_its_write_starts_loses_nothing(journal: Journal) -> None:
+    """A flush cancelled while its write still waits for the journal thread keeps the batch for the next flush.
+
+    The engine cancels its quarter-second flusher when the workers are done; if that flush's write had been
+    handed to the thread but not yet started, the batch was dropped and its rows ended "unchecked".
+    """
+    busy, release = threading.Event(), threading.Event()
+
+    def hold_the_thread() -> None:
+        busy.set()
+        release.wait(5)
+
+    blocker = journal._executor.submit(hold_the_thread)
+    assert busy.wait(5)
+    journal.add(result(1, "present", "id1"))
+    journal.add(result(2, "missing"))
+    flushing = asyncio.ensure_future(journal.flush())
+    await asyncio.sleep(0.01)  # the write is queued behind the blocker
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    release.set()
+    blocker.result(5)
+    journal.add(result(3, "present", "id3"))
+    await journal.flush()
+    assert [r[:3] for r in journal.results(0)] == [(1, "present", "id1"), (2, "missing", ""), (3, "present", "id3")]
+
+
+async def test_a_flush_cancelled_during_its_write_still_writes_it(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelling a flush whose write is already running cannot stop it: the rows are in the journal."""
+    started, release = threading.Event(), threading.Event()
+    write = journal_module._write_results
+
+    def slow_write(db: sqlite3.Connection, batch: list[Result]) -> None:
+        started.set()
+        release.wait(5)
+        write(db, batch)
+
+    monkeypatch.setattr(journal_module, "_write_results", slow_write)
+    journal.add(result(1, "present", "id1"))
+    flushing = asyncio.ensure_future(journal.flush())
+    assert await asyncio.to_thread(started.wait, 5)
+    flushing.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    await journal.flush()
+    assert [r[:3] for r in journal.results(0)] == [(1, "present", "id1")]
