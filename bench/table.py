@@ -33,9 +33,16 @@ def render(results: list[dict[str, Any]]) -> str:
             name = ""
         facts = []
         if "engine_over_bare_rows_per_second" in summary:
+            low, high = summary["engine_over_bare_rows_per_second_range"]
             facts.append(
-                f"engine ÷ bare: {summary['engine_over_bare_rows_per_second']:.2f}× rows/s, "
-                f"{summary['engine_over_bare_cpu_per_row']:.2f}× CPU/row"
+                f"engine ÷ bare: {summary['engine_over_bare_rows_per_second']:.2f}× rows/s "
+                f"(pairs {low:.2f}–{high:.2f}×), {summary['engine_over_bare_cpu_per_row']:.2f}× CPU/row"
+            )
+        if "engine_over_bare_own_timing" in summary:
+            facts.append(
+                f"over each one's own timing of its work: {summary['engine_over_bare_own_timing']:.2f}×; "
+                f"seconds outside it: engine {summary['engine']['outside_own_timing_seconds']:.2f}, "
+                f"bare {summary['bare']['outside_own_timing_seconds']:.2f}"
             )
         if "engine_over_sequential" in summary:
             facts.append(

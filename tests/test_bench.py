@@ -82,9 +82,17 @@ def test_tiny_scenario_produces_sane_numbers(tmp_path: Path) -> None:
     assert summary["engine"]["runs"] == 2
     assert 0 < summary["engine"]["share_of_latency_limit"] <= 1.05
     assert 0.05 < summary["engine_over_bare_rows_per_second"] < 20
+    low, high = summary["engine_over_bare_rows_per_second_range"]
+    assert low <= summary["engine_over_bare_rows_per_second"] <= high
+    assert 0.05 < summary["engine_over_bare_own_timing"] < 20
+    for client in ("engine", "bare"):  # interpreter start-up at least; never more than the whole run
+        assert 0 < summary[client]["outside_own_timing_seconds"] < summary[client]["wall_seconds"]
     # 20 rows one by one at 5 ms each cannot beat 20 in flight over 300 rows.
     assert summary["sequential"]["rows_per_second"] < summary["bare"]["rows_per_second"]
-    assert "engine ÷ bare" in render([result])
+    table = render([result])
+    assert "engine ÷ bare" in table
+    assert f"(pairs {low:.2f}–{high:.2f}×)" in table
+    assert "seconds outside it: engine" in table
 
 
 def test_rate_capped_scenario_reports_cap_share_and_429s(tmp_path: Path) -> None:
