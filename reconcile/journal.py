@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from . import __version__
 from .errors import JournalError, JournalMismatch
 from .manifest import Key, ManifestInfo
+from .readers import changed_options
 
 T = TypeVar("T")
 
@@ -81,8 +82,17 @@ class Journal:
         return (out_dir / FILENAME).is_file()
 
     @classmethod
-    def open(cls, out_dir: Path, manifests: Sequence[ManifestInfo], *, fresh: bool = False, shard: str = "") -> Journal:
-        """Open or create the journal in ``out_dir``; refuse one written for other manifests or another shard."""
+    def open(
+        cls,
+        out_dir: Path,
+        manifests: Sequence[ManifestInfo],
+        *,
+        fresh: bool = False,
+        shard: str = "",
+        reading: str = "",
+    ) -> Journal:
+        """Open or create the journal in ``out_dir``; refuse one written for other manifests, another shard, or
+        manifests read with other options (``reading``: :func:`reconcile.readers.options_record`)."""
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / FILENAME
         if fresh:
@@ -92,7 +102,7 @@ class Journal:
         connection: sqlite3.Connection | None = None
         try:
             connection = executor.submit(_connect, path).result()
-            meta = executor.submit(_check_or_init, connection, path, manifests, shard).result()
+            meta = executor.submit(_check_or_init, connection, path, manifests, shard, reading).result()
         except BaseException:
             if connection is not None:
                 executor.submit(connection.close).result()
@@ -193,7 +203,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-def _check_or_init(db: sqlite3.Connection, path: Path, manifests: Sequence[ManifestInfo], shard: str) -> dict[str, str]:
+def _check_or_init(
+    db: sqlite3.Connection, path: Path, manifests: Sequence[ManifestInfo], shard: str, reading: str
+) -> dict[str, str]:
     wanted = json.dumps([[m.path, m.sha256] for m in manifests])
     try:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -215,6 +227,7 @@ def _check_or_init(db: sqlite3.Connection, path: Path, manifests: Sequence[Manif
             "engine_version": __version__,
             "run_id": str(uuid.uuid4()),
             "shard": shard,
+            "reading": reading,
         }
         db.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
         db.commit()
@@ -229,6 +242,18 @@ def _check_or_init(db: sqlite3.Connection, path: Path, manifests: Sequence[Manif
             path,
             "the output directory holds a run of different manifests (their paths or SHA-256 differ). "
             "HINT: pass --fresh to start over in this directory, or choose another --out",
+        )
+    recorded = meta.get("reading")
+    if recorded is None:  # written before the reading was recorded: keep this one from now on
+        db.execute("INSERT INTO meta VALUES ('reading', ?)", (reading,))
+        db.commit()
+    elif recorded != reading:
+        changed = changed_options(recorded, reading) if recorded and reading else []
+        raise JournalMismatch(
+            path,
+            "the output directory holds a run whose manifests were read with other options"
+            f"{' (' + ', '.join(changed) + ')' if changed else ''}: its results belong to the values read then. "
+            "HINT: re-run with the same options, or pass --fresh to start over",
         )
     if meta.get("shard", "") != shard:
         raise JournalMismatch(

@@ -16,9 +16,10 @@ import codecs
 import csv
 import gzip
 import io
+import json
 import zlib
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -58,6 +59,30 @@ class ReadOptions:
     columns: tuple[tuple[str, str], ...] = ()  # --map FIELD=COLUMN: (field, column in the export)
     constants: tuple[tuple[str, str], ...] = ()  # --company acme: (field, value) for every row
     filename_template: str | None = None  # --filename-template "{RecordingSid}.mp3"
+
+
+# The command-line flag of each ReadOptions field, to name what differs when a resume reads manifests otherwise.
+OPTION_FLAGS = {
+    "encoding": "--encoding",
+    "delimiter": "--delimiter",
+    "input_format": "--input-format",
+    "sheet": "--sheet",
+    "columns": "--map",
+    "constants": "--company/--organisation/--folder",
+    "filename_template": "--filename-template",
+}
+
+
+def options_record(options: ReadOptions) -> str:
+    """``options`` as canonical JSON: the journal keeps it, since a row's result belongs to the values it was
+    read as, and a resume that maps, templates or decodes the manifests otherwise would mix two readings."""
+    return json.dumps(asdict(options), sort_keys=True)
+
+
+def changed_options(recorded: str, current: str) -> list[str]:
+    """The flags whose values differ between two :func:`options_record` texts."""
+    before, after = json.loads(recorded), json.loads(current)
+    return [flag for field, flag in OPTION_FLAGS.items() if before.get(field) != after.get(field)]
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ from .config import Settings
 from .engine import Reconciler, RunOptions
 from .errors import UsageError
 from .journal import Journal
+from .readers import options_record
 from .report import Summary, check_options, write_report
 
 
@@ -40,6 +41,7 @@ async def run(
         [m.info() for m in reconciler.manifests],
         fresh=options.fresh,
         shard=str(options.shard) if options.shard else "",
+        reading=options_record(options.read),
     )
     try:
         if on_start is not None:

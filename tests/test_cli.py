@@ -223,6 +223,24 @@ def test_changed_manifest_is_exit_2(env: dict[str, str], tmp_path: Path) -> None
     assert "--fresh" in result.stderr
 
 
+def test_resuming_with_another_map_is_exit_2_and_leaves_the_report(env: dict[str, str], tmp_path: Path) -> None:
+    """Re-using --out with another --map is refused (exit 2, naming --map, hinting --fresh); nothing is rewritten."""
+    header = ["company", "organisation", "folder", "File", "Other"]
+    rows = [(*key[:3], key[3], "unrelated.mp3") for key in PRESENT]
+    manifest = write_manifest(tmp_path / "m.csv", rows, header=header)
+    first = invoke(["run", str(manifest), "--out", "out", "--map", "filename=File"], env)
+    assert first.exit_code == 0, first.output
+    report = (tmp_path / "out" / "results.csv").read_bytes()
+    result = invoke(["run", str(manifest), "--out", "out", "--map", "filename=Other"], env)
+    assert result.exit_code == 2, result.output
+    assert "read with other options (--map)" in result.stderr
+    assert "--fresh" in result.stderr
+    assert (tmp_path / "out" / "results.csv").read_bytes() == report
+    again = invoke(["run", str(manifest), "--out", "out", "--map", "filename=Other", "--fresh"], env)
+    assert again.exit_code == 1, again.output  # unrelated.mp3 is missing everywhere
+    assert [r["status"] for r in read_results(tmp_path / "out" / "results.csv")] == ["missing"] * 3
+
+
 def test_demo_exits_3_and_writes_the_report_under_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

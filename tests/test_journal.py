@@ -14,6 +14,7 @@ import reconcile.journal as journal_module
 from reconcile.errors import JournalError, JournalMismatch
 from reconcile.journal import FILENAME, Journal, Result
 from reconcile.manifest import ManifestInfo
+from reconcile.readers import ReadOptions, options_record
 
 INFO = ManifestInfo("exports/a.csv", "a" * 64, 100, ("company", "organisation", "folder", "filename"))
 OTHER = ManifestInfo("exports/b.csv", "b" * 64, 50, ("company", "organisation", "folder", "filename"))
@@ -284,3 +285,30 @@ async def test_a_flush_cancelled_during_its_write_still_writes_it(
         await flushing
     await journal.flush()
     assert [r[:3] for r in journal.results(0)] == [(1, "present", "id1")]
+
+
+def test_a_resume_must_read_the_manifests_the_same_way(tmp_path: Path) -> None:
+    """Results belong to the values a row was read as: reopening with another --map or template is refused."""
+    mapped = options_record(ReadOptions(columns=(("filename", "File"),)))
+    Journal.open(tmp_path, [INFO], reading=mapped).close()
+    Journal.open(tmp_path, [INFO], reading=mapped).close()  # the same reading resumes
+    other = options_record(ReadOptions(columns=(("filename", "Recording"),), filename_template=None))
+    with pytest.raises(JournalMismatch, match=r"read with other options \(--map\).*HINT: .*--fresh"):
+        Journal.open(tmp_path, [INFO], reading=other)
+    templated = options_record(ReadOptions(filename_template="{Sid}.mp3", encoding="latin-1"))
+    with pytest.raises(JournalMismatch, match=r"\(--encoding, --map, --filename-template\)"):
+        Journal.open(tmp_path, [INFO], reading=templated)
+    Journal.open(tmp_path, [INFO], fresh=True, reading=other).close()  # --fresh starts over with the new reading
+
+
+def test_a_journal_from_before_readings_were_recorded_adopts_the_first(tmp_path: Path) -> None:
+    """A journal without a recorded reading resumes, and from then on holds the reading it resumed with."""
+    Journal.open(tmp_path, [INFO]).close()
+    db = sqlite3.connect(tmp_path / FILENAME)
+    db.execute("DELETE FROM meta WHERE name = 'reading'")
+    db.commit()
+    db.close()
+    first = options_record(ReadOptions(constants=(("company", "acme"),)))
+    Journal.open(tmp_path, [INFO], reading=first).close()
+    with pytest.raises(JournalMismatch, match=r"\(--company/--organisation/--folder\)"):
+        Journal.open(tmp_path, [INFO], reading=options_record(ReadOptions()))
