@@ -12,8 +12,9 @@ from pathlib import Path
 
 from .config import Settings
 from .engine import Reconciler, RunOptions
-from .errors import UsageError
+from .errors import ManifestError, UsageError
 from .journal import Journal
+from .manifest import ManifestInfo
 from .readers import options_record
 from .report import Summary, check_options, write_report
 
@@ -36,9 +37,10 @@ async def run(
         raise UsageError(
             f"--retry-errors: {options.out_dir} holds no earlier run to retry. HINT: give the --out of a finished run"
         )
+    infos = [m.info() for m in reconciler.manifests]
     journal = Journal.open(
         options.out_dir,
-        [m.info() for m in reconciler.manifests],
+        infos,
         fresh=options.fresh,
         shard=str(options.shard) if options.shard else "",
         reading=options_record(options.read),
@@ -47,6 +49,7 @@ async def run(
         if on_start is not None:
             on_start(reconciler)
         outcome = await reconciler.run(journal)
+        _check_unchanged(infos, outcome.infos)
         return write_report(
             outcome,
             journal,
@@ -60,3 +63,17 @@ async def run(
         )
     finally:
         journal.close()
+
+
+def _check_unchanged(before: Sequence[ManifestInfo], after: Sequence[ManifestInfo]) -> None:
+    """Refuse to report on a manifest that changed during the run (an export still being written, say): the
+    rows sent and the rows the report would read back could differ, so no report could be trusted."""
+    for start, end in zip(before, after, strict=True):
+        if start.sha256 != end.sha256:
+            raise ManifestError(
+                start.path,
+                f"changed while it was being reconciled (SHA-256 {start.sha256[:12]}… at the start, "
+                f"{end.sha256[:12]}… at the end), so no report was written: the rows checked and the rows a "
+                "report would show could differ. HINT: reconcile an export once it is complete, then run again "
+                "with --fresh",
+            )
