@@ -167,10 +167,12 @@ class Journal:
         A duplicate takes its original's status and call id, with "duplicate of ..." as its detail.
         Call only when no writer is running (the report is built after the run).
         """
-        after = 0
-        while page := self._call_sync(_read_page, self._db, source, after):
+        # The next page is read on the journal thread while this one is used: SQLite lets go of the GIL while
+        # it steps, so the report's merge and the read overlap.
+        reading = self._executor.submit(_read_page, self._db, source, 0)
+        while page := reading.result():
+            reading = self._executor.submit(_read_page, self._db, source, page[-1][0])
             yield from page
-            after = page[-1][0]
 
     def counts(self) -> dict[str, int]:
         return self._call_sync(_counts, self._db)
