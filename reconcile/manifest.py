@@ -117,11 +117,9 @@ class Manifest:
         finally:
             table.close()
         positions = [f.position for f in self._fields if f.position is not None]
-        self._positions: tuple[int, int, int, int] | None = None
-        if len(positions) == len(KEY_FIELDS):
-            self._positions = (positions[0], positions[1], positions[2], positions[3])
+        # The common case, all four values plain columns: one itemgetter reads a row's key (records, key_of).
         self._get_key: Callable[[list[str]], Key] | None = (
-            itemgetter(*positions) if self._positions is not None else None
+            itemgetter(*positions) if len(positions) == len(KEY_FIELDS) else None
         )
 
     def info(self) -> ManifestInfo:
@@ -160,8 +158,8 @@ class Manifest:
         """Every record in file order, validated."""
         table = self._open()
         try:
-            if self._positions is not None:
-                yield from self._by_position(table, self._positions)
+            if self._get_key is not None:
+                yield from self._by_position(table, self._get_key)
             else:
                 yield from self._by_field(table)
         finally:
@@ -181,9 +179,9 @@ class Manifest:
             )
         return table
 
-    def _by_position(self, table: Table, positions: tuple[int, int, int, int]) -> Iterator[Record]:
+    def _by_position(self, table: Table, get: Callable[[list[str]], Key]) -> Iterator[Record]:
         # The common case, kept tight: ~1M rows a few seconds.
-        width, source, make, get = len(self.columns), self.index, make_record, itemgetter(*positions)
+        width, source, make = len(self.columns), self.index, make_record
         for row, (line, values) in enumerate(table.rows, start=1):
             if len(values) != width:
                 yield self._ragged(row, line, values)
