@@ -31,6 +31,18 @@ def invoke(args: list[str], env: Mapping[str, str | None]) -> Result:
     return result
 
 
+def python(code: str, args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -c code args...`` in a fresh interpreter (what it imports, how it exits), with ``env`` added."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def summary_json(out: Path) -> dict[str, object]:
     data: dict[str, object] = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     return data
@@ -57,14 +69,7 @@ def test_a_run_off_a_terminal_imports_no_pandas_rich_or_server(env: dict[str, st
         "    loaded = [m for m in heavy if m in sys.modules]\n"
         "    print('exit', exit.code, 'loaded', loaded)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code, "run", str(manifest), "--out", str(tmp_path / "out")],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = python(code, ["run", str(manifest), "--out", str(tmp_path / "out")], env)
     assert result.stdout.splitlines()[-1] == "exit 1 loaded []", result.stdout + result.stderr
     assert [r["status"] for r in read_results(tmp_path / "out" / "results.csv")] == ["present"] * 3 + ["missing"]
 
@@ -73,15 +78,8 @@ def test_the_console_script_exits_with_the_code_and_everything_flushed(env: dict
     """main() leaves at once after the command, yet with its exit code, all of stdout and the whole log file."""
     manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW])
     log = tmp_path / "run.log"
-    script = [sys.executable, "-c", "from reconcile.cli import main; main()"]
-    result = subprocess.run(
-        [*script, "-v", "--log-file", str(log), "run", str(manifest), "--out", str(tmp_path / "out")],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    args = ["-v", "--log-file", str(log), "run", str(manifest), "--out", str(tmp_path / "out")]
+    result = python("from reconcile.cli import main; main()", args, env)
     assert result.returncode == 1, result.stderr
     assert result.stdout.startswith("4 records: 3 present, 1 missing"), result.stdout
     assert result.stdout.rstrip().endswith(str(tmp_path / "out" / "summary.json")), result.stdout
