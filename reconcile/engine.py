@@ -3,7 +3,8 @@
 A feeder reads manifests in batches (off the event loop), drops rows already resolved by an earlier attempt,
 settles invalid rows and duplicates without a request, and hands the rest to ``concurrency`` workers through
 a bounded queue, so a slow platform slows reading instead of filling memory.  Workers record outcomes in the
-journal, which a background task commits every quarter second.  The report is built from the journal.
+journal, which a background task commits every quarter second.  The report is built from the journal, following
+the engine's :class:`~reconcile.frontier.Frontier` of committed rows while the run goes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from .client import Outcome, PlatformClient
 from .config import Settings
 from .errors import FatalError, ReconcileError
+from .frontier import Frontier
 from .journal import FLUSH_EVERY, Journal, Result
 from .logs import ROW, error_fields
 from .manifest import Manifest, ManifestInfo, Record
@@ -108,6 +110,7 @@ class Reconciler:
         self.options = options
         self.manifests = tuple(Manifest(p, i, options.read) for i, p in enumerate(paths))
         self.progress = Progress()
+        self.frontier = Frontier()  # how far the journal holds every row's result, for the report
         self.client: PlatformClient | None = None  # the run's client, for progress displays (rate, retries)
         self._stop_reason: str | None = None
         self._stopping = asyncio.Event()
@@ -133,7 +136,7 @@ class Reconciler:
             fatal = exc
             log.error("%s", exc, extra=error_fields(exc))
         finally:
-            await journal.flush()
+            await self._flush(journal)
         outcome = "fatal" if fatal else ("interrupted" if self._stop_reason else "complete")
         finished_at = utc_now()
         await journal.end_attempt(attempt, finished_at, outcome)
@@ -158,7 +161,7 @@ class Reconciler:
         workers: list[asyncio.Task[None]] = []
         try:
             async with asyncio.TaskGroup() as group:
-                flusher = group.create_task(_flush_forever(journal))
+                flusher = group.create_task(self._flush_forever(journal))
                 workers = [
                     group.create_task(self._work(queue, client, journal)) for _ in range(self.settings.concurrency)
                 ]
@@ -195,9 +198,11 @@ class Reconciler:
                 await self._feed_batch(batch, queue, journal)
             if self._stopping.is_set():
                 return
+            self.frontier.fed_until((manifest.index + 1, 0))
 
     async def _feed_batch(self, batch: list[Record], queue: asyncio.Queue[Record | None], journal: Journal) -> None:
         source = batch[0].source
+        end = (source, batch[-1].row + 1)
         resolved = await journal.resolved(source, batch[0].row, batch[-1].row)
         shard = self.options.shard
         if shard is not None:
@@ -206,20 +211,25 @@ class Reconciler:
         firsts = await journal.first_rows([r.key for r in valid], source, [r.row for r in valid])
         first_of = {r.row: first for r, first in zip(valid, firsts, strict=True)}
         now = utc_now()
+        handed_out = self.frontier.handed_out
         for record in batch:
             if record.row in resolved:
                 continue
             if record.problem is not None:
+                handed_out((source, record.row))
                 self._record(journal, Result(source, record.row, INVALID, "", record.problem, 0, now))
                 continue
             first = first_of[record.row]
             if first != (source, record.row):
                 detail = self._duplicate_detail(source, first)
+                handed_out((source, record.row))
                 self._record(journal, Result(source, record.row, "", "", detail, 0, now, dup_of=first))
                 continue
             if self._stopping.is_set():
                 return
+            handed_out((source, record.row))
             await queue.put(record)
+        self.frontier.fed_until(end)
 
     def _duplicate_detail(self, source: int, first: tuple[int, int]) -> str:
         if first[0] == source:
@@ -237,20 +247,26 @@ class Reconciler:
 
     def _record(self, journal: Journal, result: Result) -> None:
         journal.add(result)
+        self.frontier.recorded((result.source, result.row))
         progress = self.progress
         progress.done += 1
         progress.counts[result.status or "duplicate"] += 1
+
+    async def _flush_forever(self, journal: Journal) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            await self._flush(journal)
+
+    async def _flush(self, journal: Journal) -> None:
+        """Commit what was recorded; the frontier moves up to the rows recorded before the commit began."""
+        committed = self.frontier.recorded_until()
+        await journal.flush()
+        self.frontier.commit(committed)
 
 
 def _result(record: Record, outcome: Outcome) -> Result:
     status = ERROR if outcome.exists is None else PRESENT if outcome.exists else MISSING
     return Result(record.source, record.row, status, outcome.call_id, outcome.detail, outcome.attempts, utc_now())
-
-
-async def _flush_forever(journal: Journal) -> None:
-    while True:
-        await asyncio.sleep(FLUSH_EVERY)
-        await journal.flush()
 
 
 def _first_of(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,9 @@ T = TypeVar("T")
 FILENAME = "journal.sqlite"
 FORMAT = "reconcile-journal/1"
 FLUSH_EVERY = 0.25  # seconds; the contract is "at least every half second"
+PAGE = 5_000  # results read at once for the report
+
+ResultRow = tuple[int, str, str, str, int, str]  # (row, status, call_id, detail, attempts, checked_at)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -161,18 +164,15 @@ class Journal:
 
     # -- reads for the report -------------------------------------------------------------------------
 
-    def results(self, source: int) -> Iterator[tuple[int, str, str, str, int, str]]:
-        """``(row, status, call_id, detail, attempts, checked_at)`` for ``source`` in row order.
+    def read_page(self, source: int, after: int, before: int) -> asyncio.Future[list[ResultRow]]:
+        """Up to :data:`PAGE` results ``(row, status, call_id, detail, attempts, checked_at)`` of ``source``,
+        for rows after ``after`` and before ``before``, in row order.
 
-        A duplicate takes its original's status and call id, with "duplicate of ..." as its detail.
-        Call only when no writer is running (the report is built after the run).
+        A duplicate takes its original's status and call id, with "duplicate of ..." as its detail.  The read
+        runs on the journal thread between writes, so a run may still be writing: every write commits before
+        the thread takes its next job, so only committed results are read.
         """
-        # The next page is read on the journal thread while this one is used: SQLite lets go of the GIL while
-        # it steps, so the report's merge and the read overlap.
-        reading = self._executor.submit(_read_page, self._db, source, 0)
-        while page := reading.result():
-            reading = self._executor.submit(_read_page, self._db, source, page[-1][0])
-            yield from page
+        return asyncio.get_running_loop().run_in_executor(self._executor, _read_page, self._db, source, after, before)
 
     def counts(self) -> dict[str, int]:
         return self._call_sync(_counts, self._db)
@@ -328,13 +328,12 @@ SELECT r.row,
        CASE WHEN r.dup_row IS NULL THEN r.attempts ELSE 0 END,
        CASE WHEN r.dup_row IS NULL THEN r.checked_at ELSE COALESCE(o.checked_at, '') END
 FROM results r LEFT JOIN results o ON o.source = r.dup_source AND o.row = r.dup_row
-WHERE r.source = ? AND r.row > ? ORDER BY r.row LIMIT ?
+WHERE r.source = ? AND r.row > ? AND r.row < ? ORDER BY r.row LIMIT ?
 """
-PAGE = 5_000
 
 
-def _read_page(db: sqlite3.Connection, source: int, after: int) -> list[tuple[int, str, str, str, int, str]]:
-    return db.execute(_RESULTS_QUERY, (source, after, PAGE)).fetchall()
+def _read_page(db: sqlite3.Connection, source: int, after: int, before: int) -> list[ResultRow]:
+    return db.execute(_RESULTS_QUERY, (source, after, before, PAGE)).fetchall()
 
 
 def _counts(db: sqlite3.Connection) -> dict[str, int]:

@@ -26,7 +26,8 @@ from . import __version__
 from .engine import ERROR, INVALID, MISSING, PRESENT, UNCHECKED
 from .errors import UsageError
 from .manifest import KEY_FIELDS, Key
-from .report import (
+from .report import Summary, check_options, write_rows
+from .report_rows import (
     ATTEMPTS,
     CHUNK,
     DETAIL,
@@ -34,10 +35,7 @@ from .report import (
     ROW,
     SOURCE,
     STATUS,
-    Summary,
-    check_options,
     rename_clash,
-    write_rows,
 )
 from .shardset import HINT_SHARDS, ShardReport, check_set, read_shard
 from .tally import Tally, day_reader

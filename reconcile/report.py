@@ -1,18 +1,23 @@
 """The report: results.csv, missing.csv and summary.json, plus any of Parquet, XLSX, JSON Lines, report.html and
 delta.csv, assembled from the manifests and the journal.
 
-Rows are streamed: each manifest is read again (its own columns verbatim) beside the journal's results in row
-order, in chunks of :data:`CHUNK` rows that every writer, the tally and the comparison with an earlier run take
-in turn, so memory stays flat however long the manifest.  Files are written under temporary names and renamed,
+Rows are streamed (:mod:`reconcile.report_rows`): each manifest is read again (its own columns verbatim) beside
+the journal's results in row order, in chunks that every writer, the tally and the comparison with an earlier run
+take in turn, so memory stays flat however long the manifest.  A run's report is written *while the run goes*,
+following the rows whose results are committed (:mod:`reconcile.frontier`), so that when the last answer comes
+back only the last rows and the summary are left to write.  Files are written under temporary names and renamed,
 so a crash never leaves a half-written report behind.  The same input gives the same report, row for row and
-count for count, in the same order: everything listed is sorted, ties by name.
+count for count, in the same order, however it was streamed: everything listed is sorted, ties by name.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,15 +25,18 @@ from typing import Any
 from . import __version__, delta, exports, html_report
 from .config import Settings
 from .engine import ERROR, INVALID, MISSING, PRESENT, STATUSES, UNCHECKED, RunOutcome
+from .frontier import END, Frontier
 from .journal import Journal
-from .manifest import KEY_FIELDS, Key, Manifest
-from .readers import ReadOptions
+from .manifest import Key, Manifest
+from .report_rows import ATTEMPTS, CALL_ID, ROW, SOURCE, STATUS, ReportRows, Unchecked
 from .shard import Shard
-from .tally import Tally, day_reader
+from .tally import Tally
 
-OUR_COLUMNS = ("row", "source", "status", "call_id", "detail", "attempts", "checked_at")
-CHUNK = 5_000
-ROW, SOURCE, STATUS, CALL_ID, DETAIL, ATTEMPTS, CHECKED_AT = range(-7, 0)  # our columns, at the end of each row
+log = logging.getLogger("reconcile.report")
+
+# Formats cheap enough to write between requests; a workbook (openpyxl, ~9,000 rows/s) would hold the event loop
+# for half a second per chunk, so with xlsx the report is written after the run.
+STREAMED_FORMATS = frozenset({"csv", "json", "parquet"})
 
 EXIT_ALL_PRESENT, EXIT_SOME_MISSING, EXIT_USAGE, EXIT_ROW_PROBLEMS, EXIT_FATAL = 0, 1, 2, 3, 4
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
@@ -53,81 +61,75 @@ def check_options(formats: Sequence[str], compare_to: Path | None) -> None:
         delta.open_previous(compare_to)
 
 
-def output_columns(manifests: Sequence[Manifest]) -> list[str]:
-    """Every manifest column, in order of first appearance, then each of the four checked values that no column
-    shows as checked (mapped, templated or constant), then ours.  A clash with ours is renamed."""
-    columns, added = _layout(manifests)
-    return columns + [name for _, name in added] + list(OUR_COLUMNS)
+class ReportFiles:
+    """The report's files while rows stream into them: every format's writer, the tally, the comparison."""
 
+    def __init__(self, out_dir: Path, columns: list[str], formats: Sequence[str], compare_to: Path | None) -> None:
+        width = len(columns)
+        self.tally = Tally(STATUSES, MISSING, spill_dir=out_dir)
+        self._out_dir = out_dir
+        self._compare_to = compare_to
+        self._comparison: delta.Comparison | None = None
+        self._writers: list[exports.Writer] = []
+        try:
+            self._writers = exports.open_writers(out_dir, columns, formats, [width + ROW, width + ATTEMPTS])
+            if compare_to is not None:
+                self._comparison = delta.Comparison(delta.open_previous(compare_to), out_dir)
+        except BaseException:
+            self.abort()
+            raise
+        self.paths = {name: path for writer in self._writers for name, path in writer.paths.items()}
 
-def rename_clash(name: str) -> str:
-    return f"{name} (manifest)" if name in OUR_COLUMNS else name
+    def add(self, rows: list[list[Any]], keys: list[Key]) -> None:
+        missing = [row for row in rows if row[STATUS] == MISSING]
+        for writer in self._writers:
+            writer.add(rows, missing)
+        if self._comparison is not None:
+            self._comparison.add(
+                (key, row[STATUS], row[CALL_ID], row[SOURCE], row[ROW]) for key, row in zip(keys, rows, strict=True)
+            )
 
+    def finish(
+        self, summarize: Callable[[Tally, dict[str, Path], dict[str, Any] | None], dict[str, Any]]
+    ) -> tuple[dict[str, Any], dict[str, Path], int]:
+        """Close every file under its final name, then write delta.csv, report.html and summary.json from
+        ``summarize``'s data.  Returns (data, paths, records)."""
+        paths, out_dir = self.paths, self._out_dir
+        try:
+            changes = None
+            if self._comparison is not None:
+                paths["delta"] = out_dir / "delta.csv"
+                changes = {
+                    "compared_to": str(self._compare_to),
+                    "run_id": self._comparison.previous.run_id,
+                    "engine_version": self._comparison.previous.engine_version,
+                    "counts": self._comparison.write(paths["delta"]),
+                }
+            paths["report_html"] = out_dir / "report.html"
+            paths["summary"] = out_dir / "summary.json"
+            data = summarize(self.tally, paths, changes)
+            for writer in self._writers:
+                writer.finish(data)
+            self._writers = []
+            top, folders_missing = self.tally.top_folders(html_report.TOP_FOLDERS)
+            views = html_report.Views(
+                tuple(top), folders_missing, tuple(self.tally.day_counts()), tuple(self.tally.first_missing)
+            )
+            html_report.write(paths["report_html"], data, views)
+        finally:
+            self.abort()
+        _write_json(paths["summary"], data)
+        return data, paths, self.tally.records
 
-def _layout(manifests: Sequence[Manifest]) -> tuple[list[str], list[tuple[int, str]]]:
-    """The manifests' columns, and the added key columns as (index in KEY_FIELDS, column name).
-
-    A value read through ``--map``, ``--filename-template`` or a constant is shown in a column of its own,
-    named after the field ("company (checked)" when the manifest already has a column "company"), so that
-    results.csv always says what was asked and a later ``--compare-to`` can match rows by it.
-    """
-    columns: list[str] = []
-    for manifest in manifests:
-        for name in manifest.columns:
-            renamed = rename_clash(name)
-            if renamed not in columns:
-                columns.append(renamed)
-    options = manifests[0].options if manifests else ReadOptions()
-    derived = {name for name, column in options.columns if column.strip().lower() != name}
-    derived |= {name for name, _ in options.constants}
-    if options.filename_template is not None:
-        derived.add("filename")
-    named = {c.strip().lower() for c in columns}
-    added = [
-        (index, f"{field} (checked)" if field in named else field)
-        for index, field in enumerate(KEY_FIELDS)
-        if field in derived or field not in named
-    ]
-    return columns, added
-
-
-def write_report(
-    outcome: RunOutcome,
-    journal: Journal,
-    settings: Settings,
-    *,
-    run_id: str,
-    label: str,
-    out_dir: Path,
-    formats: Sequence[str] = ("csv",),
-    compare_to: Path | None = None,
-    shard: Shard | None = None,
-) -> Summary:
-    """Write the report files for ``outcome`` into ``out_dir``: csv always, and each of ``formats``."""
-
-    def summarize(tally: Tally, paths: dict[str, Path], changes: dict[str, Any] | None) -> dict[str, Any]:
-        data = _summary_data(
-            outcome, journal, settings, tally, run_id=run_id, label=label, paths=paths, changes=changes
-        )
-        data["shard"] = str(shard) if shard is not None else None
-        return data
-
-    data, paths, records = write_rows(
-        out_dir,
-        output_columns(outcome.manifests),
-        formats,
-        lambda columns, tally: _chunks(outcome, journal, columns, tally, shard),
-        summarize,
-        compare_to=compare_to,
-    )
-    return Summary(
-        counts=data["counts"],
-        records=records,
-        complete=data["complete"],
-        exit_code=exit_code(data["counts"], outcome),
-        paths=paths,
-        data=data,
-    )
+    def abort(self) -> None:
+        """Remove what is not finished; what :meth:`finish` renamed stays."""
+        writers, self._writers = self._writers, []
+        for writer in writers:
+            writer.abort()
+        if self._comparison is not None:
+            self._comparison.close()
+            self._comparison = None
+        self.tally.close()
 
 
 Chunks = Iterator[tuple[list[list[Any]], list[Key]]]
@@ -145,50 +147,122 @@ def write_rows(
     """Stream report rows to every writer, the tally and the comparison; then summary.json and report.html.
 
     ``chunks`` yields the rows (counting them in the tally it is given); ``summarize`` builds summary.json's
-    data from the tally.  Shared by a run's report and ``reconcile merge``.  Returns (data, paths, records).
+    data from the tally.  Used by ``reconcile merge``.  Returns (data, paths, records).
     """
-    width = len(columns)
-    writers = exports.open_writers(out_dir, columns, formats, [width + ROW, width + ATTEMPTS])
-    tally = Tally(STATUSES, MISSING, spill_dir=out_dir)
-    comparison: delta.Comparison | None = None
-    paths = {name: path for writer in writers for name, path in writer.paths.items()}
+    files = ReportFiles(out_dir, columns, formats, compare_to)
     try:
-        if compare_to is not None:
-            comparison = delta.Comparison(delta.open_previous(compare_to), out_dir)
-        for rows, keys in chunks(columns, tally):
-            missing = [row for row in rows if row[STATUS] == MISSING]
-            for writer in writers:
-                writer.add(rows, missing)
-            if comparison is not None:
-                comparison.add(
-                    (key, row[STATUS], row[CALL_ID], row[SOURCE], row[ROW]) for key, row in zip(keys, rows, strict=True)
-                )
-        changes = None
-        if comparison is not None:
-            paths["delta"] = out_dir / "delta.csv"
-            changes = {
-                "compared_to": str(compare_to),
-                "run_id": comparison.previous.run_id,
-                "engine_version": comparison.previous.engine_version,
-                "counts": comparison.write(paths["delta"]),
-            }
-        paths["report_html"] = out_dir / "report.html"
-        paths["summary"] = out_dir / "summary.json"
-        data = summarize(tally, paths, changes)
-        for writer in writers:
-            writer.finish(data)
-        writers = []
-        top, folders_missing = tally.top_folders(html_report.TOP_FOLDERS)
-        views = html_report.Views(tuple(top), folders_missing, tuple(tally.day_counts()), tuple(tally.first_missing))
-        html_report.write(paths["report_html"], data, views)
-    finally:
-        for writer in writers:
-            writer.abort()
-        if comparison is not None:
-            comparison.close()
-        tally.close()
-    _write_json(paths["summary"], data)
-    return data, paths, tally.records
+        for rows, keys in chunks(columns, files.tally):
+            files.add(rows, keys)
+    except BaseException:
+        files.abort()
+        raise
+    return files.finish(summarize)
+
+
+class RunReport:
+    """A run's report: written while the run goes (:meth:`following`), completed by :meth:`finish`."""
+
+    def __init__(
+        self,
+        manifests: Sequence[Manifest],
+        journal: Journal,
+        settings: Settings,
+        *,
+        run_id: str,
+        label: str,
+        out_dir: Path,
+        formats: Sequence[str] = ("csv",),
+        compare_to: Path | None = None,
+        shard: Shard | None = None,
+    ) -> None:
+        self._manifests, self._journal, self._settings, self._shard = manifests, journal, settings, shard
+        self._run_id, self._label, self._out_dir = run_id, label, out_dir
+        self._formats, self._compare_to = tuple(formats), compare_to
+        self._rows: ReportRows | None = None
+        self._files: ReportFiles | None = None
+
+    @contextlib.asynccontextmanager
+    async def following(self, frontier: Frontier) -> AsyncIterator[None]:
+        """Write the report's rows as ``frontier`` commits them, for as long as the block runs.
+
+        Anything that goes wrong here only costs time: the rows written so far are dropped and :meth:`finish`
+        writes the report from the start, as a run did before it streamed.
+        """
+        if not set(exports.check_formats(self._formats)) <= STREAMED_FORMATS:
+            yield
+            return
+        self._open()
+        stop = asyncio.Event()
+        task = asyncio.create_task(self._follow(frontier, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            frontier.moved.set()
+            try:
+                await task
+            except Exception as exc:  # only the streaming is lost: finish() starts over
+                log.warning("writing the report during the run failed (%s); it is written after the run", exc)
+                self.abort()
+
+    async def finish(self, outcome: RunOutcome) -> Summary:
+        """Write the rest of the rows, then the summary: the report is complete."""
+        rows, files = (self._rows, self._files) if self._rows and self._files else self._open()
+        try:
+            await rows.advance(END, files, _unchecked(outcome))
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            rows.close()
+        shard = self._shard
+
+        def summarize(tally: Tally, paths: dict[str, Path], changes: dict[str, Any] | None) -> dict[str, Any]:
+            data = _summary_data(
+                outcome,
+                self._journal,
+                self._settings,
+                tally,
+                run_id=self._run_id,
+                label=self._label,
+                paths=paths,
+                changes=changes,
+            )
+            data["shard"] = str(shard) if shard is not None else None
+            return data
+
+        self._rows = self._files = None
+        data, paths, records = files.finish(summarize)
+        return Summary(
+            counts=data["counts"],
+            records=records,
+            complete=data["complete"],
+            exit_code=exit_code(data["counts"], outcome),
+            paths=paths,
+            data=data,
+        )
+
+    def abort(self) -> None:
+        """Drop what was written (a run whose report must not be written, or a stream that failed)."""
+        if self._rows is not None:
+            self._rows.close()
+            self._rows = None
+        if self._files is not None:
+            self._files.abort()
+            self._files = None
+
+    def _open(self) -> tuple[ReportRows, ReportFiles]:
+        rows = self._rows = ReportRows(self._manifests, self._journal, self._shard)
+        files = self._files = ReportFiles(self._out_dir, rows.columns, self._formats, self._compare_to)
+        return rows, files
+
+    async def _follow(self, frontier: Frontier, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await frontier.moved.wait()
+            frontier.moved.clear()
+            if self._rows is None or self._files is None:
+                return
+            await self._rows.advance(frontier.committed, self._files)
 
 
 def exit_code(counts: dict[str, int], outcome: RunOutcome) -> int:
@@ -203,88 +277,15 @@ def exit_code(counts: dict[str, int], outcome: RunOutcome) -> int:
     return EXIT_ALL_PRESENT
 
 
-def _chunks(
-    outcome: RunOutcome,
-    journal: Journal,
-    columns: list[str],
-    tally: Tally,
-    shard: Shard | None = None,
-) -> Iterator[tuple[list[list[Any]], list[Key]]]:
-    """The report's rows in chunks, each with the four values its row was checked with; counted in ``tally``."""
-    unchecked = (UNCHECKED, "", _unchecked_detail(outcome), 0, "")
-    manifest_columns, added = _layout(outcome.manifests)
-    for manifest in outcome.manifests:
-        place = _placer(manifest, columns, len(manifest_columns), [index for index, _ in added])
-        key_of, add, day_of = manifest.key_of, tally.add, day_reader(manifest.columns)
-        source = str(manifest.path)
-        rows: list[list[Any]] = []
-        keys: list[Key] = []
-        count = 0
-        for row, values, result in _merged(manifest, journal):
-            key = key_of(values)
-            if shard is not None and not shard.holds(key):
-                continue  # another shard's row: that shard reports it
-            count += 1
-            status, call_id, detail, attempts, checked_at = result or unchecked
-            line = place(values, key)
-            line += (row, source, status, call_id, detail, attempts, checked_at)
-            rows.append(line)
-            keys.append(key)
-            add(status, key, day_of(values, key[2]), source, row, detail.startswith("duplicate of row"))
-            if len(rows) >= CHUNK:
-                yield rows, keys
-                rows, keys = [], []
-        tally.end_manifest(count)
-        if rows:
-            yield rows, keys
-
-
-def _placer(
-    manifest: Manifest, columns: list[str], manifest_width: int, fills: list[int]
-) -> Callable[[list[str], Key], list[Any]]:
-    """A function giving a row's report line up to our columns: its values in the report's manifest columns,
-    then the added key columns.
-
-    With one manifest (or several with the same header) its columns are the report's first ones, in order, and
-    the line is a copy of its values, extended: only a manifest whose columns sit elsewhere in a wider report
-    needs them placed one by one.  Always a new list: the caller appends our columns to it.
-    """
-    positions = [columns.index(rename_clash(c)) for c in manifest.columns]
-    gap = [""] * (manifest_width - len(positions))
-    if positions == list(range(len(positions))):
-        if not fills:
-            return lambda values, key: values + gap
-        return lambda values, key: [*values, *gap, *(key[index] for index in fills)]
-
-    def place(values: list[str], key: Key) -> list[Any]:
-        line: list[Any] = [""] * manifest_width
-        for position, value in zip(positions, values, strict=True):
-            line[position] = value
-        line.extend(key[index] for index in fills)
-        return line
-
-    return place
-
-
-def _merged(manifest: Manifest, journal: Journal) -> Iterator[tuple[int, list[str], tuple[Any, ...] | None]]:
-    """Each manifest row with its journal result (None when it was never resolved)."""
-    results = journal.results(manifest.index)
-    pending = next(results, None)
-    for row, _line, values in manifest.rows():
-        while pending is not None and pending[0] < row:
-            pending = next(results, None)
-        if pending is not None and pending[0] == row:
-            yield row, values, pending[1:]
-        else:
-            yield row, values, None
-
-
-def _unchecked_detail(outcome: RunOutcome) -> str:
+def _unchecked(outcome: RunOutcome) -> Unchecked:
+    """What a row that was never resolved shows: why it was not."""
     if outcome.fatal is not None:
-        return f"not checked: the run stopped ({type(outcome.fatal).__name__})"
-    if outcome.interrupted:
-        return f"not checked: the run was interrupted ({outcome.interrupted}); re-run the same command to resume"
-    return "not checked"
+        detail = f"not checked: the run stopped ({type(outcome.fatal).__name__})"
+    elif outcome.interrupted:
+        detail = f"not checked: the run was interrupted ({outcome.interrupted}); re-run the same command to resume"
+    else:
+        detail = "not checked"
+    return (UNCHECKED, "", detail, 0, "")
 
 
 def _summary_data(

@@ -16,7 +16,7 @@ from .errors import ManifestError, UsageError
 from .journal import Journal
 from .manifest import ManifestInfo
 from .readers import options_record
-from .report import Summary, check_options, write_report
+from .report import RunReport, Summary, check_options
 
 
 async def run(
@@ -45,22 +45,27 @@ async def run(
         shard=str(options.shard) if options.shard else "",
         reading=options_record(options.read),
     )
+    report = RunReport(
+        reconciler.manifests,
+        journal,
+        settings,
+        run_id=journal.run_id,
+        label=options.label,
+        out_dir=options.out_dir,
+        formats=options.formats,
+        compare_to=options.compare_to,
+        shard=options.shard,
+    )
     try:
         if on_start is not None:
             on_start(reconciler)
-        outcome = await reconciler.run(journal)
+        async with report.following(reconciler.frontier):
+            outcome = await reconciler.run(journal)
         _check_unchanged(infos, outcome.infos)
-        return write_report(
-            outcome,
-            journal,
-            settings,
-            run_id=journal.run_id,
-            label=options.label,
-            out_dir=options.out_dir,
-            formats=options.formats,
-            compare_to=options.compare_to,
-            shard=options.shard,
-        )
+        return await report.finish(outcome)
+    except BaseException:
+        report.abort()
+        raise
     finally:
         journal.close()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .report import OUR_COLUMNS
+from .report_rows import OUR_COLUMNS
 from .shard import Shard
 
 HINT_SHARDS = "HINT: pass the --out directory of each shard of one run, once each"

@@ -12,7 +12,7 @@ import pytest
 
 import reconcile.journal as journal_module
 from reconcile.errors import JournalError, JournalMismatch
-from reconcile.journal import FILENAME, Journal, Result
+from reconcile.journal import FILENAME, Journal, Result, ResultRow
 from reconcile.manifest import ManifestInfo
 from reconcile.readers import ReadOptions, options_record
 
@@ -36,6 +36,16 @@ def result(
     row: int, status: str, call_id: str = "", detail: str = "", source: int = 0, dup_of: tuple[int, int] | None = None
 ) -> Result:
     return Result(source, row, status, call_id, detail, 1 if status else 0, f"2026-11-26T10:00:{row:02d}.000Z", dup_of)
+
+
+async def all_results(journal: Journal, source: int) -> list[ResultRow]:
+    """Every result of ``source``, page after page, as the report reads them."""
+    rows: list[ResultRow] = []
+    after = 0
+    while page := await journal.read_page(source, after, 1 << 62):
+        rows += page
+        after = page[-1][0]
+    return rows
 
 
 def test_open_creates_the_directory_and_file(tmp_path: Path) -> None:
@@ -110,15 +120,29 @@ async def test_dedup_keys_survive_a_reopen(tmp_path: Path) -> None:
 
 
 async def test_results_are_in_row_order_across_pages(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
-    """results() yields every row of a source in row order, across several pages, whatever the write order."""
+    """Pages give every row of a source in row order, whatever the write order."""
     monkeypatch.setattr(journal_module, "PAGE", 3)
     for row in [7, 2, 9, 1, 4, 3, 8, 5, 6, 10]:
         journal.add(result(row, "missing"))
     journal.add(result(1, "present", "other-source", source=1))
     await journal.flush()
-    rows = [r[0] for r in journal.results(0)]
+    rows = [r[0] for r in await all_results(journal, 0)]
     assert rows == list(range(1, 11))
-    assert [r[0] for r in journal.results(1)] == [1]
+    assert [r[0] for r in await all_results(journal, 1)] == [1]
+
+
+async def test_a_page_stops_before_its_bound(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page holds only rows after ``after`` and before ``before``, at most PAGE of them, of its source only."""
+    monkeypatch.setattr(journal_module, "PAGE", 3)
+    for row in range(1, 11):
+        journal.add(result(row, "present", f"id{row}"))
+    journal.add(result(4, "missing", source=1))
+    await journal.flush()
+    assert [r[0] for r in await journal.read_page(0, 0, 3)] == [1, 2]
+    assert [r[0] for r in await journal.read_page(0, 2, 100)] == [3, 4, 5]
+    assert [r[0] for r in await journal.read_page(0, 8, 11)] == [9, 10]
+    assert await journal.read_page(0, 5, 6) == []
+    assert [r[:2] for r in await journal.read_page(1, 0, 5)] == [(4, "missing")]
 
 
 async def test_duplicates_take_their_originals_outcome(journal: Journal) -> None:
@@ -129,13 +153,13 @@ async def test_duplicates_take_their_originals_outcome(journal: Journal) -> None
     journal.add(result(4, "", detail="duplicate of row 2", dup_of=(0, 2)))
     journal.add(result(1, "", detail="duplicate of row 1 of exports/a.csv", source=1, dup_of=(0, 1)))
     await journal.flush()
-    rows = {r[0]: r for r in journal.results(0)}
+    rows = {r[0]: r for r in await all_results(journal, 0)}
     assert rows[3][1:3] == ("present", "call-1")
     assert rows[3][3] == "duplicate of row 1"
     assert rows[4][1] == "error"
     assert rows[4][3].startswith("duplicate of row 2")
     assert "HTTP 500" in rows[4][3]
-    (other,) = journal.results(1)
+    (other,) = await all_results(journal, 1)
     assert other[1:3] == ("present", "call-1")
     assert "duplicate of row 1" in other[3]
 
@@ -144,7 +168,7 @@ async def test_duplicate_of_an_unresolved_row_is_unchecked(journal: Journal) -> 
     """If the original never got an answer, its duplicate is unchecked, never present or missing."""
     journal.add(result(5, "", detail="duplicate of row 2", dup_of=(0, 2)))
     await journal.flush()
-    ((row, status, call_id, _detail, _attempts, _checked),) = journal.results(0)
+    ((row, status, call_id, _detail, _attempts, _checked),) = await all_results(journal, 0)
     assert (row, status, call_id) == (5, "unchecked", "")
 
 
@@ -222,7 +246,7 @@ async def test_fresh_starts_over(tmp_path: Path) -> None:
     try:
         assert fresh.run_id != old_id
         assert fresh.resumed_from == 0
-        assert list(fresh.results(0)) == []
+        assert await all_results(fresh, 0) == []
     finally:
         fresh.close()
 
@@ -260,7 +284,8 @@ async def test_a_flush_cancelled_before_its_write_starts_loses_nothing(journal: 
     blocker.result(5)
     journal.add(result(3, "present", "id3"))
     await journal.flush()
-    assert [r[:3] for r in journal.results(0)] == [(1, "present", "id1"), (2, "missing", ""), (3, "present", "id3")]
+    rows = [r[:3] for r in await all_results(journal, 0)]
+    assert rows == [(1, "present", "id1"), (2, "missing", ""), (3, "present", "id3")]
 
 
 async def test_a_flush_cancelled_during_its_write_still_writes_it(
@@ -284,7 +309,7 @@ async def test_a_flush_cancelled_during_its_write_still_writes_it(
     with pytest.raises(asyncio.CancelledError):
         await flushing
     await journal.flush()
-    assert [r[:3] for r in journal.results(0)] == [(1, "present", "id1")]
+    assert [r[:3] for r in await all_results(journal, 0)] == [(1, "present", "id1")]
 
 
 def test_a_resume_must_read_the_manifests_the_same_way(tmp_path: Path) -> None:

@@ -24,13 +24,16 @@ from conftest import (
     write_manifest,
 )
 
+import reconcile.report_rows as report_rows
 from reconcile import __version__
 from reconcile.delta import compare
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
-from reconcile.engine import STATUSES, RunOptions
-from reconcile.manifest import Manifest
+from reconcile.engine import STATUSES, Reconciler, RunOptions, RunOutcome
+from reconcile.journal import Journal
+from reconcile.manifest import Key, Manifest
 from reconcile.readers import ReadOptions
-from reconcile.report import OUR_COLUMNS, output_columns
+from reconcile.report import ReportFiles, RunReport
+from reconcile.report_rows import OUR_COLUMNS, ReportRows, output_columns
 from reconcile.runner import run
 from reconcile.tally import Tally, date_column, day_of_folder, day_of_value, day_reader
 
@@ -239,3 +242,104 @@ def test_output_columns_add_only_values_no_column_shows(
     """A key column is added only when the value checked is not what a same-named manifest column holds."""
     manifest = Manifest(write_manifest(tmp_path / "m.csv", [("x",) * len(header)], header=header), 0, read)
     assert output_columns([manifest]) == [*header, *added, *OUR_COLUMNS]
+
+
+STREAM_ROWS = [("acme", "acme-ca", "2026/11/25", f"call-{i:04d}.wav") for i in range(600)]
+STREAM_ROWS[5] = ("acme", "", "2026/11/25", "no-organisation.wav")
+STREAM_ROWS[50] = STREAM_ROWS[10]
+
+
+async def streamed_run(
+    tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch, formats: tuple[str, ...]
+) -> tuple[Reconciler, Journal, RunOutcome, list[bool]]:
+    """A run written the way runner.run writes it; returns what it left open and, per chunk handed to the
+    report's files, whether the run was still going then."""
+    monkeypatch.setattr(report_rows, "CHUNK", 50)
+    manifest = write_manifest(tmp_path / "export.csv", STREAM_ROWS)
+    present = {row: f"id-{n}" for n, row in enumerate(STREAM_ROWS[::2])}
+    during: list[bool] = []
+    add = ReportFiles.add
+
+    def spy(files: ReportFiles, rows: list[list[Any]], keys: list[Key]) -> None:
+        during.append(not ended)
+        add(files, rows, keys)
+
+    monkeypatch.setattr(ReportFiles, "add", spy)
+    ended = False
+    async with Emulator(EmulatorConfig(latency_ms=5, jitter_ms=5), Dataset(present)) as emulator:
+        settings = settings_for(emulator, concurrency=4)
+        reconciler = Reconciler([manifest], settings, RunOptions(out_dir=out))
+        journal = Journal.open(out, [m.info() for m in reconciler.manifests])
+        report = RunReport(
+            reconciler.manifests, journal, settings, run_id=journal.run_id, label="", out_dir=out, formats=formats
+        )
+        async with report.following(reconciler.frontier):
+            outcome = await reconciler.run(journal)
+        ended = True
+        await report.finish(outcome)
+    return reconciler, journal, outcome, during
+
+
+async def test_the_report_is_written_while_the_run_goes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Most chunks reach the report's files before the last answer; the report equals one written afterwards."""
+    out = tmp_path / "streamed"
+    reconciler, journal, outcome, spied = await streamed_run(tmp_path, out, monkeypatch, ("csv", "json", "parquet"))
+    during = list(spied)
+    (tmp_path / "after").mkdir()
+    try:
+        after = RunReport(
+            reconciler.manifests,
+            journal,
+            reconciler.settings,
+            run_id=journal.run_id,
+            label="",
+            out_dir=tmp_path / "after",
+            formats=("csv", "json", "parquet"),
+        )
+        await after.finish(outcome)
+    finally:
+        journal.close()
+    assert len(during) == len(STREAM_ROWS) // 50
+    assert sum(during) >= len(during) // 2, during
+    for name in ("results.csv", "missing.csv", "results.jsonl", "missing.jsonl", "report.html"):
+        assert (out / name).read_bytes() == (tmp_path / "after" / name).read_bytes(), name
+    assert read_parquet(out).equals(read_parquet(tmp_path / "after"))
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (out, tmp_path / "after")]
+    assert without_keys(summaries[0], "outputs") == without_keys(summaries[1], "outputs")
+    statuses = Counter(row["status"] for row in read_results(out / "results.csv"))
+    assert statuses == {"present": 300, "missing": 299, "invalid": 1}
+
+
+async def test_with_xlsx_the_report_waits_for_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A workbook would hold the event loop too long between requests: every chunk is written after the run."""
+    *_, journal_, _outcome, during = await streamed_run(tmp_path, tmp_path / "out", monkeypatch, ("xlsx",))
+    journal_.close()
+    assert during == [False] * (len(STREAM_ROWS) // 50)
+    assert len(read_xlsx_all(tmp_path / "out")) == len(STREAM_ROWS)
+
+
+async def test_a_failed_stream_costs_only_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If writing during the run fails, the report is written afterwards from the start, complete and exact."""
+    advance = ReportRows.advance
+
+    async def fail_while_running(rows: ReportRows, until: Any, sink: Any, unchecked: Any = None) -> None:
+        await advance(rows, until, sink, unchecked)
+        if unchecked is None:
+            raise OSError("disk hiccup")
+
+    monkeypatch.setattr(ReportRows, "advance", fail_while_running)
+    out = tmp_path / "out"
+    *_, journal_, _outcome, during = await streamed_run(tmp_path, out, monkeypatch, ("csv",))
+    journal_.close()
+    assert "writing the report during the run failed (disk hiccup)" in caplog.text
+    assert not during[-1]  # the report was written again after the run
+    rows = read_results(out / "results.csv")
+    assert [int(row["row"]) for row in rows] == list(range(1, len(STREAM_ROWS) + 1))
+    assert Counter(row["status"] for row in rows) == {"present": 300, "missing": 299, "invalid": 1}
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def without_keys(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in keys}
