@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import read_results, write_manifest
 
-from reconcile.cli import cli
+from reconcile.cli import GC_THRESHOLD, _event_loop_run, cli
 from reconcile.emulator import DEMO_CLIENT_SECRET, Dataset
 
 PRESENT = list(Dataset.demo())[:3]
@@ -292,3 +293,14 @@ def test_help_documents_the_commands() -> None:
     ):
         assert flag in run_help
     assert not re.search(r"--client-secret\b(?!-file)", run_help)
+
+
+def test_commands_run_with_the_collector_tuned_then_restore_it() -> None:
+    """While a command's event loop runs, the collector's first generation waits for 20,000 objects; then as before."""
+    before = gc.get_threshold()
+
+    async def inside() -> tuple[int, int, int]:
+        return gc.get_threshold()
+
+    assert _event_loop_run(inside()) == (GC_THRESHOLD, *before[1:])
+    assert gc.get_threshold() == before
