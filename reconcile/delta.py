@@ -49,6 +49,7 @@ COLUMNS = (
     "row",
 )
 BATCH = 10_000
+WORK_PREFIX = ".delta-"  # the work file's name starts so, in the report's directory
 
 Entry = tuple[Key, str, str, str, int | None]
 """One report row as the delta sees it: (key, status, call_id, source, row)."""
@@ -144,7 +145,7 @@ class Comparison:
 
     def __init__(self, previous: PreviousRun, work_dir: Path) -> None:
         self.previous = previous
-        handle, name = tempfile.mkstemp(prefix=".delta-", suffix=".sqlite", dir=work_dir)
+        handle, name = tempfile.mkstemp(prefix=WORK_PREFIX, suffix=".sqlite", dir=work_dir)
         os.close(handle)
         self._path = Path(name)
         self._db = sqlite3.connect(name)

@@ -80,6 +80,12 @@ def partial(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
+def discard_partials(out_dir: Path) -> None:
+    """Remove the files a killed run left half-written in ``out_dir`` (under :func:`partial` names)."""
+    for path in out_dir.glob(".*.partial"):
+        path.unlink(missing_ok=True)
+
+
 def _commit(paths: Mapping[str, Path]) -> None:
     for path in paths.values():
         os.replace(partial(path), path)

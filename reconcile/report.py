@@ -30,7 +30,7 @@ from .journal import Journal
 from .manifest import Key, Manifest
 from .report_rows import ATTEMPTS, CALL_ID, ROW, SOURCE, STATUS, ReportRows, Unchecked
 from .shard import Shard
-from .tally import Tally
+from .tally import SPILL_PREFIX, Tally
 
 log = logging.getLogger("reconcile.report")
 
@@ -252,6 +252,7 @@ class RunReport:
             self._files = None
 
     def _open(self) -> tuple[ReportRows, ReportFiles]:
+        _discard_leftovers(self._out_dir)
         rows = self._rows = ReportRows(self._manifests, self._journal, self._shard)
         files = self._files = ReportFiles(self._out_dir, rows.columns, self._formats, self._compare_to)
         return rows, files
@@ -263,6 +264,15 @@ class RunReport:
             if self._rows is None or self._files is None:
                 return
             await self._rows.advance(frontier.committed, self._files)
+
+
+def _discard_leftovers(out_dir: Path) -> None:
+    """What a killed run left in ``out_dir``: half-written report files (perhaps of formats not asked for
+    now) and the tally's and the comparison's work files.  The run that resumes writes its own."""
+    exports.discard_partials(out_dir)
+    for prefix in (SPILL_PREFIX, delta.WORK_PREFIX):
+        for path in out_dir.glob(f"{prefix}*.sqlite"):
+            path.unlink(missing_ok=True)
 
 
 def exit_code(counts: dict[str, int], outcome: RunOutcome) -> int:

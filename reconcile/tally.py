@@ -20,6 +20,7 @@ from typing import Any
 
 from .manifest import Key
 
+SPILL_PREFIX = ".report-folders-"  # the spill file's name starts so, in the report's directory
 FOLDERS_IN_MEMORY = 50_000  # ~15 MB of (company, organisation, folder) -> counts before spilling
 FIRST_MISSING = 100  # missing rows kept for report.html
 
@@ -245,7 +246,7 @@ class Tally:
 
     def _spill_folders(self) -> None:
         if self._spill is None:
-            handle, name = tempfile.mkstemp(prefix=".report-folders-", suffix=".sqlite", dir=self._spill_dir)
+            handle, name = tempfile.mkstemp(prefix=SPILL_PREFIX, suffix=".sqlite", dir=self._spill_dir)
             os.close(handle)
             self._spill_path = Path(name)
             self._spill = sqlite3.connect(name)

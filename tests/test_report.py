@@ -108,6 +108,19 @@ async def test_no_partial_or_work_file_is_left(emulator: Emulator, tmp_path: Pat
     assert hidden == []
 
 
+async def test_a_killed_runs_leftovers_are_removed(emulator: Emulator, tmp_path: Path) -> None:
+    """Files a killed run left half-written (of other formats too) and its work files are gone after the next run."""
+    out = tmp_path / "out"
+    out.mkdir()
+    leftovers = [".results.parquet.partial", ".results.csv.partial", ".report-folders-k1.sqlite", ".delta-k2.sqlite"]
+    for name in leftovers:
+        (out / name).write_text("half-written by a run killed with -9")
+    await sample_run(emulator, out)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    assert not (out / "results.parquet").exists()
+    assert read_results(out / "results.csv")[0]["status"] in STATUSES
+
+
 TELEPHONY = ("Tenant", "Queue", "Date", "RecordingSid")
 
 

@@ -154,6 +154,7 @@ def test_kill_9_three_times_then_resume_gives_the_clean_report(
     assert final.code == EXIT_ROW_PROBLEMS, final.stderr
     report = read_report(out)
     assert_same_report(report, clean)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # nothing half-written is left
     assert report.summary["resumed"] is True
     attempts = report.summary["attempts"]
     assert [a["attempt"] for a in attempts] == list(range(1, KILLS + 2))
