@@ -215,7 +215,6 @@ class RunReport:
             raise
         finally:
             rows.close()
-        shard = self._shard
 
         def summarize(tally: Tally, paths: dict[str, Path], changes: dict[str, Any] | None) -> dict[str, Any]:
             data = _summary_data(
@@ -228,7 +227,7 @@ class RunReport:
                 paths=paths,
                 changes=changes,
             )
-            data["shard"] = str(shard) if shard is not None else None
+            data["shard"] = str(self._shard) if self._shard is not None else None
             return data
 
         self._rows = self._files = None

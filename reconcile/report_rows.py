@@ -113,9 +113,8 @@ class ReportRows:
         ``unchecked`` is what a row without a result shows; without it (while the run goes, when every row
         before ``until`` must have one) such a row raises :class:`MissingResult`.
         """
-        while await self._ready(until, sink):
-            stop = until[1] if until[0] == self._source else _NO_BOUND
-            self._take(min(stop, self._fetched), sink, unchecked)
+        while (bound := await self._ready(until, sink)) is not None:
+            self._take(min(bound, self._fetched), sink, unchecked)
             await asyncio.sleep(0)  # the requests' turn
 
     def close(self) -> None:
@@ -127,20 +126,24 @@ class ReportRows:
             self._ahead.cancel()
             self._ahead = None
 
-    async def _ready(self, until: Position, sink: Sink) -> bool:
-        """Move on to the next manifest when one is done, and read results as far as the next row needs;
-        False when no row before ``until`` is left."""
+    async def _ready(self, until: Position, sink: Sink) -> int | None:
+        """Move on to the next manifest when one is done, and read results as far as the next row needs.
+
+        Returns the bound on this manifest's row numbers that ``until`` sets, or None when no row before
+        ``until`` is left.
+        """
         while True:
             if self._next is None:
                 if not self._next_manifest(sink):
-                    return False
+                    return None
                 continue
             row = self._next[0]
             if (self._source, row) >= until:
-                return False
+                return None
+            bound = until[1] if until[0] == self._source else _NO_BOUND
             if row < self._fetched:
-                return True
-            await self._fetch(until[1] if until[0] == self._source else _NO_BOUND)
+                return bound
+            await self._fetch(bound)
 
     def _next_manifest(self, sink: Sink) -> bool:
         if self._source >= len(self._manifests):
