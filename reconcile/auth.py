@@ -123,13 +123,31 @@ class TokenProvider:
                 return token
             if token is not None and now < token.expires_at:
                 return await self._renew_early(token, now)
-            try:
-                self._token = await self._fetch()
-            except FatalError as exc:
-                # Waiters on the lock would each ask again; a refused secret stays refused.
-                self._refused = exc
-                raise
-            return self._token
+            return await self._replace()
+
+    async def replacement(self, refused: Token) -> Token:
+        """A new token for a request the API answered 401 with ``refused``; single-flight.
+
+        Until it arrives the other workers go on with the current token: a stray 401 must not stall every
+        request behind a token fetch, and after a real revocation they are told so by 401s of their own.
+        """
+        async with self._lock:
+            if self._refused is not None:
+                raise self._refused
+            current = self._token
+            if current is not None and current is not refused and self._clock() < current.refresh_at:
+                return current  # another worker replaced it meanwhile
+            return await self._replace()
+
+    async def _replace(self) -> Token:
+        """Fetch the next token (holding the lock); a permanent refusal is kept for every later caller."""
+        try:
+            self._token = await self._fetch()
+        except FatalError as exc:
+            # Waiters on the lock would each ask again; a refused secret stays refused.
+            self._refused = exc
+            raise
+        return self._token
 
     def invalidate(self, token: Token) -> None:
         """Forget ``token`` after the API refused it, unless another worker already replaced it."""
@@ -144,7 +162,9 @@ class TokenProvider:
             self._worked = token.generation
 
     def refused(self, token: Token) -> bool:
-        """The API answered 401 to ``token``: drop it; True when that is evidence the app is not authorised.
+        """The API answered 401 to ``token``; True when that is evidence the app is not authorised.
+
+        The caller then asks :meth:`replacement` for the token to try next.
 
         Evidence is a refusal of the *current* token that the API never accepted, twice in a row, while the API
         has accepted no token for :data:`ACCEPTED_LATELY` seconds.  A token another worker already saw refused,
@@ -154,7 +174,6 @@ class TokenProvider:
         """
         if token is not self._token:
             return False
-        self._token = None
         if self._worked >= token.generation:
             return False
         if self._last_accepted is not None and self._clock() - self._last_accepted < ACCEPTED_LATELY:

@@ -46,6 +46,29 @@ PROFILE_OPTIONS = (
     click.option("--profile", help="Use the config file's [profile.NAME] [env CALLJOURNEY_PROFILE]."),
 )
 
+
+class ConcurrencyType(click.ParamType):  # type: ignore[type-arg]
+    """``auto`` or a whole number of requests in flight from 1 to 1000."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) or value is None:
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            number = int(text)
+        except ValueError:
+            self.fail(f"{value!r} is neither 'auto' nor a whole number", param, ctx)
+        if not 1 <= number <= 1000:
+            self.fail(f"{number} is not in the range 1 to 1000", param, ctx)
+        return number
+
+
+CONCURRENCY = ConcurrencyType()
+
 CONNECTION_OPTIONS = (
     *PROFILE_OPTIONS,
     click.option("--base-url", help="Platform base URL [env CALLJOURNEY_BASE_URL; default Production Canada]."),
@@ -68,7 +91,21 @@ CONNECTION_OPTIONS = (
         type=click.Path(dir_okay=False, path_type=Path),
         help="Also trust this CA (PEM). Verification is always on.",
     ),
-    click.option("--concurrency", type=click.IntRange(1, 1000), help="Requests in flight [default 16]."),
+    click.option(
+        "--concurrency",
+        type=CONCURRENCY,
+        help="Requests in flight: a number, or auto to find it from the platform's latency [default auto].",
+    ),
+    click.option(
+        "--max-concurrency",
+        type=click.IntRange(1, 1000),
+        help="Ceiling of the automatic concurrency [default 256].",
+    ),
+    click.option(
+        "--outage-tolerance",
+        type=click.FloatRange(min=0),
+        help="Seconds the platform may stop answering mid-run before the run stops [default 180].",
+    ),
     click.option("--timeout", type=click.FloatRange(min=0.1), help="Seconds per attempt [default 30]."),
     click.option("--max-attempts", type=click.IntRange(1, 100), help="Attempts per row [default 5]."),
     click.option("--max-rps", type=click.FloatRange(min=0.1), help="Hard cap on requests per second."),
@@ -396,9 +433,9 @@ def validate(
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write the demo report.",
 )
-@click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--concurrency", default="auto", show_default=True, type=CONCURRENCY, help="Requests in flight.")
 @watch_options
-def demo(out_dir: Path, concurrency: int, **watch: Any) -> None:
+def demo(out_dir: Path, concurrency: int | str, **watch: Any) -> None:
     """Reconcile the bundled sample manifests against the bundled emulator (no network, no configuration).
 
     \b
@@ -408,7 +445,8 @@ def demo(out_dir: Path, concurrency: int, **watch: Any) -> None:
     from .demo import run_demo
 
     display = _watch(watch)
-    summary = _run_async(lambda install: run_demo(out_dir, concurrency, install), display)
+    fixed = concurrency if isinstance(concurrency, int) else None
+    summary = _run_async(lambda install: run_demo(out_dir, fixed, install), display)
     _print_summary(summary)
     click.echo("The data came from the bundled emulator, not from the CallJourney platform.")
     sys.exit(summary.exit_code)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import orjson
 
 from . import __version__
 from .auth import Reply, Token, TokenProvider
+from .concurrency import INITIAL, Change, ConcurrencyController, Slots
 from .config import Settings
 from .errors import (
     AuthorizationError,
@@ -30,6 +32,7 @@ from .errors import (
     RequestRejected,
     RetryableStatus,
     RowError,
+    RunStopped,
     TransportError,
 )
 from .manifest import Record
@@ -40,6 +43,7 @@ from .throttle import RetryBudget, Throttle
 log = logging.getLogger("reconcile.client")
 
 USER_AGENT = f"reconcile/{__version__}"
+THROTTLES = frozenset({429, 503})  # answers that say "too much": the rate controller's evidence
 MAX_REFRESHES = 10  # per attempt; then the attempt fails as a passing error and the retry policy backs off
 
 
@@ -102,8 +106,16 @@ class PlatformClient:
         self.settings = settings
         self.policy = policy or RetryPolicy(max_attempts=settings.max_attempts, max_time=settings.max_retry_time)
         self.throttle = throttle or Throttle(
-            max_rps=settings.max_rps, budget=RetryBudget.for_concurrency(settings.concurrency)
+            max_rps=settings.max_rps,
+            budget=RetryBudget.for_concurrency(settings.concurrency or INITIAL),
+            outage_tolerance=settings.outage_tolerance,
         )
+        # A fixed --concurrency sizes the slots once; otherwise the controller moves them.
+        self.concurrency = (
+            ConcurrencyController(ceiling=settings.max_concurrency) if settings.concurrency is None else None
+        )
+        self.slots: Slots | None = None
+        self.stopped = False
         self._url = settings.endpoint_url
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -115,9 +127,15 @@ class PlatformClient:
 
     async def __aenter__(self) -> PlatformClient:
         ssl_context: ssl.SSLContext = self.settings.ssl_context()
-        # One connection per worker, plus room for token requests so they never queue behind API calls.
+        self.slots = Slots(self.settings.concurrency or 1)
+        if self.concurrency is not None:
+            self.concurrency.attach(self.slots)
+        # One connection per slot, plus room for token requests so they never queue behind API calls.
         connector = aiohttp.TCPConnector(
-            limit=self.settings.concurrency + 2, ssl=ssl_context, ttl_dns_cache=300, enable_cleanup_closed=True
+            limit=self.settings.concurrency_ceiling + 2,
+            ssl=ssl_context,
+            ttl_dns_cache=300,
+            enable_cleanup_closed=True,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -154,35 +172,65 @@ class PlatformClient:
             }
         )
         attempts = Attempts()
+        throttle = self.throttle
         try:
             exists, call_id = await call_with_retries(
-                lambda: self._attempt(body), self.policy, attempts, before_sleep=self.throttle.on_retry
+                lambda: self._attempt(body),
+                self.policy,
+                attempts,
+                before_sleep=throttle.on_retry,
+                paused=throttle.outage_seconds,
+                healthy=throttle.healthy,
             )
         except TransportError as exc:
             if exc.connect:
                 raise HostUnreachable(
-                    f"cannot reach the platform at {self.settings.base_url} after {attempts.count} attempts: {exc}. "
-                    "HINT: check CALLJOURNEY_BASE_URL and the network"
+                    f"cannot reach the platform at {self.settings.base_url} after {_attempts(attempts.count)}: "
+                    f"{exc}. HINT: check CALLJOURNEY_BASE_URL and the network"
                 ) from None
-            return Outcome(None, "", f"{exc} (after {attempts.count} attempts)", attempts.count)
+            return Outcome(None, "", f"{exc} (after {_attempts(attempts.count)})", attempts.count)
         except RowError as exc:
-            return Outcome(None, "", f"{exc} (after {attempts.count} attempts)", attempts.count)
+            return Outcome(None, "", f"{exc} (after {_attempts(attempts.count)})", attempts.count)
         return Outcome(exists, call_id, "", attempts.count)
 
+    def stop(self) -> None:
+        """Send nothing more: requests on the wire finish, rows waiting for a slot or a retry raise RunStopped."""
+        self.stopped = True
+
     async def _attempt(self, body: bytes) -> tuple[bool, str]:
-        sent_at = await self.throttle.before_send() if self.throttle.holding else self.throttle.sent()
+        """One attempt, holding a concurrency slot from before the send until the answer is read."""
+        slots = self._require_slots()
+        ticket = await slots.acquire()
+        try:
+            if self.stopped:
+                raise RunStopped("the run is stopping; the row was not sent")
+            return await self._send(body)
+        finally:
+            slots.release(ticket)
+
+    async def _send(self, body: bytes) -> tuple[bool, str]:
+        throttle, controller = self.throttle, self.concurrency
+        sent_at = await throttle.before_send() if throttle.holding else throttle.sent()
         refreshes = 0
+        token = self.tokens.fresh() or await self.tokens.token()
         while True:
-            token = self.tokens.fresh() or await self.tokens.token()
-            status, headers, raw = await self._post(body, token)
+            generation = controller.generation if controller is not None else -1
+            started = time.monotonic()
+            try:
+                status, headers, raw = await self._post(body, token)
+            except TransportError as exc:
+                exc.counted = throttle.on_fault(exc, outage=True)
+                raise
             if status == 200:
-                self.throttle.on_success()
+                throttle.on_success(sent_at)
                 self.tokens.accepted(token)
+                if controller is not None:
+                    self._resized(controller.answered(time.monotonic() - started, generation))
                 return _parse_answer(raw)
             if status != 401:
                 break
-            # The token was refused: drop it, fetch a fresh one, try again at once.  Fatal only on evidence that
-            # fresh tokens are refused as such (see TokenProvider.refused), never on a revocation race.
+            # The token was refused: get this request a new one and try again at once.  Fatal only on evidence
+            # that fresh tokens are refused as such (see TokenProvider.refused), never on a revocation race.
             refreshes += 1
             if refreshes > MAX_REFRESHES:
                 # Tokens keep dying under this request while others succeed: back off like any passing failure.
@@ -193,7 +241,13 @@ class PlatformClient:
                     "HINT: the app registration may lack the API permission, or the scope is wrong"
                 )
             log.info("API answered 401; renewing the token and trying again")
+            token = await self.tokens.replacement(token)
         raise self._failure(status, headers, raw, sent_at)
+
+    def _resized(self, change: Change | None) -> None:
+        if change is not None:
+            log.info("concurrency %d: %s", change.limit, change.reason, extra={"concurrency": change.limit})
+            self.throttle.budget.resize(change.limit)
 
     async def _post(self, body: bytes, token: Token) -> tuple[int, Mapping[str, str], bytes]:
         session = self._require_session()
@@ -222,17 +276,33 @@ class PlatformClient:
             )
         if status in RETRYABLE_STATUSES or status >= 500:
             retry_after = retry_after_from_headers(headers, cap=self.policy.retry_after_cap)
-            if status in (429, 503):
-                self.throttle.on_throttle(retry_after, too_fast=status == 429, sent_at=sent_at)
-            return RetryableStatus(f"HTTP {status}: {message}", status=status, retry_after=retry_after)
+            error = RetryableStatus(f"HTTP {status}: {message}", status=status, retry_after=retry_after)
+            if status in THROTTLES:
+                self.throttle.on_throttle(status, retry_after, sent_at)
+                # "Come back in N s" is pacing, not a failure of the row's; max_time and the budget bound it.
+                error.counted = retry_after is None
+            else:
+                # A gateway's 502/504 may mean the platform behind it is gone; a 500 or 408 is an answer.
+                error.counted = self.throttle.on_fault(error, outage=status in (502, 504))
+            return error
+        self.throttle.on_success(sent_at)  # an answer, if not the one hoped for
         if status == 400:
             return RequestRejected(f"HTTP 400: {message}", status=status)
         return RowError(f"HTTP {status}: {message}", status=status)
+
+    def _require_slots(self) -> Slots:
+        if self.slots is None:
+            raise RuntimeError("PlatformClient is not open; use 'async with PlatformClient(...)'")
+        return self.slots
 
     def _require_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             raise RuntimeError("PlatformClient is not open; use 'async with PlatformClient(...)'")
         return self._session
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" if count == 1 else f"{count} attempts"
 
 
 def _parse_answer(raw: bytes) -> tuple[bool, str]:

@@ -23,9 +23,10 @@ from .redact import register
 DEFAULT_BASE_URL = "https://platform-ca.calljourney.com"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 DEFAULT_ENDPOINT_PATH = "/api/v1/search/conversationexists"
-# The platform publishes no rate limit: 16 in flight is gentle on it and, at 100 ms per answer,
-# still checks ~160 rows/s (~575,000 an hour).
-DEFAULT_CONCURRENCY = 16
+# The platform publishes no rate limit, so by default the concurrency finds itself (reconcile.concurrency),
+# from 16 up to this ceiling: 2,560 rows/s at 100 ms per answer, if the platform keeps up.
+DEFAULT_MAX_CONCURRENCY = 256
+DEFAULT_OUTAGE_TOLERANCE = 180.0
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_MAX_RETRY_TIME = 120.0
@@ -72,16 +73,23 @@ class Settings:
     authority: str = DEFAULT_AUTHORITY
     scope: str = ""
     endpoint_path: str = DEFAULT_ENDPOINT_PATH
-    concurrency: int = DEFAULT_CONCURRENCY
+    concurrency: int | None = None  # requests in flight; None: automatic, up to max_concurrency
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     timeout: float = DEFAULT_TIMEOUT
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     max_retry_time: float = DEFAULT_MAX_RETRY_TIME
     max_rps: float | None = None
     ca_bundle: Path | None = None
+    outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE  # seconds the platform may be gone before the run stops
 
     def __post_init__(self) -> None:
         if not self.scope:
             object.__setattr__(self, "scope", f"api://{self.client_id}/.default")
+
+    @property
+    def concurrency_ceiling(self) -> int:
+        """The most requests that can ever be in flight: the fixed concurrency, or the automatic one's ceiling."""
+        return self.concurrency if self.concurrency is not None else self.max_concurrency
 
     @property
     def token_url(self) -> str:
@@ -120,7 +128,16 @@ class Settings:
             authority=pick("authority", DEFAULT_AUTHORITY),
             scope=pick("scope"),
             endpoint_path=pick("endpoint_path", DEFAULT_ENDPOINT_PATH),
-            concurrency=_number(given, env, "concurrency", int, layer.get("concurrency", DEFAULT_CONCURRENCY)),
+            concurrency=_concurrency(
+                given.get("concurrency", env.get(ENV_PREFIX + "CONCURRENCY", "").strip() or None)
+                or layer.get("concurrency")
+            ),
+            max_concurrency=_number(
+                given, env, "max_concurrency", int, layer.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)
+            ),
+            outage_tolerance=_number(
+                given, env, "outage_tolerance", float, layer.get("outage_tolerance", DEFAULT_OUTAGE_TOLERANCE)
+            ),
             timeout=_number(given, env, "timeout", float, layer.get("timeout", DEFAULT_TIMEOUT)),
             max_attempts=_number(given, env, "max_attempts", int, layer.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
             max_retry_time=_number(
@@ -155,8 +172,12 @@ class Settings:
                 problems.append(f"{name.replace('_', ' ')}: {problem}")
         if not self.endpoint_path.startswith("/"):
             problems.append(f"endpoint path {self.endpoint_path!r} must start with '/'")
-        if self.concurrency < 1:
-            problems.append("concurrency must be at least 1")
+        if self.concurrency is not None and self.concurrency < 1:
+            problems.append("concurrency must be at least 1 (or auto)")
+        if self.max_concurrency < 1:
+            problems.append("max concurrency must be at least 1")
+        if self.outage_tolerance < 0:
+            problems.append("outage tolerance must not be negative")
         if self.timeout <= 0:
             problems.append("timeout must be positive")
         if self.max_attempts < 1:
@@ -244,6 +265,16 @@ def _number(given: Mapping[str, Any], env: Mapping[str, str], name: str, kind: t
         return kind(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"{name.replace('_', ' ')} must be a number, got {raw!r}") from None
+
+
+def _concurrency(raw: Any) -> int | None:
+    """A fixed concurrency, or None for ``auto`` (and for nothing given)."""
+    if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "auto")):
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"concurrency must be a number or 'auto', got {raw!r}") from None
 
 
 def _optional_number(given: Mapping[str, Any], env: Mapping[str, str], name: str, default: Any = None) -> float | None:

@@ -40,7 +40,7 @@ def demo_settings(emulator: Emulator, **changes: Any) -> Settings:
     return settings
 
 
-async def run_demo(out_dir: Path, concurrency: int, install: Callable[[Reconciler], None]) -> Summary:
+async def run_demo(out_dir: Path, concurrency: int | None, install: Callable[[Reconciler], None]) -> Summary:
     """Start the emulator on a free loopback port, reconcile the samples, write the report."""
     from .emulator import Emulator
 

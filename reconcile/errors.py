@@ -12,6 +12,7 @@
     │   ├── EndpointNotFound       404: the API path does not exist; a configuration error, never "missing"
     │   ├── HostUnreachable        could not connect to a host after every retry
     │   └── PlatformUnavailable    the platform kept failing: the shared retry budget ran out
+    ├── RunStopped                 a stop was asked before the row was sent: the row stays ``unchecked``
     └── RowError                   one row could not be checked; the row ends with status ``error``
         ├── RequestRejected        400: the platform refused this row's body
         ├── BadResponse            200 whose body is not {"exists": bool, "callId": str}
@@ -112,6 +113,10 @@ class PlatformUnavailable(FatalError):
     """The platform kept failing and the run stopped instead of hammering it."""
 
 
+class RunStopped(ReconcileError):
+    """The run is stopping: a row that waited for a slot or a retry is not sent, and stays unchecked."""
+
+
 class RowError(ReconcileError):
     """One row could not be checked."""
 
@@ -133,6 +138,8 @@ class TransientError(RowError):
 
     #: Seconds the server asked us to wait (Retry-After), already capped; ``None`` if it said nothing.
     retry_after: float | None = None
+    #: Whether the failure is charged to the row's attempts: a throttle with Retry-After and an outage's are not.
+    counted: bool = True
 
 
 class RetryableStatus(TransientError):

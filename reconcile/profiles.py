@@ -62,6 +62,15 @@ def _integer(value: Any) -> int:
     return value
 
 
+def _concurrency(value: Any) -> int | str:
+    if value == "auto":
+        return "auto"
+    try:
+        return _integer(value)
+    except TypeError:
+        raise TypeError('"auto" or a whole number of at least 1') from None
+
+
 def _positive(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise TypeError("a positive number")
@@ -107,7 +116,9 @@ SETTING_KEYS: dict[str, Callable[[Any], Any]] = {
     "client_id": _text,
     "scope": _text,
     "endpoint_path": _text,
-    "concurrency": _integer,
+    "concurrency": _concurrency,
+    "max_concurrency": _integer,
+    "outage_tolerance": _positive,
     "max_rps": _positive,
     "timeout": _positive,
     "max_attempts": _integer,

@@ -148,18 +148,20 @@ def test_command_line_writes_json_results(tmp_path: Path, capsys: pytest.Capture
     assert "engine ÷ bare" in capsys.readouterr().out
 
 
-def test_first_429_before_any_answer_does_not_collapse_the_send_rate() -> None:
-    """A 429 in the first milliseconds (no 200 seen yet) pauses, but must not cut the rate to MIN_RATE (1/s).
+def test_first_429s_before_any_answer_do_not_collapse_the_send_rate() -> None:
+    """429s in the first milliseconds (no 200 seen yet) pause, but must not cut the rate to MIN_RATE (1/s).
 
-    The ratecap scenario found this: 100 requests leave at once, the server's burst admits 30, the first 429
-    comes back before any 200, and ``Throttle._accepted_rate`` counts successes over a window reaching back
-    before the run began (``_paused_until`` starts at 0.0), so it "measures" 0/s and the run crawls at a few
-    rows/s against a 300 requests/s cap.  No evidence should mean the slow-start guess, not zero.
+    The ratecap scenario found this: 100 requests leave at once, the server's burst admits 30, the 429s come
+    back before any 200, and a rate measured from that start "measures" 0/s, so the run crawls at a few rows/s
+    against a 300 requests/s cap.  No evidence should mean slow start from a floor, not zero.
     """
-    from reconcile.throttle import Throttle
+    from reconcile.throttle import PAUSE_ANSWERS, SLOW_START_FLOOR, Throttle
 
     now = [10_000.0]  # a monotonic clock long past zero, as in a real process
     throttle = Throttle(clock=lambda: now[0])
-    now[0] += 0.03  # 30 ms after start: requests sent, none answered 200 yet
-    throttle.on_throttle(1.0)
-    assert throttle.rate is None or throttle.rate >= 10
+    for _ in range(PAUSE_ANSWERS):
+        now[0] += 0.0015  # 30 ms after start: requests sent, none answered 200
+        throttle.sent()
+        throttle.on_throttle(429, 1.0)
+    assert throttle.pauses == 1
+    assert throttle.rate is None or throttle.rate >= SLOW_START_FLOOR

@@ -190,18 +190,37 @@ async def test_404_is_endpoint_not_found(mocked: tuple[PlatformClient, aiorespon
     assert count(mock, API) == 1
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504, 429, 408])
+@pytest.mark.parametrize(
+    ("status", "retry_after"), [(500, "0"), (502, "0"), (504, "0"), (408, "0"), (503, None), (429, None)]
+)
 async def test_retryable_statuses_are_retried_then_a_row_error(
-    mocked: tuple[PlatformClient, aioresponses], status: int
+    mocked: tuple[PlatformClient, aioresponses], status: int, retry_after: str | None
 ) -> None:
-    """408/429/5xx are retried up to max_attempts, then the row ends in error saying how many attempts."""
+    """Faults (and throttles without Retry-After) are retried up to max_attempts, then the row is an error."""
     client, mock = mocked
-    mock.post(API, status=status, body=b"upstream trouble", headers={"Retry-After": "0"}, repeat=True)
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    mock.post(API, status=status, body=b"upstream trouble", headers=headers, repeat=True)
     outcome = await client.check(RECORD)
     assert outcome.exists is None
     assert f"HTTP {status}" in outcome.detail
     assert f"after {FAST.max_attempts} attempts" in outcome.detail
     assert outcome.attempts == FAST.max_attempts == count(mock, API)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_throttles_with_retry_after_are_bounded_by_time_not_attempts(status: int) -> None:
+    """A throttle that says when to come back is pacing: not charged to max_attempts, bounded by max_time."""
+    policy = RetryPolicy(max_attempts=2, max_time=0.3, backoff_initial=0.001, backoff_max=0.002)
+    async with PlatformClient(SETTINGS, policy=policy) as client:
+        with aioresponses() as mock:
+            mock.post(SETTINGS.token_url, status=200, repeat=True, payload={"access_token": "t", "expires_in": 3599})
+            mock.post(API, status=status, body=b"slow down", headers={"Retry-After": "0.05"}, repeat=True)
+            outcome = await client.check(RECORD)
+    assert outcome.exists is None
+    assert f"HTTP {status}" in outcome.detail
+    assert outcome.attempts > policy.max_attempts  # more than two attempts: throttles are not failures ...
+    assert outcome.attempts <= round(0.3 / 0.05) + 1  # ... and each waited its Retry-After, until max_time
+    assert client.throttle.throttled == outcome.attempts
 
 
 async def test_retryable_status_then_success(mocked: tuple[PlatformClient, aioresponses]) -> None:

@@ -220,12 +220,10 @@ def stop_later(loop: asyncio.AbstractEventLoop, reconciler: Reconciler, delay: f
     loop.call_later(delay, reconciler.stop, "test deadline")
 
 
-async def test_ten_percent_faults_with_five_second_tokens(
-    make_emulator: Callable[..., Emulator], tmp_path: Path
-) -> None:
-    """10% injected faults and 5 s tokens over a run outlasting two token lifetimes: no error row, every row right,
+async def test_ten_percent_faults_with_short_tokens(make_emulator: Callable[..., Emulator], tmp_path: Path) -> None:
+    """10% injected faults and 3 s tokens over a run outlasting two token lifetimes: no error row, every row right,
     and tokens fetched stay near run time / lifetime (plus one per token the platform revoked)."""
-    rows, lifetime, deadline = 350, 5, 30.0
+    rows, lifetime, deadline = 700, 3, 30.0
     dataset = Dataset.synthetic(rows, 0.5)
     path = write_manifest(tmp_path / "synthetic.csv", list(synthetic_manifest_rows(rows, 0.5)))
     config = EmulatorConfig(token_lifetime=lifetime, faults=Faults.uniform(0.10), latency_ms=50, seed=7)
