@@ -111,12 +111,14 @@ def run_engine(
     if concurrency is not None:
         command += ["--concurrency", str(concurrency)]
     measurement, emulator_cpu = _measured(emulator, command, work, timeout)
-    # 1: complete, some rows missing (by design); 3: some rows in error (the report says which, and the
-    # exactness check counts them); 130: interrupted by the timeout, a partial report.
-    _check_exit(measurement, "reconcile run", allowed=(0, 1, 3, 130) if measurement.timed_out else (0, 1, 3))
+    # 1: complete, some rows missing (by design); 3: some rows in error; 4: the run stopped (its retry budget
+    # spent) with a partial report; 130: interrupted by the timeout, a partial report.  Each is a result to
+    # show: the exactness check counts the rows in error or unchecked.
+    _check_exit(measurement, "reconcile run", allowed=(0, 1, 3, 4, 130) if measurement.timed_out else (0, 1, 3, 4))
     summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
     done = summary["records"] - summary["counts"]["unchecked"]
-    if summary["records"] != rows or (done != rows and not measurement.timed_out):
+    stopped = summary.get("error") is not None
+    if summary["records"] != rows or (done != rows and not measurement.timed_out and not stopped):
         raise BenchError(f"reconcile run resolved {done} of {summary['records']} records, expected {rows}")
     extra = {key: summary[key] for key in ("counts", "requests", "retries", "throttled", "token_fetches")}
     extra["engine_rows_per_second"] = summary["rows_per_second"]
@@ -124,6 +126,8 @@ def run_engine(
     extra["exactness"] = check_results(out_dir / "results.csv", emulator.dataset).as_dict()
     if measurement.timed_out:
         extra["timed_out_after_seconds"] = timeout
+    if stopped:
+        extra["stopped"] = summary["error"]["type"]
     shutil.rmtree(out_dir, ignore_errors=True)
     return Run(
         client,

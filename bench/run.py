@@ -193,6 +193,10 @@ def summarise(scenario: Scenario, runs: list[Run], emulator_counts: list[dict[st
         timed_out = sum(1 for r in group if "timed_out_after_seconds" in r.extra)
         if timed_out:
             summary[client]["timed_out_runs"] = timed_out
+        stopped = sorted({str(r.extra["stopped"]) for r in group if "stopped" in r.extra})
+        if stopped:
+            summary[client]["stopped_runs"] = sum(1 for r in group if "stopped" in r.extra)
+            summary[client]["stopped_by"] = stopped
         # A cap or the backend's capacity binds before the latency does.
         if scenario.latency_limit and not scenario.max_rps and not scenario.capacity and client != "validate":
             summary[client]["share_of_latency_limit"] = _median(

@@ -62,10 +62,11 @@ def render(results: list[dict[str, Any]]) -> str:
                 f"({summary['share_of_cap_whole_command']:.1%} counting start-up and report); 429s: "
             )
             if "share_429_emulator" in summary:
-                fact += f"{summary['share_429_emulator']:.2%} of answers the cap's (emulator's count), "
-            if summary.get("share_429_injected"):
-                fact += f"{summary['share_429_injected']:.2%} injected, "
-            fact += f"{summary['share_429_engine']:.2%} all 429s (engine's count)"
+                fact += f"{summary['share_429_emulator']:.2%} of answers the cap's"
+                if summary.get("share_429_injected"):
+                    fact += f", {summary['share_429_injected']:.2%} injected"
+                fact += " (emulator's count); "
+            fact += f"{summary['share_429_engine']:.2%} all (engine's count)"
             facts.append(fact)
         if "faulted_over_fault_free_rows_per_second" in summary:
             low, high = summary["faulted_over_fault_free_rows_per_second_range"]
@@ -98,6 +99,11 @@ def render(results: list[dict[str, Any]]) -> str:
                 facts.append(
                     f"note: {summary[client]['timed_out_runs']} {client} run(s) did not finish within "
                     f"{result['config']['timeout_seconds']:g} s and were interrupted: rates are over the rows resolved"
+                )
+            if summary[client].get("stopped_runs"):
+                facts.append(
+                    f"note: {summary[client]['stopped_runs']} {client} run(s) stopped early "
+                    f"({', '.join(summary[client]['stopped_by'])}): rates are over the rows resolved"
                 )
         facts.extend(f"note: {note}" for note in result.get("notes", ()))
         lines.extend(f"{'':<{NAME}} {fact}" for fact in facts)
