@@ -213,9 +213,7 @@ def summarise(scenario: Scenario, runs: list[Run], emulator_counts: list[dict[st
     engines, bares = by_client.get(ENGINE, []), by_client.get(BARE, [])
     if engines and bares:
         pairs = list(zip(engines, bares, strict=False))
-        ratios = [e.rows_per_second / b.rows_per_second for e, b in pairs]
-        summary["engine_over_bare_rows_per_second"] = _median(ratios)
-        summary["engine_over_bare_rows_per_second_range"] = [round(min(ratios), 4), round(max(ratios), 4)]
+        _pair_ratios(summary, "engine_over_bare_rows_per_second", pairs)
         summary["engine_over_bare_cpu_per_row"] = _median(e.cpu_per_1000 / b.cpu_per_1000 for e, b in pairs)
         # Where a whole-command gap comes from: each client's own timing of its work (engine: summary.json's
         # duration; bare: its loop with the CSV read and write), and the seconds outside it (interpreter,
@@ -246,9 +244,7 @@ def summarise(scenario: Scenario, runs: list[Run], emulator_counts: list[dict[st
         )
     references = by_client.get(FAULT_FREE, [])
     if engines and references:
-        ratios = [e.rows_per_second / f.rows_per_second for e, f in zip(engines, references, strict=False)]
-        summary["faulted_over_fault_free_rows_per_second"] = _median(ratios)
-        summary["faulted_over_fault_free_rows_per_second_range"] = [round(min(ratios), 4), round(max(ratios), 4)]
+        _pair_ratios(summary, "faulted_over_fault_free_rows_per_second", list(zip(engines, references, strict=False)))
     swept = [fixed(n) for n in scenario.sweep if fixed(n) in by_client]
     if engines and swept:
         best = max(swept, key=lambda client: float(summary[client]["rows_per_second"]))
@@ -260,6 +256,13 @@ def summarise(scenario: Scenario, runs: list[Run], emulator_counts: list[dict[st
     if median_ms is not None and scenario.latency_ms > 0:
         summary["engine_latency_over_no_load"] = round(median_ms / scenario.latency_ms, 4)
     return summary
+
+
+def _pair_ratios(summary: dict[str, Any], key: str, pairs: list[tuple[Run, Run]]) -> None:
+    """Per pair (back to back) the first run's rows/s ÷ the second's: their median as ``key``, and their range."""
+    ratios = [first.rows_per_second / second.rows_per_second for first, second in pairs]
+    summary[key] = _median(ratios)
+    summary[f"{key}_range"] = [round(min(ratios), 4), round(max(ratios), 4)]
 
 
 def _exactness(group: list[Run]) -> dict[str, int]:

@@ -39,10 +39,9 @@ def render(results: list[dict[str, Any]]) -> str:
             name = ""
         facts = []
         if "engine_over_bare_rows_per_second" in summary:
-            low, high = summary["engine_over_bare_rows_per_second_range"]
             facts.append(
-                f"engine ÷ bare: {summary['engine_over_bare_rows_per_second']:.2f}× rows/s "
-                f"(pairs {low:.2f}–{high:.2f}×), {summary['engine_over_bare_cpu_per_row']:.2f}× CPU/row"
+                f"engine ÷ bare: {_pairs(summary, 'engine_over_bare_rows_per_second')}, "
+                f"{summary['engine_over_bare_cpu_per_row']:.2f}× CPU/row"
             )
         if "engine_over_bare_own_timing" in summary:
             facts.append(
@@ -69,10 +68,9 @@ def render(results: list[dict[str, Any]]) -> str:
             fact += f"{summary['share_429_engine']:.2%} all (engine's count)"
             facts.append(fact)
         if "faulted_over_fault_free_rows_per_second" in summary:
-            low, high = summary["faulted_over_fault_free_rows_per_second_range"]
             facts.append(
                 f"with {result['config']['fault_rate']:.0%} faults ÷ without: "
-                f"{summary['faulted_over_fault_free_rows_per_second']:.2f}× rows/s (pairs {low:.2f}–{high:.2f}×)"
+                f"{_pairs(summary, 'faulted_over_fault_free_rows_per_second')}"
             )
         if "engine_over_best_fixed_rows_per_second" in summary:
             best = summary["best_fixed"]
@@ -112,6 +110,11 @@ def render(results: list[dict[str, Any]]) -> str:
     lines.append("from its own loop, extrapolated. of limit: rows/s ÷ (concurrency ÷ latency), or ÷ (capacity ÷")
     lines.append("latency) where the backend has one. platform: what the emulator saw. Medians of repeats.")
     return "\n".join(lines)
+
+
+def _pairs(summary: dict[str, Any], key: str) -> str:
+    low, high = summary[f"{key}_range"]
+    return f"{summary[key]:.2f}× rows/s (pairs {low:.2f}–{high:.2f}×)"
 
 
 def _platform_fact(client: str, row: dict[str, Any]) -> str:
