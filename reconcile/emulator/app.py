@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import socket
 import struct
 import time
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,6 +52,9 @@ class EmulatorConfig:
     jitter_ms: float = 0
     max_rps: float | None = None
     burst_seconds: float = 0.1  # the rate limiter's token bucket holds this many seconds' worth of requests
+    capacity: int | None = None  # requests the backend works on at once; the rest wait in arrival order
+    queue_limit: int | None = None  # with capacity: a request that finds this many waiting is shed with 503
+    shed_retry_after: int | None = None  # seconds of Retry-After on a shed 503; None sends none
     faults: Faults = field(default_factory=Faults)
     seed: int = 0
 
@@ -64,23 +69,79 @@ class EmulatorConfig:
             raise ValueError(f"max_rps must be > 0 (or None for no cap), got {self.max_rps}")
         if self.burst_seconds <= 0:
             raise ValueError(f"burst_seconds must be > 0, got {self.burst_seconds}")
+        if self.capacity is not None and self.capacity < 1:
+            raise ValueError(f"capacity must be >= 1 (or None for no limit), got {self.capacity}")
+        if self.queue_limit is not None:
+            if self.capacity is None:
+                raise ValueError("queue_limit needs a capacity: without one nothing ever waits. HINT: set capacity")
+            if self.queue_limit < 0:
+                raise ValueError(f"queue_limit must be >= 0, got {self.queue_limit}")
+        if self.shed_retry_after is not None:
+            if self.queue_limit is None:
+                raise ValueError("shed_retry_after needs a queue_limit: nothing is shed without one")
+            if self.shed_retry_after < 0:
+                raise ValueError(f"shed_retry_after must be >= 0, got {self.shed_retry_after}")
 
 
 @dataclass(slots=True)
 class Stats:
-    """Counters a test or benchmark reads after (or during) a run."""
+    """Counters a test or benchmark reads after (or during) a run; :meth:`summary` is their JSON form."""
 
     token_requests: int = 0
     api_requests: int = 0
     by_status: Counter[int] = field(default_factory=Counter)  # API answers only
     token_by_status: Counter[int] = field(default_factory=Counter)
-    faults: Counter[str] = field(default_factory=Counter)
-    rate_limited: int = 0
-    in_flight: int = 0
+    faults: Counter[str] = field(default_factory=Counter)  # injected, by ApiFault/TokenFault value
+    rate_limited: int = 0  # 429s of the max_rps cap (injected 429s are in faults["429"])
+    shed: int = 0  # 503s of the queue limit (injected 503s are in faults["503"])
+    in_flight: int = 0  # API requests arrived and not yet answered, waiting ones included
     max_in_flight: int = 0
+    in_work: int = 0  # API requests past the rate cap and the capacity queue, being worked on
+    max_in_work: int = 0
+    queued: int = 0  # API requests waiting for capacity
+    max_queued: int = 0
+    # Seconds from arrival to answer (queue wait included) of every correct 200 answer, in answer order.
+    latencies: array[float] = field(default_factory=lambda: array("d"))
     # Every authorised, well-formed question, including those then answered by a fault.
     keys_asked: Counter[Key] = field(default_factory=Counter)
     first_request_at: float | None = None
+
+    def latency_ms(self, quantile: float) -> float | None:
+        """The *quantile* (0..1, nearest rank) of :attr:`latencies` in milliseconds; None before any answer."""
+        if not 0 <= quantile <= 1:
+            raise ValueError(f"quantile must be between 0 and 1, got {quantile}")
+        return _nearest_rank_ms(sorted(self.latencies), quantile)
+
+    def summary(self) -> dict[str, Any]:
+        """What the platform saw, JSON-ready: what ``reconcile emulator`` prints on stop and serves at
+        :data:`STATS_PATH`."""
+        ordered = sorted(self.latencies)
+        quantiles = {
+            name: _nearest_rank_ms(ordered, q) for name, q in (("median", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1))
+        }
+        return {
+            "api_requests": self.api_requests,
+            "token_requests": self.token_requests,
+            "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
+            "token_by_status": {str(status): n for status, n in sorted(self.token_by_status.items())},
+            "faults": dict(sorted(self.faults.items())),
+            "rate_limited": self.rate_limited,
+            "shed": self.shed,
+            "max_in_flight": self.max_in_flight,
+            "max_in_work": self.max_in_work,
+            "max_queued": self.max_queued,
+            "latency_ms": {
+                "count": len(ordered),
+                **{name: None if value is None else round(value, 3) for name, value in quantiles.items()},
+            },
+        }
+
+
+def _nearest_rank_ms(ordered: list[float], quantile: float) -> float | None:
+    """The nearest-rank *quantile* of sorted seconds, in milliseconds."""
+    if not ordered:
+        return None
+    return 1000 * ordered[max(0, math.ceil(quantile * len(ordered)) - 1)]
 
 
 class _TokenBucket:
@@ -103,6 +164,10 @@ class _TokenBucket:
             return True
         return False
 
+    def retry_after(self) -> str:
+        """Whole seconds until a request would be admitted, at least 1: what a gateway's 429 says."""
+        return str(max(1, math.ceil((1 - self._tokens) / self._rate)))
+
 
 _JSON = "application/json"
 _MISSING = orjson.dumps({"exists": False, "callId": ""})
@@ -119,6 +184,7 @@ class EmulatorState:
     __slots__ = (
         "_alternate",
         "_api_path",
+        "_backend",
         "_bucket",
         "_delay",
         "_jitter",
@@ -137,6 +203,8 @@ class EmulatorState:
         self.picker = FaultPicker(config.faults, config.seed)
         self.tokens = TokenBook(config.tenant_id)
         self._bucket = _TokenBucket(config.max_rps, config.burst_seconds) if config.max_rps else None
+        # asyncio.Semaphore queues in arrival order (a newcomer never passes a waiter), as a backend's queue does.
+        self._backend = asyncio.Semaphore(config.capacity) if config.capacity is not None else None
         self._delay = config.latency_ms / 1000
         self._jitter = config.jitter_ms / 1000
         # Separate from the fault RNG so turning jitter on does not change which faults fire.
@@ -243,23 +311,63 @@ class EmulatorState:
 
     # ---- platform API ---------------------------------------------------------------------
 
+    async def stats_summary(self, request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(self.stats.summary()), content_type=_JSON)
+
     async def api(self, request: web.Request) -> web.StreamResponse:
         stats = self.stats
+        arrived = time.monotonic()
         stats.api_requests += 1
         if stats.first_request_at is None:
-            stats.first_request_at = time.monotonic()
+            stats.first_request_at = arrived
         stats.in_flight += 1
         if stats.in_flight > stats.max_in_flight:
             stats.max_in_flight = stats.in_flight
         try:
-            return await self._answer(request)
+            # The gateway's rate cap answers at once; only what it admits reaches the backend and its queue.
+            if self._bucket is not None and not self._bucket.take():
+                stats.rate_limited += 1
+                return self._error(429, "error", "Rate limit exceeded", {"Retry-After": self._bucket.retry_after()})
+            backend = self._backend
+            if backend is None:
+                return await self._work(request, arrived)
+            if backend.locked():
+                limit = self.config.queue_limit
+                if limit is not None and stats.queued >= limit:
+                    return self._shed()
+                stats.queued += 1
+                if stats.queued > stats.max_queued:
+                    stats.max_queued = stats.queued
+                try:
+                    await backend.acquire()
+                finally:
+                    stats.queued -= 1
+            else:
+                await backend.acquire()  # a free slot: returns without yielding
+            try:
+                return await self._work(request, arrived)
+            finally:
+                backend.release()
         finally:
             stats.in_flight -= 1
 
-    async def _answer(self, request: web.Request) -> web.StreamResponse:
-        if self._bucket is not None and not self._bucket.take():
-            self.stats.rate_limited += 1
-            return self._error(429, "error", "Rate limit exceeded", {"Retry-After": "1"})
+    def _shed(self) -> web.Response:
+        self.stats.shed += 1
+        after = self.config.shed_retry_after
+        headers = None if after is None else {"Retry-After": str(after)}
+        return self._error(503, "message", "Service unavailable: the backend is at capacity", headers)
+
+    async def _work(self, request: web.Request, arrived: float) -> web.StreamResponse:
+        stats = self.stats
+        stats.in_work += 1
+        if stats.in_work > stats.max_in_work:
+            stats.max_in_work = stats.in_work
+        try:
+            return await self._answer(request, arrived)
+        finally:
+            stats.in_work -= 1
+
+    async def _answer(self, request: web.Request, arrived: float) -> web.StreamResponse:
         if self._delay or self._jitter:
             await asyncio.sleep(self._delay + self._jitter * self._jitter_rng.random())
 
@@ -287,6 +395,7 @@ class EmulatorState:
                 return self._api_fault(fault, request, token)
 
         call_id = self.dataset.lookup(key)
+        self.stats.latencies.append(time.monotonic() - arrived)
         if call_id is None:
             return self._reply(200, _MISSING)
         return self._reply(200, b'{"exists":true,"callId":' + orjson.dumps(call_id) + b"}")
@@ -328,7 +437,9 @@ class EmulatorState:
         self._alternate["429"] += 1
         if self._alternate["429"] % 2:
             return "1"
-        return format_datetime(datetime.now(UTC) + timedelta(seconds=1), usegmt=True)
+        # An HTTP-date has whole seconds: round up, so the date is never less than a second away.
+        due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+        return format_datetime(due, usegmt=True)
 
     def _reset(self, request: web.Request) -> web.StreamResponse:
         transport = request.transport
@@ -367,6 +478,7 @@ def _parse_key(raw: bytes) -> Key | str:
 
 
 STATE = web.AppKey("reconcile.emulator.state", EmulatorState)
+STATS_PATH = "/_emulator/stats"  # GET: Stats.summary() as JSON, for whoever drives a subprocess emulator
 
 
 def create_app(config: EmulatorConfig, dataset: Dataset, stats: Stats) -> web.Application:
@@ -376,4 +488,5 @@ def create_app(config: EmulatorConfig, dataset: Dataset, stats: Stats) -> web.Ap
     app[STATE] = state
     app.router.add_post(TOKEN_PATH, state.token)
     app.router.add_post(config.endpoint_path, state.api)
+    app.router.add_get(STATS_PATH, state.stats_summary)
     return app

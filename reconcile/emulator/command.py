@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import ssl
 from collections.abc import Callable
@@ -12,8 +13,10 @@ import click
 
 from reconcile.emulator.app import DEFAULT_ENDPOINT_PATH, EmulatorConfig
 from reconcile.emulator.dataset import Dataset
-from reconcile.emulator.faults import Faults
+from reconcile.emulator.faults import FAULT_MIXES, ApiFault, Faults
 from reconcile.emulator.server import Emulator
+
+STATS_LINE = "emulator stats: "  # prefix of the JSON line printed on stop
 
 
 @click.command()
@@ -39,9 +42,30 @@ from reconcile.emulator.server import Emulator
     type=click.FloatRange(0, 1),
     default=0,
     show_default=True,
-    help="Share of API requests failed, split evenly over 500, 503, 429, reset and token revocation.",
+    help="Share of API requests failed at random, whatever the load; --fault-mix says how it is split.",
 )
-@click.option("--max-rps", type=click.FloatRange(min=0, min_open=True), help="Answer 429 above this request rate.")
+@click.option(
+    "--fault-mix",
+    type=click.Choice(FAULT_MIXES),
+    default="uniform",
+    show_default=True,
+    help="uniform: evenly over 500, 503 (Retry-After: 1), 429 (Retry-After: 1, every other one as an HTTP-date), "
+    "connection reset and token revocation (401). gateway: 30% 429, 30% 503, 20% 500, 19% reset, 1% revocation.",
+)
+@click.option(
+    "--fault",
+    "fault_rates",
+    multiple=True,
+    metavar="KIND=RATE",
+    help=f"Fail this share of API requests with one kind of fault; repeatable, instead of --fault-rate. "
+    f"KIND: {', '.join(kind.value for kind in ApiFault)} (slow: an answer after {Faults().slow_seconds:g} s).",
+)
+@click.option(
+    "--max-rps",
+    type=click.FloatRange(min=0, min_open=True),
+    help="A gateway's rate cap: above this request rate, answer 429 with Retry-After (whole seconds until a "
+    "request would pass, at least 1) before the request reaches the backend.",
+)
 @click.option(
     "--burst",
     "burst_seconds",
@@ -49,6 +73,22 @@ from reconcile.emulator.server import Emulator
     default=0.1,
     show_default=True,
     help="Seconds' worth of requests --max-rps lets through at once.",
+)
+@click.option(
+    "--capacity",
+    type=click.IntRange(min=1),
+    help="Backend capacity: at most K requests worked on at once (each for --latency-ms); the rest wait in "
+    "arrival order, so latency grows with load. Default: no limit.",
+)
+@click.option(
+    "--queue-limit",
+    type=click.IntRange(min=0),
+    help="With --capacity: a request that finds Q already waiting is shed with 503 at once. Default: no limit.",
+)
+@click.option(
+    "--shed-retry-after",
+    type=click.IntRange(min=0),
+    help="Retry-After seconds on the 503s --queue-limit sheds. Default: no Retry-After, as most backends.",
 )
 @click.option("--endpoint-path", default=DEFAULT_ENDPOINT_PATH, show_default=True)
 @click.option(
@@ -74,8 +114,13 @@ def emulator(
     jitter_ms: float,
     token_lifetime: int,
     fault_rate: float,
+    fault_mix: str,
+    fault_rates: tuple[str, ...],
     max_rps: float | None,
     burst_seconds: float,
+    capacity: int | None,
+    queue_limit: int | None,
+    shed_retry_after: int | None,
     endpoint_path: str,
     dataset_path: Path | None,
     synthetic_present_ratio: float | None,
@@ -89,10 +134,15 @@ def emulator(
 
     It accepts the public demo credentials printed on stderr. The first stdout line is
     `emulator listening on URL`; use URL as both the authority and the API base URL.
+    GET URL/_emulator/stats answers what the platform saw so far (answers by status, faults,
+    429s of the cap, 503s shed, peak in flight and queued, latency of correct answers) as
+    JSON; on SIGINT/SIGTERM the same JSON is the last stderr line, after `emulator stats: `.
 
     \b
-    Example:
+    Examples:
         reconcile emulator --port 8080 --fault-rate 0.05 --latency-ms 20
+        reconcile emulator --latency-ms 40 --capacity 32 --queue-limit 16
+        reconcile emulator --latency-ms 20 --max-rps 300 --fault 503=0.02 --fault reset=0.01
     """
     if dataset_path is not None and synthetic_present_ratio is not None:
         raise click.UsageError("--dataset and --synthetic-present-ratio are alternatives; pass one.")
@@ -111,22 +161,47 @@ def emulator(
         ssl_context.load_cert_chain(certfile, keyfile)
     elif keyfile is not None:
         raise click.UsageError("--keyfile needs --certfile.")
-    config = EmulatorConfig(
-        endpoint_path=endpoint_path,
-        token_lifetime=token_lifetime,
-        latency_ms=latency_ms,
-        jitter_ms=jitter_ms,
-        max_rps=max_rps,
-        burst_seconds=burst_seconds,
-        faults=Faults.uniform(fault_rate),
-        seed=seed,
-    )
+    if queue_limit is not None and capacity is None:
+        raise click.UsageError("--queue-limit needs --capacity: without a capacity nothing waits.")
+    if shed_retry_after is not None and queue_limit is None:
+        raise click.UsageError("--shed-retry-after needs --queue-limit: without one nothing is shed.")
+    try:
+        config = EmulatorConfig(
+            endpoint_path=endpoint_path,
+            token_lifetime=token_lifetime,
+            latency_ms=latency_ms,
+            jitter_ms=jitter_ms,
+            max_rps=max_rps,
+            burst_seconds=burst_seconds,
+            capacity=capacity,
+            queue_limit=queue_limit,
+            shed_retry_after=shed_retry_after,
+            faults=_faults(fault_rate, fault_mix, fault_rates),
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     server = Emulator(config, dataset, host=host, port=port, ssl_context=ssl_context, access_log=access_log)
     with asyncio.Runner(loop_factory=_loop_factory(use_uvloop)) as runner:
         try:
             runner.run(_serve(server))
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {host}:{port}: {exc}. HINT: pass --port 0") from exc
+
+
+def _faults(rate: float, mix: str, explicit: tuple[str, ...]) -> Faults:
+    if not explicit:
+        return Faults.mix(mix, rate)
+    if rate:
+        raise ValueError("--fault and --fault-rate are alternatives. HINT: give every kind as --fault KIND=RATE")
+    rates: dict[str, float] = {}
+    for item in explicit:
+        kind, _, value = item.partition("=")
+        try:
+            rates[kind.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--fault {item!r} is not KIND=RATE. HINT: e.g. --fault 503=0.02") from None
+    return Faults.from_rates(rates)
 
 
 def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -158,6 +233,8 @@ async def _serve(server: Emulator) -> None:
     stats = server.stats
     click.echo(
         f"emulator stopped: {stats.api_requests} API requests, {stats.token_requests} token requests, "
-        f"{sum(stats.faults.values())} faults injected, {stats.rate_limited} rate-limited",
+        f"{sum(stats.faults.values())} faults injected, {stats.rate_limited} rate-limited, {stats.shed} shed",
         err=True,
     )
+    # Benchmarks read this line: keep it last, one line of JSON.
+    click.echo(f"{STATS_LINE}{json.dumps(stats.summary())}", err=True)
