@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from . import __version__
+from ._version import __version__
 from .auth import Reply, Token, TokenProvider
 from .config import Settings
 from .errors import (

@@ -541,13 +541,13 @@ def test_command_serves_until_sigterm() -> None:
         with urllib.request.urlopen(request, timeout=5) as response:
             assert json.load(response)["token_type"] == "Bearer"
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=10)
+        stdout, stderr = process.communicate(timeout=10)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
     assert process.returncode == 0, stderr
-    assert DEMO_CLIENT_SECRET in stderr
+    assert f"export CALLJOURNEY_CLIENT_SECRET={DEMO_CLIENT_SECRET}\n" in stdout
     assert "1 token requests" in stderr
 
 
