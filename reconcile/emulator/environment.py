@@ -28,16 +28,16 @@ def client_environment(server: Emulator, host: str) -> dict[str, str]:
         "tenant_id": config.tenant_id,
         "client_id": config.client_id,
         "client_secret": config.client_secret,  # the public demo secret, not a real one
-        "base_url": url,
-        "authority": url,
     }
     if config.endpoint_path != DEFAULT_ENDPOINT_PATH:
         values["endpoint_path"] = config.endpoint_path
+    values["base_url"] = url
+    values["authority"] = url  # last: whoever reads the printed lines knows it has them all at this one
     return {ENV_PREFIX + name.upper(): value for name, value in values.items()}
 
 
 def _tls_note(environment: dict[str, str]) -> list[str]:
-    if not environment[ENV_PREFIX + "BASE_URL"].startswith("https://"):
+    if not environment.get(ENV_PREFIX + "BASE_URL", "").startswith("https://"):
         return []
     return [f"# TLS: also set {ENV_PREFIX}CA_BUNDLE to the CA that signed --certfile, unless the system trusts it"]
 
