@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import trustme
 from click.testing import CliRunner
+from conftest import REPO
 
 from reconcile.config import check_url, environment
 from reconcile.demo import DEMO_MANIFESTS
@@ -24,6 +25,7 @@ from reconcile.emulator.command import emulator as emulator_command
 from reconcile.emulator.environment import ENV_FILE_MARKER, client_environment, export_lines
 
 SMOKE = DEMO_MANIFESTS / "smoke-10.csv"  # 7 present, 3 missing: `reconcile run` exits 1
+README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
 @contextlib.contextmanager
@@ -83,7 +85,8 @@ def assert_smoke_report(result: subprocess.CompletedProcess[str], out: Path) -> 
 
 def test_pasted_exports_point_a_run_at_the_emulator(tmp_path: Path) -> None:
     """Every line after the URL line is a comment or an `export`; as a shell parses them, they set the demo
-    credentials, and the URL as base URL and authority (port included), and a run with just those works."""
+    credentials, and the URL as base URL and authority (port included), and a run with just those works; the
+    README shows these lines."""
     with emulator_lines() as lines:
         assert lines[0].startswith("emulator listening on http://127.0.0.1:")
         url = lines[0].removeprefix("emulator listening on ")
@@ -95,6 +98,9 @@ def test_pasted_exports_point_a_run_at_the_emulator(tmp_path: Path) -> None:
             "CALLJOURNEY_AUTHORITY",
         }
         assert_smoke_report(reconcile_run(tmp_path, variables), tmp_path / "out")
+    port = url.rsplit(":", 1)[1]
+    shown = README.split("$ reconcile emulator --port 8080\n", 1)[1].split("```", 1)[0]
+    assert shown.splitlines() == [line.replace(f":{port}", ":8080") for line in lines], "README's example is stale"
 
 
 def test_env_file_is_what_reconcile_reads_from_its_working_directory(
