@@ -35,6 +35,16 @@ def test_the_demo_manifests_are_the_sample_manifests() -> None:
     assert [path.name for path in sample_manifests()] == sorted(samples)
 
 
+def test_an_installation_without_its_manifests_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy whose demo manifests are gone is a broken installation: exit 4 with the fix, not a usage error."""
+    monkeypatch.setattr("reconcile.demo.DEMO_MANIFESTS", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["demo", "-q"])
+    assert result.exit_code == 4, result.output
+    assert f"no sample manifests in {tmp_path}" in result.output
+    assert "HINT: reinstall calljourney-reconcile" in result.output
+
+
 def test_the_distribution_is_ours_with_one_version() -> None:
     """Installed as calljourney-reconcile with the `reconcile` console script; pyproject.toml writes the version
     and nothing in the package spells it again."""
