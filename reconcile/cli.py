@@ -249,7 +249,7 @@ class _Commands(click.Group):
         return super().get_command(ctx, name)
 
 
-def _print_version(ctx: click.Context, value: bool) -> None:
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value and not ctx.resilient_parsing:
         click.echo(version_report())
         ctx.exit()
@@ -261,7 +261,7 @@ def _print_version(ctx: click.Context, value: bool) -> None:
     is_flag=True,
     expose_value=False,
     is_eager=True,
-    callback=lambda ctx, _param, value: _print_version(ctx, value),
+    callback=_print_version,
     help="Show the version, with Python's, aiohttp's and pandas', and exit.",
 )
 @log_options

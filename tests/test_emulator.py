@@ -522,7 +522,7 @@ async def test_tls_with_verification_on() -> None:
 
 
 def test_command_serves_until_sigterm() -> None:
-    """`python -m reconcile.emulator --port 0` prints its URL, answers a token request, exits 0 on SIGTERM."""
+    """`python -m reconcile.emulator --port 0` prints its URL and exports, answers a token request, exits 0 on SIGTERM."""
     process = subprocess.Popen(
         [sys.executable, "-m", "reconcile.emulator", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -534,6 +534,10 @@ def test_command_serves_until_sigterm() -> None:
         line = process.stdout.readline()
         match = re.fullmatch(r"emulator listening on (http://127\.0\.0\.1:\d+)\n", line)
         assert match, line
+        # The export lines come in the same write; read here, since communicate() skips what readline buffered.
+        exports = [process.stdout.readline()]
+        while exports[-1] and not exports[-1].startswith("export CALLJOURNEY_AUTHORITY="):
+            exports.append(process.stdout.readline())
         request = urllib.request.Request(
             f"{match[1]}/{DEMO_TENANT_ID}/oauth2/v2.0/token",
             data=urllib.parse.urlencode(token_form()).encode(),
@@ -541,13 +545,13 @@ def test_command_serves_until_sigterm() -> None:
         with urllib.request.urlopen(request, timeout=5) as response:
             assert json.load(response)["token_type"] == "Bearer"
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=10)
+        _, stderr = process.communicate(timeout=10)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
     assert process.returncode == 0, stderr
-    assert f"export CALLJOURNEY_CLIENT_SECRET={DEMO_CLIENT_SECRET}\n" in stdout
+    assert f"export CALLJOURNEY_CLIENT_SECRET={DEMO_CLIENT_SECRET}\n" in exports
     assert "1 token requests" in stderr
 
 
