@@ -522,7 +522,7 @@ async def test_tls_with_verification_on() -> None:
 
 
 def test_command_serves_until_sigterm() -> None:
-    """`python -m reconcile.emulator --port 0` prints its URL and exports, answers a token request, exits 0 on SIGTERM."""
+    """`python -m reconcile.emulator --port 0` prints its URL and exports, answers a token request, exits 0 on TERM."""
     process = subprocess.Popen(
         [sys.executable, "-m", "reconcile.emulator", "--port", "0"],
         stdout=subprocess.PIPE,
