@@ -21,7 +21,7 @@ from typing import Any, ClassVar, NoReturn, TypeVar
 
 import click
 
-from . import __version__
+from ._version import version_report
 from .config import Settings
 from .engine import Reconciler, RunOptions
 from .errors import ReconcileError, UsageError
@@ -286,8 +286,21 @@ class _Commands(click.Group):
         return super().get_command(ctx, name)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version_report())
+        ctx.exit()
+
+
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="reconcile")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version, with Python's, aiohttp's and pandas', and exit.",
+)
 @log_options
 def cli(verbose: int, log_format: str | None, log_file: Path | None) -> None:
     """Check call-recording manifests against the CallJourney platform.

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from . import __version__
+from ._version import __version__
 from .auth import Reply, Token, TokenProvider
 from .concurrency import INITIAL, Change, ConcurrencyController, Slots
 from .config import Settings

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__, delta, exports, html_report
+from . import delta, exports, html_report
+from ._version import __version__
 from .config import Settings
 from .engine import ERROR, INVALID, MISSING, PRESENT, STATUSES, UNCHECKED, Pacing, RunOutcome
 from .frontier import END, Frontier

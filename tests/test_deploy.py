@@ -107,32 +107,66 @@ def docker_ignores(path: str) -> bool:
     return excluded
 
 
-def test_dockerfile_builds_from_the_project_as_a_non_root_user() -> None:
-    """python:3.11-slim, `pip install` of the copied project, a numeric non-root USER, ENTRYPOINT reconcile."""
-    steps = dockerfile()
-    assert steps[0] == ("FROM", "python:3.11-slim")
-    users = [args for kind, args in steps if kind == "USER"]
+def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """The Dockerfile's stages by name (``AS name``; the last one also as ``runtime``), each its steps after FROM."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    steps: list[tuple[str, str]] = []
+    for kind, args in dockerfile():
+        if kind == "FROM":
+            words = args.split()
+            steps = [(kind, words[0])]
+            stages[words[2] if len(words) == 3 and words[1].upper() == "AS" else f"stage {len(stages)}"] = steps
+        else:
+            steps.append((kind, args))
+    stages["runtime"] = steps
+    return stages
+
+
+def copy_sources(steps: list[tuple[str, str]]) -> list[str]:
+    """The build-context paths the COPY steps copy (not those copied from another stage)."""
+    copies = [shlex.split(args) for kind, args in steps if kind == "COPY"]
+    return [source for copy in copies if not any(w.startswith("--from=") for w in copy) for source in copy[:-1]]
+
+
+def test_dockerfile_builds_a_wheel_and_installs_it_alone_for_a_non_root_user() -> None:
+    """Multi-stage: a build stage makes the wheel from the project's files; the python:3.11-slim runtime stage
+    pip-installs that wheel (no sources reach it), runs as a numeric non-root USER, ENTRYPOINT reconcile."""
+    stages = dockerfile_stages()
+    build, runtime = stages["build"], stages["runtime"]
+    assert build[0] == ("FROM", "python:3.11-slim")
+    assert runtime[0] == ("FROM", "python:3.11-slim")
+    assert runtime is not build
+    assert {"pyproject.toml", "README.md", "reconcile"} <= set(copy_sources(build))
+    wheel_step = next(args for kind, args in build if kind == "RUN" and "python -m build --wheel" in args)
+    outdir = re.search(r"--outdir (\S+)", wheel_step)
+    assert outdir, wheel_step
+    fetched = [shlex.split(args) for kind, args in runtime if kind == "COPY" and "--from=build" in args]
+    assert [copy[1:] for copy in fetched] == [[outdir[1], "/tmp/dist"]]
+    assert any(kind == "RUN" and "pip install /tmp/dist/*.whl" in args for kind, args in runtime)
+    assert not {"pyproject.toml", "reconcile"} & set(copy_sources(runtime)), "the runtime stage gets the wheel only"
+    users = [args for kind, args in runtime if kind == "USER"]
     assert users, "no USER: the image would run as root"
     user = users[-1].split(":")[0]
     assert user.isdigit()
     assert int(user) != 0
-    assert json.loads(next(args for kind, args in steps if kind == "ENTRYPOINT")) == ["reconcile"]
-    copies = [shlex.split(args) for kind, args in steps if kind == "COPY"]
-    source_dir = next(c[-1] for c in copies if "pyproject.toml" in c)
-    assert any(kind == "RUN" and f"pip install {source_dir.rstrip('/')}" in args for kind, args in steps)
-    assert any(kind == "RUN" and "chown reconcile:reconcile /reports" in args for kind, args in steps)
+    assert json.loads(next(args for kind, args in runtime if kind == "ENTRYPOINT")) == ["reconcile"]
+    assert any(kind == "RUN" and "chown reconcile:reconcile /reports" in args for kind, args in runtime)
 
 
 def test_every_copied_file_exists_and_is_in_the_build_context() -> None:
-    """Each COPY source exists in the checkout and .dockerignore lets it in."""
-    copies = [shlex.split(args) for kind, args in dockerfile() if kind == "COPY"]
-    sources = [source for copy in copies for source in copy[:-1] if not source.startswith("--")]
+    """Each COPY source exists in the checkout and .dockerignore lets it in; --from names an earlier stage."""
+    stages = dockerfile_stages()
+    sources = [source for steps in stages.values() for source in copy_sources(steps)]
     assert "reconcile" in sources
     assert "sample_manifests" in sources
     for source in sources:
         assert (REPO / source).exists(), source
         assert not docker_ignores(source), f"{source} is copied but .dockerignore excludes it"
     assert not docker_ignores("reconcile/cli.py")
+    assert not docker_ignores("reconcile/demo_manifests/smoke-10.csv")
+    for kind, args in stages["runtime"]:
+        if kind == "COPY" and (stage := re.search(r"--from=(\S+)", args)):
+            assert stage[1] in stages, args
 
 
 @pytest.mark.parametrize(

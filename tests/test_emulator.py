@@ -762,7 +762,7 @@ async def test_tls_with_verification_on() -> None:
 
 
 def test_command_serves_until_sigterm() -> None:
-    """`python -m reconcile.emulator --port 0` prints its URL, answers a token request, exits 0 on SIGTERM."""
+    """`python -m reconcile.emulator --port 0` prints its URL and exports, answers a token request, exits 0 on TERM."""
     process = subprocess.Popen(
         [sys.executable, "-m", "reconcile.emulator", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -774,6 +774,10 @@ def test_command_serves_until_sigterm() -> None:
         line = process.stdout.readline()
         match = re.fullmatch(r"emulator listening on (http://127\.0\.0\.1:\d+)\n", line)
         assert match, line
+        # The export lines come in the same write; read here, since communicate() skips what readline buffered.
+        exports = [process.stdout.readline()]
+        while exports[-1] and not exports[-1].startswith("export CALLJOURNEY_AUTHORITY="):
+            exports.append(process.stdout.readline())
         request = urllib.request.Request(
             f"{match[1]}/{DEMO_TENANT_ID}/oauth2/v2.0/token",
             data=urllib.parse.urlencode(token_form()).encode(),
@@ -787,7 +791,7 @@ def test_command_serves_until_sigterm() -> None:
             process.kill()
             process.communicate()
     assert process.returncode == 0, stderr
-    assert DEMO_CLIENT_SECRET in stderr
+    assert f"export CALLJOURNEY_CLIENT_SECRET={DEMO_CLIENT_SECRET}\n" in exports
     assert "1 token requests" in stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("emulator stats: ")

@@ -13,6 +13,7 @@ import click
 
 from reconcile.emulator.app import DEFAULT_ENDPOINT_PATH, EmulatorConfig
 from reconcile.emulator.dataset import Dataset
+from reconcile.emulator.environment import check_env_file, client_environment, export_lines, write_env_file
 from reconcile.emulator.faults import FAULT_MIXES, ApiFault, Faults
 from reconcile.emulator.server import Emulator
 
@@ -107,6 +108,11 @@ STATS_LINE = "emulator stats: "  # prefix of the JSON line printed on stop
 @click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="PEM key, if not in --certfile.")
 @click.option("--uvloop/--no-uvloop", "use_uvloop", default=True, show_default=True, help="Use uvloop if installed.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request.")
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the printed settings to this .env file (reconcile reads ./.env); never over one it did not write.",
+)
 def emulator(
     host: str,
     port: int,
@@ -129,11 +135,12 @@ def emulator(
     keyfile: str | None,
     use_uvloop: bool,
     access_log: bool,
+    env_file: Path | None,
 ) -> None:
     """Run a local Azure AD token endpoint and platform API, for demos, tests and benchmarks.
 
-    It accepts the public demo credentials printed on stderr. The first stdout line is
-    `emulator listening on URL`; use URL as both the authority and the API base URL.
+    The first stdout line is `emulator listening on URL`; then come `export CALLJOURNEY_...` lines (its
+    public demo credentials, URL as both base URL and authority) to paste into the shell that runs reconcile.
     GET URL/_emulator/stats answers what the platform saw so far (answers by status, faults,
     429s of the cap, 503s shed, peak in flight and queued, latency of correct answers) as
     JSON; on SIGINT/SIGTERM the same JSON is the last stderr line, after `emulator stats: `.
@@ -143,7 +150,10 @@ def emulator(
         reconcile emulator --port 8080 --fault-rate 0.05 --latency-ms 20
         reconcile emulator --latency-ms 40 --capacity 32 --queue-limit 16
         reconcile emulator --latency-ms 20 --max-rps 300 --fault 503=0.02 --fault reset=0.01
+        reconcile emulator --port 0 --env-file .env   # then, in this directory: reconcile doctor
     """
+    if env_file is not None and (problem := check_env_file(env_file)):
+        raise click.BadParameter(problem, param_hint="--env-file")
     if dataset_path is not None and synthetic_present_ratio is not None:
         raise click.UsageError("--dataset and --synthetic-present-ratio are alternatives; pass one.")
     if synthetic_present_ratio is not None:
@@ -184,7 +194,7 @@ def emulator(
     server = Emulator(config, dataset, host=host, port=port, ssl_context=ssl_context, access_log=access_log)
     with asyncio.Runner(loop_factory=_loop_factory(use_uvloop)) as runner:
         try:
-            runner.run(_serve(server))
+            runner.run(_serve(server, host, env_file))
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {host}:{port}: {exc}. HINT: pass --port 0") from exc
 
@@ -215,20 +225,21 @@ def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] |
     return factory
 
 
-async def _serve(server: Emulator) -> None:
+async def _serve(server: Emulator, host: str, env_file: Path | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with server:
-        # Tests and benchmarks parse the URL from this exact line; click.echo flushes it.
+        environment = client_environment(server, host)
+        if env_file is not None:  # before the URL line: whoever waits for that line can read the file
+            try:
+                write_env_file(env_file, environment)
+            except OSError as exc:
+                raise click.ClickException(f"cannot write --env-file {env_file}: {exc.strerror}") from exc
+        # Tests and benchmarks parse the URL from this exact first line; click.echo flushes it.
         click.echo(f"emulator listening on {server.base_url}")
-        config = server.config
-        click.echo(
-            f"demo credentials: tenant_id={config.tenant_id} client_id={config.client_id} "
-            f"client_secret={config.client_secret} (public, for the emulator only)",
-            err=True,
-        )
+        click.echo("\n".join(export_lines(environment)))
         await stop.wait()
     stats = server.stats
     click.echo(
