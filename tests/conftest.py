@@ -8,10 +8,13 @@ import logging
 import os
 import re
 import select
+import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,23 @@ HEADER = ("company", "organisation", "folder", "filename")
 # The columns of results.csv for a manifest with just those four: the manifest's, then the report's own.
 OUR_COLUMNS = ("row", "source", "status", "call_id", "detail", "attempts", "checked_at")
 RESULTS_HEADER = [*HEADER, *OUR_COLUMNS]
+
+
+# Variables of the developer's shell that would change where requests go or which credential is used.
+NETWORK_VARIABLES = (
+    *(name for base in ("http_proxy", "https_proxy", "no_proxy", "all_proxy") for name in (base, base.upper())),
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_AUTHORITY_HOST",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_or_identity_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without the shell's proxies and workload-identity variables (reconcile honours them)."""
+    for name in NETWORK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 def settings_for(emulator: Emulator, **changes: Any) -> Settings:
@@ -179,3 +199,72 @@ def read_jsonl(directory: Path) -> pd.DataFrame:
 
 def read_xlsx_all(directory: Path) -> pd.DataFrame:
     return pd.read_excel(directory / "results.xlsx", sheet_name="All", dtype=str, keep_default_na=False)
+
+
+# -- a real forward proxy --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ForwardProxy:
+    """proxy.py running in a subprocess on loopback; its access log tells which requests went through it."""
+
+    url: str
+    log: Path
+
+    def requests(self) -> list[str]:
+        """One line per request or CONNECT tunnel the proxy has finished, e.g. ``CONNECT localhost:4321``."""
+        if not self.log.exists():
+            return []
+        lines = self.log.read_text(encoding="utf-8", errors="replace").splitlines()
+        return [line.split(" - ")[3] for line in lines if "access_log" in line and line.count(" - ") >= 3]
+
+    def wait_for(self, predicate: Callable[[list[str]], bool], seconds: float = 20) -> list[str]:
+        """The access log once ``predicate`` holds of it (proxy.py logs a tunnel when it closes)."""
+        deadline = time.monotonic() + seconds
+        while not predicate(found := self.requests()):
+            assert time.monotonic() < deadline, f"the proxy's log never matched; it holds {found}"
+            time.sleep(0.05)
+        return found
+
+
+@contextlib.contextmanager
+def forward_proxy(directory: Path, *args: str) -> Iterator[ForwardProxy]:
+    """Start ``python -m proxy`` (the proxy.py package) on a free loopback port with extra ARGS."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port_file, log = directory / "port", directory / "proxy.log"
+    command = [
+        sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", "0", "--port-file", str(port_file),
+        "--num-workers", "1", "--num-acceptors", "1", "--log-file", str(log), *args,
+    ]  # fmt: skip
+    env = {**os.environ, "HOME": str(directory)}  # proxy.py keeps its state under ~/.proxy
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as process:
+        try:
+            deadline = time.monotonic() + 30
+            while not (port_file.exists() and port_file.read_text().strip()):
+                assert process.poll() is None, "proxy.py exited at start-up"
+                assert time.monotonic() < deadline, "proxy.py did not start within 30 s"
+                time.sleep(0.05)
+            port = int(port_file.read_text())
+            with socket.create_connection(("127.0.0.1", port), timeout=10):
+                pass
+            yield ForwardProxy(f"http://127.0.0.1:{port}", log)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (a refusing proxy)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def tls_emulator_process(ca: trustme.CA, directory: Path, *args: str) -> Iterator[str]:
+    """The emulator in a subprocess serving HTTPS with a certificate for localhost signed by ``ca``; its URL."""
+    directory.mkdir(parents=True, exist_ok=True)
+    certfile = directory / "emulator.pem"
+    ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    with emulator_process("--certfile", str(certfile), *args) as url:
+        yield url
