@@ -268,3 +268,99 @@ def tls_emulator_process(ca: trustme.CA, directory: Path, *args: str) -> Iterato
     ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(certfile))
     with emulator_process("--certfile", str(certfile), *args) as url:
         yield url
+
+
+# -- certificates and federated tokens -------------------------------------------------------------------------
+
+SERVICE_ACCOUNT_ISSUER = "https://oidc.prod-aks.azure.com/11111111-2222-3333-4444-555555555555/"
+SERVICE_ACCOUNT_SUBJECT = "system:serviceaccount:reconcile:reconcile"
+
+
+@dataclass(frozen=True)
+class CertificateFiles:
+    """A self-signed certificate and its RSA key, as an app registration's certificate credential."""
+
+    pem: Path  # certificate and private key in one PEM file
+    pfx: Path  # PKCS#12, encrypted with ``password``
+    certificate_pem: bytes  # the public part, as uploaded to the app registration
+    key_lines: tuple[str, ...]  # the private key's PEM body lines, to look for in outputs
+    password: str
+
+
+def make_certificate(directory: Path, *, days: float = 365, password: str = "pfx-pa55word!") -> CertificateFiles:
+    """Generate a real RSA key and self-signed certificate with ``cryptography``, written as PEM and PFX."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "reconcile-test")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    certificate_pem = certificate.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    pem = directory / "client.pem"
+    pem.write_bytes(certificate_pem + key_pem)
+    pfx = directory / "client.pfx"
+    pfx.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"reconcile", key, certificate, None, serialization.BestAvailableEncryption(password.encode())
+        )
+    )
+    lines = tuple(line for line in key_pem.decode().splitlines() if not line.startswith("-----"))
+    return CertificateFiles(pem, pfx, certificate_pem, lines, password)
+
+
+@dataclass(frozen=True)
+class TokenIssuer:
+    """A Kubernetes-like service-account token issuer: an RSA key that signs JWTs for api://AzureADTokenExchange."""
+
+    key: Any
+    issuer: str = SERVICE_ACCOUNT_ISSUER
+
+    @property
+    def public_key_pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return bytes(
+            self.key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+
+    def mint(
+        self,
+        subject: str = SERVICE_ACCOUNT_SUBJECT,
+        *,
+        audience: str = "api://AzureADTokenExchange",
+        lifetime: int = 3600,
+        issued: float | None = None,
+    ) -> str:
+        """A signed service-account token, as the kubelet writes it to AZURE_FEDERATED_TOKEN_FILE."""
+        import jwt
+
+        now = int(time.time() if issued is None else issued)
+        claims = {"iss": self.issuer, "sub": subject, "aud": [audience], "iat": now, "nbf": now, "exp": now + lifetime}
+        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": "test-key"})
+
+
+def make_token_issuer(issuer: str = SERVICE_ACCOUNT_ISSUER) -> TokenIssuer:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return TokenIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), issuer)

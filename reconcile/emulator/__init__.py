@@ -11,6 +11,7 @@ same sockets, TLS, keep-alive and timeouts a production run does::
 from __future__ import annotations
 
 from reconcile.emulator.app import EmulatorConfig, Stats, create_app
+from reconcile.emulator.assertions import FEDERATED_AUDIENCE, FederatedIssuer
 from reconcile.emulator.dataset import Dataset, Key, make_call_id, synthetic_manifest_rows
 from reconcile.emulator.faults import Faults
 from reconcile.emulator.server import Emulator
@@ -20,10 +21,12 @@ __all__ = [
     "DEMO_CLIENT_ID",
     "DEMO_CLIENT_SECRET",
     "DEMO_TENANT_ID",
+    "FEDERATED_AUDIENCE",
     "Dataset",
     "Emulator",
     "EmulatorConfig",
     "Faults",
+    "FederatedIssuer",
     "Key",
     "Stats",
     "create_app",

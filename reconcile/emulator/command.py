@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from reconcile.emulator.app import DEFAULT_ENDPOINT_PATH, EmulatorConfig
+from reconcile.emulator.assertions import FederatedIssuer
 from reconcile.emulator.dataset import Dataset
 from reconcile.emulator.faults import Faults
 from reconcile.emulator.server import Emulator
@@ -65,6 +66,23 @@ from reconcile.emulator.server import Emulator
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds fault decisions and synthetic data.")
 @click.option("--certfile", type=click.Path(exists=True, dir_okay=False), help="PEM certificate: serve HTTPS.")
 @click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="PEM key, if not in --certfile.")
+@click.option(
+    "--client-certificate",
+    "client_certificates",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also accept client assertions signed with this certificate (PEM; only its certificate is read).",
+)
+@click.option(
+    "--federated-credential",
+    "federated",
+    multiple=True,
+    nargs=3,
+    type=(str, str, click.Path(exists=True, dir_okay=False, path_type=Path)),
+    metavar="ISSUER SUBJECT KEY_PEM",
+    help="Also accept federated tokens from ISSUER about SUBJECT (audience api://AzureADTokenExchange) signed by "
+    "the key whose public part is in KEY_PEM.",
+)
 @click.option("--uvloop/--no-uvloop", "use_uvloop", default=True, show_default=True, help="Use uvloop if installed.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request.")
 def emulator(
@@ -82,6 +100,8 @@ def emulator(
     seed: int,
     certfile: str | None,
     keyfile: str | None,
+    client_certificates: tuple[Path, ...],
+    federated: tuple[tuple[str, str, Path], ...],
     use_uvloop: bool,
     access_log: bool,
 ) -> None:
@@ -120,6 +140,8 @@ def emulator(
         burst_seconds=burst_seconds,
         faults=Faults.uniform(fault_rate),
         seed=seed,
+        certificates=tuple(_certificate_pem(path) for path in client_certificates),
+        federated=tuple(FederatedIssuer(issuer, subject, key.read_bytes()) for issuer, subject, key in federated),
     )
     server = Emulator(config, dataset, host=host, port=port, ssl_context=ssl_context, access_log=access_log)
     with asyncio.Runner(loop_factory=_loop_factory(use_uvloop)) as runner:
@@ -127,6 +149,16 @@ def emulator(
             runner.run(_serve(server))
         except OSError as exc:
             raise click.ClickException(f"cannot listen on {host}:{port}: {exc}. HINT: pass --port 0") from exc
+
+
+def _certificate_pem(path: Path) -> bytes:
+    """The first certificate of a PEM file (which may also hold a private key: it is not read)."""
+    data = path.read_bytes()
+    start = data.find(b"-----BEGIN CERTIFICATE-----")
+    end = data.find(b"-----END CERTIFICATE-----", start)
+    if start < 0 or end < 0:
+        raise click.BadParameter(f"{path} holds no PEM certificate", param_hint="--client-certificate")
+    return data[start : end + len(b"-----END CERTIFICATE-----")] + b"\n"
 
 
 def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
