@@ -449,10 +449,7 @@ async def test_doctor_shows_the_certificate_and_warns_before_it_expires(issuer: 
     assert f"thumbprint   {thumbprint.upper()}" in text
     assert "subject      CN=reconcile-test" in text
     assert [c.status for c in checks] == ["warn", "pass", "pass", "pass"], text
-    assert (
-        "the client certificate expires in 10 days" in checks[0].warnings[0]
-        or "expires in 9 days" in checks[0].warnings[0]
-    )
+    assert checks[0].warnings[0].startswith("the client certificate expires in 10 days")
 
 
 async def test_doctor_fails_an_expired_certificate(issuer: TokenIssuer, tmp_path: Path) -> None:
