@@ -117,7 +117,8 @@ def load_certificate(path: Path, password: Secret) -> Certificate:
             for label, body in blocks:
                 if b"PRIVATE KEY" in label:
                     for line in body.split():
-                        register(line.decode("ascii", "replace"))
+                        if len(line) >= 16:  # a short last line ("AQAB") would mask innocent text
+                            register(line.decode("ascii", "replace"))
             keys = [b for b in blocks if b"PRIVATE KEY" in b[0]]
             if not keys:
                 raise ConfigError(f"the client certificate {path} holds no private key. {hint}")

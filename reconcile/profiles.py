@@ -38,6 +38,7 @@ from .config import ENV_PREFIX, environment
 from .errors import ConfigError
 from .exports import FORMATS
 from .readers import ReadOptions
+from .redact import redact
 
 CONFIG_NAME = "reconcile.toml"
 INPUT_FORMATS = ("csv", "tsv", "xlsx", "parquet", "jsonl")
@@ -297,7 +298,7 @@ def _parse(path: Path) -> dict[str, dict[str, Any]]:
             try:
                 checked[table][key] = check(value)
             except TypeError as exc:
-                problems.append(f"{where}{key} must be {exc}, got {value!r}")
+                problems.append(f"{where}{key} must be {exc}, got {redact(repr(value))}")
     if problems:
         hint = (
             f"the keys a profile may set are {', '.join(KEYS)}"
