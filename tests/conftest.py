@@ -13,7 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import trustme
+from click.testing import CliRunner, Result
 
 from reconcile.config import Settings
 from reconcile.demo import demo_settings
@@ -118,6 +119,16 @@ def emulator_process_url() -> Iterator[str]:
     """`python -m reconcile.emulator --port 0` in a subprocess, for CliRunner (it runs its own event loop); its URL."""
     with emulator_process() as url:
         yield url
+
+
+def invoke_cli(args: list[str], env: Mapping[str, str | None]) -> Result:
+    """Run the CLI with CliRunner; whatever happens, no traceback reaches the user."""
+    from reconcile.cli import cli
+
+    result = CliRunner().invoke(cli, args, env=env)
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
 
 
 def cli_env(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:

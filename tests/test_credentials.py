@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from conftest import (
     SERVICE_ACCOUNT_ISSUER,
     SERVICE_ACCOUNT_SUBJECT,
@@ -28,11 +28,13 @@ from conftest import (
     settings_for,
     write_manifest,
 )
+from conftest import (
+    invoke_cli as invoke,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import reconcile
-from reconcile.cli import cli
 from reconcile.client import PlatformClient
 from reconcile.config import Secret, Settings
 from reconcile.credentials import (
@@ -346,13 +348,6 @@ def identity_url(
         yield url
 
 
-def invoke(args: list[str], env: dict[str, str]) -> Result:
-    result = CliRunner().invoke(cli, args, env=env)
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
 def without_secret(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k != "CALLJOURNEY_CLIENT_SECRET"}
 
@@ -477,3 +472,16 @@ async def test_doctor_names_the_federated_fix(
     assert token.fix.startswith("no federated credential of the app matches")
     assert f"credential     federated token file {tmp_path / 'token'} (read for every token)" in checks[0].details
     assert SERVICE_ACCOUNT_ISSUER in token.details[0]
+
+
+async def test_doctor_fails_the_settings_step_naming_both_credentials(
+    certificate: CertificateFiles, issuer: TokenIssuer
+) -> None:
+    """Two credential kinds at once: doctor's settings step fails naming both, with "configure exactly one"."""
+    async with Emulator(config_for(certificate, issuer)) as emulator:
+        checks = await diagnose(lambda: settings_for(emulator, client_certificate=certificate.pem))
+    assert checks[0].status == "fail"
+    assert checks[0].summary == "two kinds of credential are configured"
+    assert "a client secret" in checks[0].details[0]
+    assert "a client certificate" in checks[0].details[0]
+    assert checks[0].fix.startswith("configure exactly one")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from click.testing import CliRunner, Result
+from click.testing import Result
 from conftest import (
     ForwardProxy,
     cli_env,
@@ -22,9 +22,11 @@ from conftest import (
     tls_emulator_process,
     write_manifest,
 )
+from conftest import (
+    invoke_cli as invoke,
+)
 
 import reconcile
-from reconcile.cli import cli
 from reconcile.config import Settings
 from reconcile.doctor import diagnose, render
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
@@ -131,13 +133,6 @@ def fatal(summary: Summary) -> str:
     """The message of the fatal error that stopped a run."""
     message: str = summary.data["error"]["message"]
     return message
-
-
-def invoke(args: list[str], env: dict[str, str]) -> Result:
-    result = CliRunner().invoke(cli, args, env=env)
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def tunnels_to(url: str) -> str:
