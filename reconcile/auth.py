@@ -204,7 +204,12 @@ class TokenProvider:
         register(token.value)
         token = replace(token, generation=self.fetches)
         renew_in = token.refresh_at - self._clock()
-        log.info("token issued; valid for %.0f s, renewing after %.0f s", token.lifetime, renew_in)
+        log.info(
+            "token issued (%s credential); valid for %.0f s, renewing after %.0f s",
+            self._credential.kind,
+            token.lifetime,
+            renew_in,
+        )
         return token
 
     async def _fetch_once(self) -> Token:

@@ -129,7 +129,12 @@ def load_certificate(path: Path, password: Secret) -> Certificate:
             key, first, extra = pkcs12.load_key_and_certificates(data, secret)
             certificates = [c for c in (first, *extra) if c is not None]
     except (ValueError, TypeError) as exc:
-        reason = "wrong password, or not a certificate file" if "password" in str(exc).lower() else str(exc)
+        if "password" not in str(exc).lower():
+            reason = str(exc)
+        elif secret is None:
+            reason = "it is encrypted and CALLJOURNEY_CLIENT_CERTIFICATE_PASSWORD is not set"
+        else:
+            reason = "wrong password, or not a certificate file"
         raise ConfigError(f"cannot load the client certificate {path}: {reason}. {hint}") from None
     if not isinstance(key, RSAPrivateKey):
         raise ConfigError(

@@ -132,6 +132,8 @@ def test_bad_certificate_files_are_configuration_errors_with_the_fix(
         load_certificate(only_cert, Secret(""))
     with pytest.raises(ConfigError, match=r"cannot load the client certificate .*client\.pfx: wrong password"):
         load_certificate(certificate.pfx, Secret("not-the-password"))
+    with pytest.raises(ConfigError, match="it is encrypted and CALLJOURNEY_CLIENT_CERTIFICATE_PASSWORD is not set"):
+        load_certificate(certificate.pfx, Secret(""))
     other = make_certificate(tmp_path / "other")
     mixed = tmp_path / "mixed.pem"
     mixed.write_bytes(certificate.certificate_pem + other.pem.read_bytes().split(b"-----END CERTIFICATE-----\n")[1])

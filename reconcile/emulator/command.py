@@ -186,6 +186,12 @@ async def _serve(server: Emulator) -> None:
             f"client_secret={config.client_secret} (public, for the emulator only)",
             err=True,
         )
+        if config.certificates or config.federated:
+            click.echo(
+                f"also accepted: assertions of {len(config.certificates)} client certificate(s), tokens of "
+                f"{len(config.federated)} federated credential(s)",
+                err=True,
+            )
         await stop.wait()
     stats = server.stats
     click.echo(
