@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 600  # seconds, as MSAL: a few minutes is enough for one token request
 ASSERTION_ALGS = ("PS256", "RS256")
+FEDERATED_AUDIENCE = "api://AzureADTokenExchange"  # what Azure AD's federated credentials expect by default
 CredentialKind = Literal["secret", "certificate", "federated"]
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.S)
 

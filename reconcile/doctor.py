@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -28,7 +29,7 @@ from .auth import Reply, Token, TokenProvider, refusal_fix
 from .client import USER_AGENT, post
 from .client import _message as server_message
 from .config import DEFAULT_ENDPOINT_PATH, Settings
-from .credentials import load_certificate
+from .credentials import FEDERATED_AUDIENCE, FederatedCredential, load_certificate
 from .errors import ConfigError, CredentialConflict, FatalError, ReconcileError, TokenError, TransportError, UsageError
 from .manifest import Key
 from .reach import Reach, reach
@@ -173,10 +174,46 @@ def _check_settings(load: Callable[[], Settings]) -> tuple[Settings | None, Chec
         f"proxy (API)    {settings.proxies.describe(settings.endpoint_url)}",
     )
     if problems:
-        return None, _fail("settings", "the client certificate cannot be used", problems[0], details)
+        what = "the federated token" if settings.credential_kind == "federated" else "the client certificate"
+        return None, _fail("settings", f"{what} cannot be used", problems[0], details)
     return settings, Check(
         "settings", "warn" if warnings else "pass", "present and well-formed", details, warnings=tuple(warnings)
     )
+
+
+def _describe_federated_token(path: Path, warnings: list[str]) -> tuple[tuple[str, ...], list[str]]:
+    """The federated token's issuer, subject, audience and expiry (its claims, never the token)."""
+    details = [f"credential     federated token file {path} (read for every token)"]
+    try:
+        token = FederatedCredential(path).read()
+    except TokenError as exc:
+        return tuple(details), [str(exc).split(". HINT: ")[-1] if "HINT" in str(exc) else str(exc)]
+    claims = jwt_claims(token)
+    if claims is None:
+        return tuple(details), [f"the federated token file {path} does not hold a JWT: check what writes it"]
+    audience = claims.get("aud")
+    audiences = [str(a) for a in audience] if isinstance(audience, list) else [str(audience)]
+    details += [
+        f"  issuer       {claims.get('iss', '?')}",
+        f"  subject      {claims.get('sub', '?')}",
+        f"  audience     {', '.join(audiences)}",
+    ]
+    exp = claims.get("exp")
+    if isinstance(exp, int | float) and not isinstance(exp, bool):
+        stamp = datetime.fromtimestamp(exp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        details.append(f"  expires      {stamp} (in {max(0, exp - time.time()) / 60:.0f} min)")
+        if exp <= time.time():
+            return tuple(details), [
+                f"the federated token expired at {stamp}: whatever writes {path} (in AKS, the kubelet) has stopped "
+                "refreshing it; check the pod's workload-identity label and service account"
+            ]
+    if FEDERATED_AUDIENCE not in audiences:
+        warnings.append(
+            f"the federated token's audience is not {FEDERATED_AUDIENCE}, which Azure AD's federated credentials "
+            "expect by default"
+        )
+    details.append("  (the app's federated credential must name this issuer and subject exactly)")
+    return tuple(details), []
 
 
 _TRUST_STORES = {
@@ -192,7 +229,8 @@ def _describe_credential(settings: Settings, warnings: list[str]) -> tuple[tuple
     if kind == "secret":
         return ("credential     client secret, set (never shown)",), []
     if kind == "federated":
-        return (f"credential     federated token file {settings.federated_token_file} (read for every token)",), []
+        assert settings.federated_token_file is not None
+        return _describe_federated_token(settings.federated_token_file, warnings)
     assert settings.client_certificate is not None
     certificate = load_certificate(settings.client_certificate, settings.client_certificate_password)
     days = certificate.days_left()

@@ -473,7 +473,23 @@ async def test_doctor_names_the_federated_fix(
     assert "AADSTS70021" in token.summary
     assert token.fix.startswith("no federated credential of the app matches")
     assert f"credential     federated token file {tmp_path / 'token'} (read for every token)" in checks[0].details
+    assert f"  issuer       {SERVICE_ACCOUNT_ISSUER}" in checks[0].details  # the claims, never the token
+    assert "  subject      system:serviceaccount:x:y" in checks[0].details
     assert SERVICE_ACCOUNT_ISSUER in token.details[0]
+
+
+async def test_doctor_fails_an_expired_federated_token(
+    issuer: TokenIssuer, certificate: CertificateFiles, tmp_path: Path
+) -> None:
+    """A token file no longer refreshed: the settings step fails saying so, before any token request."""
+    (tmp_path / "token").write_text(issuer.mint(issued=1_700_000_000), encoding="utf-8")
+    async with Emulator(config_for(certificate, issuer)) as emulator:
+        checks = await diagnose(
+            lambda: settings_for(emulator, client_secret=Secret(""), federated_token_file=tmp_path / "token")
+        )
+        assert emulator.stats.token_requests == 0
+    assert (checks[0].status, checks[0].summary) == ("fail", "the federated token cannot be used")
+    assert checks[0].fix.startswith("the federated token expired at 2023-11-14T23:13:20Z")
 
 
 async def test_doctor_fails_the_settings_step_naming_both_credentials(
