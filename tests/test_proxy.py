@@ -402,3 +402,14 @@ async def test_the_system_store_takes_a_ca_bundle_too(
         assert isinstance(settings.ssl_context(), truststore.SSLContext)
         summary = await reconcile.run([manifest], settings, RunOptions(out_dir=tmp_path / "out"))
     assert summary.counts["present"] == len(PRESENT)
+
+
+def test_the_demo_ignores_the_shells_proxies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`reconcile demo` talks to its own loopback emulator: proxies in the environment (here a dead one) don't apply."""
+    monkeypatch.chdir(tmp_path)
+    dead = f"http://127.0.0.1:{closed_port()}"
+    result = invoke(["demo", "--out", "demo", "-q"], {"HTTP_PROXY": dead, "HTTPS_PROXY": dead})
+    assert result.exit_code == 3, result.output  # the samples hold invalid rows on purpose
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["counts"]["error"] == summary["counts"]["unchecked"] == 0
+    assert summary["proxy"]["api"] == "direct"
