@@ -198,9 +198,9 @@ def _describe_federated_token(path: Path, warnings: list[str]) -> tuple[tuple[st
         f"  subject      {claims.get('sub', '?')}",
         f"  audience     {', '.join(audiences)}",
     ]
-    exp = claims.get("exp")
-    if isinstance(exp, int | float) and not isinstance(exp, bool):
-        stamp = datetime.fromtimestamp(exp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    exp = _expiry(claims)
+    if exp is not None:
+        stamp = _stamp(exp)
         details.append(f"  expires      {stamp} (in {max(0, exp - time.time()) / 60:.0f} min)")
         if exp <= time.time():
             return tuple(details), [
@@ -234,7 +234,7 @@ def _describe_credential(settings: Settings, warnings: list[str]) -> tuple[tuple
     assert settings.client_certificate is not None
     certificate = load_certificate(settings.client_certificate, settings.client_certificate_password)
     days = certificate.days_left()
-    expiry = certificate.not_after.isoformat(timespec="seconds").replace("+00:00", "Z")
+    expiry = _stamp(certificate.not_after.timestamp())
     details = (
         f"credential     client certificate {settings.client_certificate} ({settings.assertion_alg} assertions)",
         f"  thumbprint   {certificate.thumbprint('sha1').hex().upper()} (SHA-1, as the portal shows it)",
@@ -358,6 +358,16 @@ def jwt_claims(token: str) -> dict[str, Any] | None:
     return claims if isinstance(claims, dict) else None
 
 
+def _expiry(claims: Mapping[str, Any]) -> float | None:
+    exp = claims.get("exp")
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+
+
+def _stamp(seconds: float) -> str:
+    """ISO-8601 UTC to the second, as the rest of the output writes times."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _describe_claims(claims: Mapping[str, Any], settings: Settings) -> tuple[tuple[str, ...], tuple[str, ...]]:
     app_id = str(claims.get("appid") or claims.get("azp") or "")
     roles = claims.get("roles") or []
@@ -368,10 +378,9 @@ def _describe_claims(claims: Mapping[str, Any], settings: Settings) -> tuple[tup
         f"roles     {', '.join(roles) if roles else '(none)'}",
         f"tenant    {claims.get('tid', '?')}",
     ]
-    exp = claims.get("exp")
-    if isinstance(exp, int | float) and not isinstance(exp, bool):
-        stamp = datetime.fromtimestamp(exp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        details.append(f"expires   {stamp} (in {max(0, exp - time.time()) / 60:.0f} min)")
+    exp = _expiry(claims)
+    if exp is not None:
+        details.append(f"expires   {_stamp(exp)} (in {max(0, exp - time.time()) / 60:.0f} min)")
     warnings = []
     if app_id and app_id != settings.client_id:
         warnings.append(f"the token's app id {app_id} is not the configured client id {settings.client_id}")
