@@ -87,9 +87,39 @@ CONNECTION_OPTIONS = (
         help="Read the client secret from this file (else CALLJOURNEY_CLIENT_SECRET).",
     ),
     click.option(
+        "--client-certificate",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Authenticate with this certificate: PEM with its private key, or PFX (password in "
+        "CALLJOURNEY_CLIENT_CERTIFICATE_PASSWORD) [env CALLJOURNEY_CLIENT_CERTIFICATE].",
+    ),
+    click.option(
+        "--assertion-alg",
+        type=click.Choice(["PS256", "RS256"], case_sensitive=False),
+        help="Signature of the certificate's assertion: PS256 with x5t#S256 [default], or RS256 with x5t for "
+        "older tenants [env CALLJOURNEY_ASSERTION_ALG].",
+    ),
+    click.option(
+        "--federated-token-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Authenticate with the federated token in this file, re-read for every token (AKS workload identity) "
+        "[env CALLJOURNEY_FEDERATED_TOKEN_FILE or AZURE_FEDERATED_TOKEN_FILE].",
+    ),
+    click.option(
+        "--proxy",
+        metavar="URL",
+        help="HTTP proxy for the API and the identity provider, http://[USER:PASSWORD@]host:port "
+        "[env CALLJOURNEY_PROXY; default HTTPS_PROXY/HTTP_PROXY; NO_PROXY hosts go direct].",
+    ),
+    click.option(
         "--ca-bundle",
         type=click.Path(dir_okay=False, path_type=Path),
         help="Also trust this CA (PEM). Verification is always on.",
+    ),
+    click.option(
+        "--trust-store",
+        type=click.Choice(["openssl", "system"], case_sensitive=False),
+        help="Certificates to trust: OpenSSL's defaults, honouring SSL_CERT_FILE/SSL_CERT_DIR [default], or the "
+        "operating system's store [env CALLJOURNEY_TRUST_STORE].",
     ),
     click.option(
         "--concurrency",

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -28,6 +29,7 @@ from .errors import (
     ConfigError,
     EndpointNotFound,
     HostUnreachable,
+    ProxyError,
     ReconcileError,
     RequestRejected,
     RetryableStatus,
@@ -36,6 +38,7 @@ from .errors import (
     TransportError,
 )
 from .manifest import Record
+from .proxies import Route
 from .redact import redact
 from .retry import RETRYABLE_STATUSES, Attempts, RetryPolicy, call_with_retries, retry_after_from_headers
 from .throttle import RetryBudget, Throttle
@@ -58,20 +61,55 @@ class Outcome:
 
 
 @contextmanager
-def mapped_errors(url: str) -> Iterator[None]:
+def mapped_errors(url: str, route: Route | None = None) -> Iterator[None]:
     """Translate aiohttp/asyncio failures inside the block into reconcile errors (see :func:`mapped_error`)."""
     try:
         yield
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise mapped_error(exc, url) from None
+        raise mapped_error(exc, url, route) from None
 
 
-def mapped_error(exc: aiohttp.ClientError | TimeoutError, url: str) -> ReconcileError:
-    """The reconcile error for an aiohttp or asyncio failure talking to ``url``.
+def proxy_arguments(route: Route | None) -> dict[str, Any]:
+    """aiohttp's ``proxy`` for a request along ``route`` (direct when None).
+
+    Credentials go in the URL, which aiohttp turns into ``Proxy-Authorization`` (its ``BasicAuth`` is deprecated).
+    """
+    return {} if route is None else {"proxy": route.authenticated_url}
+
+
+def proxy_refused(route: Route, url: str, status: int, message: str = "") -> ProxyError:
+    """The error for a proxy that answered ``status`` instead of passing the request to ``url`` on."""
+    target = urlsplit(url).netloc
+    if status == 407:
+        fix = (
+            f"the proxy wants credentials: give them in the proxy URL, http://USER:PASSWORD@host:port, in "
+            f"{route.source}" + (" (the ones given were refused)" if route.username else "")
+        )
+    else:
+        fix = (
+            f"ask the proxy's administrators to allow {target}, or add the host to NO_PROXY if this machine "
+            "reaches it directly"
+        )
+    said = f"{status} {message}".strip()
+    return ProxyError(
+        f"the proxy {route.shown} (from {route.source}) refused the request to {target}: {said}. HINT: {fix}"
+    )
+
+
+def mapped_error(exc: aiohttp.ClientError | TimeoutError, url: str, route: Route | None = None) -> ReconcileError:
+    """The reconcile error for an aiohttp or asyncio failure talking to ``url`` (through the proxy ``route``).
 
     The API call's hot path catches ``(aiohttp.ClientError, TimeoutError)`` and raises this itself: a
-    ``with mapped_errors(...)`` block costs ~1 µs per request for nothing on the happy path.
+    ``with mapped_errors(...)`` block costs ~1 µs per request for nothing on the happy path.  A proxy that
+    refuses is fatal at once: no retry of a row makes a proxy accept it.
     """
+    if route is not None and isinstance(exc, aiohttp.ClientHttpProxyError):
+        return proxy_refused(route, url, exc.status, exc.message)
+    if route is not None and isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return ProxyError(
+            f"cannot connect to the proxy {route.shown} (from {route.source}): {exc.os_error}. "
+            f"HINT: check the proxy's address and port in {route.source}"
+        )
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return ConfigError(
             f"the TLS certificate of {url} is not trusted: {exc.certificate_error}. "
@@ -117,6 +155,8 @@ class PlatformClient:
         self.slots: Slots | None = None
         self.stopped = False
         self._url = settings.endpoint_url
+        self._route = settings.proxy_for(self._url)
+        self._proxy = proxy_arguments(self._route)
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
         self._session: aiohttp.ClientSession | None = None
         self.tokens = TokenProvider(settings, self, policy=self.policy)
@@ -142,6 +182,8 @@ class PlatformClient:
             headers={"User-Agent": USER_AGENT},
             json_serialize=lambda obj: orjson.dumps(obj).decode(),
         )
+        for name, url in (("API", self._url), ("identity provider", self.settings.token_url)):
+            log.info("%s: %s", name, self.settings.proxies.describe(url))
         return self
 
     async def __aexit__(
@@ -155,9 +197,7 @@ class PlatformClient:
 
     async def post_form(self, url: str, form: Mapping[str, str]) -> Reply:
         session = self._require_session()
-        with mapped_errors(url):
-            async with session.post(url, data=dict(form), timeout=self._timeout) as response:
-                return Reply(response.status, response.headers, await response.read())
+        return await post(session, url, self.settings.proxy_for(url), data=dict(form), timeout=self._timeout)
 
     # -- the API call ---------------------------------------------------------------------------------
 
@@ -256,10 +296,14 @@ class PlatformClient:
             headers = {"Authorization": f"Bearer {token.value}", "Content-Type": "application/json"}
             self._headers = (token, headers)
         try:
-            async with session.post(self._url, data=body, headers=headers, timeout=self._timeout) as response:
+            async with session.post(
+                self._url, data=body, headers=headers, timeout=self._timeout, **self._proxy
+            ) as response:
+                if response.status == 407 and self._route is not None:  # plain-http target: the proxy said no
+                    raise proxy_refused(self._route, self._url, 407, response.reason or "")
                 return response.status, response.headers, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise mapped_error(exc, self._url) from None
+            raise mapped_error(exc, self._url, self._route) from None
 
     def _failure(self, status: int, headers: Mapping[str, str], raw: bytes, sent_at: float) -> Exception:
         message = _message(raw)
@@ -303,6 +347,15 @@ class PlatformClient:
 
 def _attempts(count: int) -> str:
     return f"{count} attempt" if count == 1 else f"{count} attempts"
+
+
+async def post(session: aiohttp.ClientSession, url: str, route: Route | None, **request: Any) -> Reply:
+    """POST to ``url`` along ``route``, errors mapped: token requests, and doctor's API calls."""
+    with mapped_errors(url, route):
+        async with session.post(url, **request, **proxy_arguments(route)) as response:
+            if response.status == 407 and route is not None:  # a plain-http target: the proxy itself said no
+                raise proxy_refused(route, url, 407, response.reason or "")
+            return Reply(response.status, response.headers, await response.read())
 
 
 def _parse_answer(raw: bytes) -> tuple[bool, str]:

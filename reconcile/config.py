@@ -3,7 +3,12 @@
 Settings come from, in order of precedence: explicit overrides (the CLI's flags), the process environment,
 a ``.env`` file in the working directory, a configuration profile (``defaults``, see :mod:`reconcile.profiles`),
 then the defaults below.  The client secret never comes from a flag (it would show in ``ps`` and in shell
-history) nor from a profile (config files get copied and shared): only the environment, ``.env`` or a file.
+history) nor from a profile (config files get copied and shared): only the environment, ``.env`` or a file;
+the same goes for a PFX certificate's password.
+
+Exactly one credential is configured: a client secret, a client certificate, or a federated token file (AKS
+workload identity, whose ``AZURE_*`` variables are read as well).  Proxies come from ``--proxy`` or the
+environment (see :mod:`reconcile.proxies`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from .errors import ConfigError, CredentialConflict
+from .proxies import Proxies, Route
 from .redact import register
 
 DEFAULT_BASE_URL = "https://platform-ca.calljourney.com"
@@ -32,6 +38,18 @@ DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_MAX_RETRY_TIME = 120.0
 
 ENV_PREFIX = "CALLJOURNEY_"
+TRUST_STORES = ("openssl", "system")
+ASSERTION_ALGS = ("PS256", "RS256")
+#: What AKS workload identity's webhook injects; read when the CALLJOURNEY_ variables do not say.
+AZURE_FEDERATED_TOKEN_FILE = "AZURE_FEDERATED_TOKEN_FILE"
+AZURE_FALLBACKS = {"tenant_id": "AZURE_TENANT_ID", "client_id": "AZURE_CLIENT_ID", "authority": "AZURE_AUTHORITY_HOST"}
+#: How each credential kind is configured, for messages.
+CREDENTIAL_SOURCES = {
+    "secret": "a client secret (CALLJOURNEY_CLIENT_SECRET, CALLJOURNEY_CLIENT_SECRET_FILE or --client-secret-file)",
+    "certificate": "a client certificate (--client-certificate or CALLJOURNEY_CLIENT_CERTIFICATE)",
+    "federated": "a federated token file (--federated-token-file, CALLJOURNEY_FEDERATED_TOKEN_FILE or "
+    "AZURE_FEDERATED_TOKEN_FILE)",
+}
 
 
 class Secret:
@@ -68,7 +86,7 @@ class Settings:
 
     tenant_id: str
     client_id: str
-    client_secret: Secret = field(repr=False)
+    client_secret: Secret = field(default_factory=lambda: Secret(""), repr=False)
     base_url: str = DEFAULT_BASE_URL
     authority: str = DEFAULT_AUTHORITY
     scope: str = ""
@@ -81,6 +99,12 @@ class Settings:
     max_rps: float | None = None
     ca_bundle: Path | None = None
     outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE  # seconds the platform may be gone before the run stops
+    trust_store: str = "openssl"  # or "system": the operating system's store, through truststore
+    proxies: Proxies = field(default_factory=Proxies)
+    client_certificate: Path | None = None
+    client_certificate_password: Secret = field(default_factory=lambda: Secret(""), repr=False)
+    assertion_alg: str = "PS256"  # RS256 (with x5t) for tenants that predate PS256
+    federated_token_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.scope:
@@ -99,6 +123,26 @@ class Settings:
     def endpoint_url(self) -> str:
         return self.base_url.rstrip("/") + self.endpoint_path
 
+    @property
+    def credential_kinds(self) -> tuple[str, ...]:
+        """Every credential kind configured: valid settings have exactly one."""
+        configured = {
+            "secret": bool(self.client_secret),
+            "certificate": self.client_certificate is not None,
+            "federated": self.federated_token_file is not None,
+        }
+        return tuple(kind for kind, given in configured.items() if given)
+
+    @property
+    def credential_kind(self) -> str:
+        """``secret``, ``certificate`` or ``federated``."""
+        kinds = self.credential_kinds
+        return kinds[0] if kinds else "secret"
+
+    def proxy_for(self, url: str) -> Route | None:
+        """The proxy a request to ``url`` goes through, or None for direct (see :mod:`reconcile.proxies`)."""
+        return self.proxies.route(url)
+
     @classmethod
     def load(
         cls,
@@ -113,17 +157,29 @@ class Settings:
         env = _environment(environ, dotenv)
         given = {k: v for k, v in (overrides or {}).items() if v is not None}
         layer = {k: v for k, v in (defaults or {}).items() if v is not None}
+        federated = _path_setting(given, env, layer, "federated_token_file") or _env_path(
+            env, AZURE_FEDERATED_TOKEN_FILE, prefix=""
+        )
 
         def pick(name: str, default: str = "") -> str:
             if name in given:
                 return str(given[name])
-            return env.get(ENV_PREFIX + name.upper(), str(layer.get(name, default))).strip()
+            value = env.get(ENV_PREFIX + name.upper(), "").strip()
+            if not value and federated is not None and name in AZURE_FALLBACKS:
+                value = env.get(AZURE_FALLBACKS[name], "").strip()
+            return value or str(layer.get(name, default)).strip()
 
         secret = _read_secret(client_secret_file, env, layer.get("client_secret_file"))
         settings = cls(
             tenant_id=pick("tenant_id"),
             client_id=pick("client_id"),
             client_secret=Secret(secret),
+            client_certificate=_path_setting(given, env, layer, "client_certificate"),
+            client_certificate_password=Secret(env.get(ENV_PREFIX + "CLIENT_CERTIFICATE_PASSWORD", "")),
+            assertion_alg=pick("assertion_alg", "PS256").upper(),
+            federated_token_file=federated,
+            proxies=Proxies.from_environment(env, pick("proxy")),
+            trust_store=pick("trust_store", "openssl").lower(),
             base_url=pick("base_url", DEFAULT_BASE_URL),
             authority=pick("authority", DEFAULT_AUTHORITY),
             scope=pick("scope"),
@@ -144,11 +200,13 @@ class Settings:
                 given, env, "max_retry_time", float, layer.get("max_retry_time", DEFAULT_MAX_RETRY_TIME)
             ),
             max_rps=_optional_number(given, env, "max_rps", layer.get("max_rps")),
-            ca_bundle=Path(given["ca_bundle"])
-            if given.get("ca_bundle")
-            else (_env_path(env, "CA_BUNDLE") or (Path(layer["ca_bundle"]) if layer.get("ca_bundle") else None)),
+            ca_bundle=_path_setting(given, env, layer, "ca_bundle"),
         )
         settings.validate()
+        if settings.client_certificate is not None:
+            from .credentials import load_certificate
+
+            load_certificate(settings.client_certificate, settings.client_certificate_password)  # fails early
         return settings
 
     def with_(self, **changes: Any) -> Settings:
@@ -156,16 +214,32 @@ class Settings:
         return replace(self, **changes)
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming every problem, with the fix."""
+        """Raise :class:`ConfigError` naming every problem, with the fix (:class:`CredentialConflict` for two
+        credentials at once)."""
+        kinds = self.credential_kinds
+        if len(kinds) > 1:
+            named = " and ".join(CREDENTIAL_SOURCES[kind] for kind in kinds)
+            raise CredentialConflict(
+                f"two kinds of credential are configured: {named}. HINT: configure exactly one; unset the other"
+            )
         problems = []
         for name in ("tenant_id", "client_id"):
             if not getattr(self, name):
                 problems.append(f"{ENV_PREFIX}{name.upper()} is not set")
-        if not self.client_secret:
+        if not kinds:
             problems.append(
-                f"{ENV_PREFIX}CLIENT_SECRET is not set (set it in the environment or .env, "
-                "or pass --client-secret-file)"
+                f"no credential: {ENV_PREFIX}CLIENT_SECRET is not set (set it in the environment or .env, "
+                "or pass --client-secret-file; or use --client-certificate or --federated-token-file)"
             )
+        for name in ("client_certificate", "federated_token_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                problems.append(f"{name.replace('_', ' ')} {path} does not exist")
+        if self.assertion_alg not in ASSERTION_ALGS:
+            problems.append(f"assertion alg must be one of {', '.join(ASSERTION_ALGS)}, got {self.assertion_alg!r}")
+        if self.trust_store not in TRUST_STORES:
+            problems.append(f"trust store must be one of {', '.join(TRUST_STORES)}, got {self.trust_store!r}")
+        problems += self.proxies.problems()
         for name in ("base_url", "authority"):
             problem = check_url(getattr(self, name))
             if problem:
@@ -190,8 +264,18 @@ class Settings:
             raise ConfigError("bad configuration: " + "; ".join(problems))
 
     def ssl_context(self) -> ssl.SSLContext:
-        """System trust store, plus ``ca_bundle`` when given.  Verification is always on."""
-        context = ssl.create_default_context()
+        """The trust store, plus ``ca_bundle`` when given.  Verification is always on.
+
+        ``openssl``: OpenSSL's default paths, which honour ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``; ``system``:
+        the operating system's verifier and store through truststore (Keychain, the Windows certificate store),
+        where managed machines keep a TLS-inspecting proxy's CA.
+        """
+        if self.trust_store == "system":
+            import truststore
+
+            context: ssl.SSLContext = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        else:
+            context = ssl.create_default_context()
         if self.ca_bundle is not None:
             try:
                 context.load_verify_locations(cafile=str(self.ca_bundle))
@@ -254,9 +338,16 @@ def _read_secret(path: Path | None, env: Mapping[str, str], profile_file: Any = 
         raise ConfigError(f"cannot read the client secret file {path}: {exc.strerror}") from None
 
 
-def _env_path(env: Mapping[str, str], name: str) -> Path | None:
-    value = env.get(ENV_PREFIX + name, "").strip()
+def _env_path(env: Mapping[str, str], name: str, *, prefix: str = ENV_PREFIX) -> Path | None:
+    value = env.get(prefix + name, "").strip()
     return Path(value) if value else None
+
+
+def _path_setting(given: Mapping[str, Any], env: Mapping[str, str], layer: Mapping[str, Any], name: str) -> Path | None:
+    """A file path from the flag, else the environment, else the profile."""
+    if given.get(name):
+        return Path(given[name])
+    return _env_path(env, name.upper()) or (Path(layer[name]) if layer.get(name) else None)
 
 
 def _number(given: Mapping[str, Any], env: Mapping[str, str], name: str, kind: type, default: Any) -> Any:

@@ -2,8 +2,9 @@
 
     ReconcileError                 base of everything below; ``exit_code`` is what the CLI exits with
     ├── UsageError                 exit 2: the command line or its inputs are wrong
-    │   └── ManifestError          a manifest cannot be read as asked (names file and line)
-    │       └── JournalMismatch    --out holds a journal of other manifests (use --fresh)
+    │   ├── ManifestError          a manifest cannot be read as asked (names file and line)
+    │   │   └── JournalMismatch    --out holds a journal of other manifests (use --fresh)
+    │   └── CredentialConflict     two credential kinds configured at once (names both)
     ├── FatalError                 exit 4: the run cannot go on; no row is ever called missing because of it
     │   ├── ConfigError            settings missing or unsafe (plain http to a remote host, no secret, ...)
     │   ├── JournalError           the journal in --out is corrupt or not ours
@@ -11,6 +12,7 @@
     │   ├── AuthorizationError     the API refused a freshly issued token (401 twice, or 403)
     │   ├── EndpointNotFound       404: the API path does not exist; a configuration error, never "missing"
     │   ├── HostUnreachable        could not connect to a host after every retry
+    │   ├── ProxyError             the proxy refused: 407, connection refused, a CONNECT it would not open
     │   └── PlatformUnavailable    the platform kept failing: the shared retry budget ran out
     ├── RunStopped                 a stop was asked before the row was sent: the row stays ``unchecked``
     └── RowError                   one row could not be checked; the row ends with status ``error``
@@ -21,7 +23,8 @@
             └── TransportError     the connection failed or timed out (``connect`` tells which)
 
 Messages end with what to do next where there is something to do.  No exception carries the client
-secret or a token: they are built from status codes, Azure AD error codes and server messages only.
+secret, a token, an assertion, a private key or a proxy password: they are built from status codes, Azure AD
+error codes and server messages only, and proxies are named by their redacted URL.
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ class ManifestError(UsageError):
 
 class JournalMismatch(ManifestError):
     """The output directory holds a journal of different manifests."""
+
+
+class CredentialConflict(UsageError):
+    """More than one kind of credential is configured; which one was meant cannot be guessed."""
 
 
 class FatalError(ReconcileError):
@@ -107,6 +114,10 @@ class EndpointNotFound(FatalError):
 
 class HostUnreachable(FatalError):
     """No connection could be made to a host, after every retry."""
+
+
+class ProxyError(FatalError):
+    """The proxy refused the connection or the tunnel; never a row's fault, so the run stops."""
 
 
 class PlatformUnavailable(FatalError):

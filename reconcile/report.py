@@ -349,6 +349,11 @@ def _summary_data(
         "authority": settings.authority,
         "tenant_id": settings.tenant_id,
         "client_id": settings.client_id,
+        "credential": settings.credential_kind,
+        "proxy": {  # redacted: a proxy's password is never written
+            "api": settings.proxies.describe(settings.endpoint_url),
+            "identity_provider": settings.proxies.describe(settings.token_url),
+        },
         "concurrency": outcome.pacing.concurrency_final if outcome.pacing else settings.concurrency,
         "max_attempts": settings.max_attempts,
         "timeout_seconds": settings.timeout,

@@ -25,7 +25,7 @@ import yaml
 from conftest import REPO, SAMPLES
 
 from reconcile.cli import cli
-from reconcile.config import check_url
+from reconcile.config import Settings, check_url
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID
 from reconcile.emulator.command import emulator as emulator_command
 from reconcile.profiles import load_profile
@@ -52,6 +52,12 @@ KNOWN_VARIABLES = {
         "MAX_RETRY_TIME",
         "MAX_RPS",
         "CA_BUNDLE",
+        "TRUST_STORE",
+        "PROXY",
+        "CLIENT_CERTIFICATE",
+        "CLIENT_CERTIFICATE_PASSWORD",
+        "ASSERTION_ALG",
+        "FEDERATED_TOKEN_FILE",
         "CONFIG",
         "PROFILE",
     )
@@ -498,3 +504,56 @@ def test_nightly_script_end_to_end(emulator_process_url: str, tmp_path: Path) ->
     assert busy.returncode == 75
     assert "still going" in busy.stderr
     assert nightly(tmp_path, emulator_process_url, "2026-11-27").returncode == 2
+
+
+# -- Kubernetes with workload identity -------------------------------------------------------------------------
+
+WORKLOAD_IDENTITY = KUBERNETES / "workload-identity" / "indexed-job.yaml"
+
+
+def workload_identity_objects() -> dict[str, dict[str, Any]]:
+    return {f"{doc['kind']}/{doc['metadata']['name']}": doc for doc in load_yaml(WORKLOAD_IDENTITY)}
+
+
+@pytest.mark.parametrize("version", ["1.29.0", kubernetes_validate.latest_version()])
+def test_workload_identity_objects_match_the_api_schema(version: str) -> None:
+    """The workload-identity variant's service account and Job validate strictly against the Kubernetes API schema."""
+    found = workload_identity_objects()
+    assert {"ServiceAccount/reconcile"} < set(found)
+    for name, doc in found.items():
+        assert kubernetes_validate.validate(doc, version, strict=True), name
+
+
+def test_the_workload_identity_job_signs_in_without_any_secret(tmp_path: Path) -> None:
+    """Label and annotation as AKS wants them, no Secret volume, no secret option or variable; with what the webhook
+    injects, the settings load with the federated credential and the shard rules of the main Job hold."""
+    found = workload_identity_objects()
+    (job,) = [o for o in found.values() if o["kind"] == "Job"]
+    pod = job["spec"]["template"]
+    account = found[f"ServiceAccount/{pod['spec']['serviceAccountName']}"]
+    assert re.fullmatch(r"[0-9a-f-]{36}", account["metadata"]["annotations"]["azure.workload.identity/client-id"])
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert not [v for v in pod["spec"]["volumes"] if "secret" in v or "projected" in v]
+    spec = container(job)
+    params = parse_command(reconcile_argv(spec)).params
+    assert params["client_secret_file"] is None
+    assert not [e for e in spec["env"] if "SECRET" in e["name"] or "secretKeyRef" in str(e.get("valueFrom"))]
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == params["shard_count"]
+    budget = float(job["metadata"]["annotations"]["reconcile.calljourney.com/platform-max-rps"])
+    assert params["max_rps"] * params["shard_count"] == pytest.approx(budget)
+    # The ConfigMap it mounts is the main file's; load its profile with what the webhook injects.
+    config_name = next(v["configMap"]["name"] for v in pod["spec"]["volumes"] if "configMap" in v)
+    config_map = objects()[f"ConfigMap/{config_name}"]
+    (tmp_path / "reconcile.toml").write_text(config_map["data"]["reconcile.toml"], encoding="utf-8")
+    (tmp_path / "token").write_text("header.payload.signature", encoding="utf-8")
+    injected = {
+        "AZURE_CLIENT_ID": account["metadata"]["annotations"]["azure.workload.identity/client-id"],
+        "AZURE_TENANT_ID": "11111111-1111-1111-1111-111111111111",
+        "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com/",
+        "AZURE_FEDERATED_TOKEN_FILE": str(tmp_path / "token"),
+    }
+    profile = load_profile(tmp_path / "reconcile.toml", params["profile"], environ={}, dotenv=None)
+    settings = Settings.load({}, environ=injected, dotenv=None, defaults=profile.settings)
+    assert settings.credential_kind == "federated"
+    assert settings.tenant_id == injected["AZURE_TENANT_ID"]
+    assert settings.token_url == f"https://login.microsoftonline.com/{injected['AZURE_TENANT_ID']}/oauth2/v2.0/token"

@@ -252,6 +252,31 @@ def test_client_secret_file_is_allowed_and_relative_to_the_config(tmp_path: Path
     assert profile.settings["ca_bundle"] == str(tmp_path / "conf" / "ca.pem")
 
 
+def test_credential_and_network_keys_are_allowed_and_paths_relative_to_the_config(tmp_path: Path) -> None:
+    """client_certificate and federated_token_file name files (not secrets); proxy, trust_store, assertion_alg load."""
+    (tmp_path / "conf").mkdir()
+    values = {
+        "client_certificate": "client.pem",
+        "federated_token_file": "token",
+        "proxy": "http://proxy.corp:3128",
+        "trust_store": "system",
+        "assertion_alg": "RS256",
+    }
+    profile = load_profile(write_config(tmp_path / "conf" / "r.toml", values, {}), None, environ={}, dotenv=None)
+    assert profile.settings["client_certificate"] == str(tmp_path / "conf" / "client.pem")
+    assert profile.settings["federated_token_file"] == str(tmp_path / "conf" / "token")
+    assert (profile.settings["proxy"], profile.settings["trust_store"]) == ("http://proxy.corp:3128", "system")
+
+
+def test_a_proxy_url_with_a_password_in_the_config_file_is_refused(tmp_path: Path) -> None:
+    """A config file may not hold the proxy's password: the error says where to put it, and never shows it."""
+    config = write_config(tmp_path / "r.toml", {"proxy": "http://alice:hunter2-proxy@proxy.corp:3128"}, {})
+    with pytest.raises(ConfigError, match=r"proxy must be a proxy URL without a password") as caught:
+        load_profile(config, None, environ={}, dotenv=None)
+    assert "CALLJOURNEY_PROXY" in str(caught.value)
+    assert "hunter2-proxy" not in str(caught.value)
+
+
 def test_unknown_keys_are_refused_with_a_suggestion(tmp_path: Path) -> None:
     """A typo anywhere (even in a profile not used) names the key, the table and the likely intended key."""
     config = write_config(tmp_path / "r.toml", {"concurency": 4}, {"p": {}, "q": {"max_rpss": 5, "colour": "red"}})

@@ -16,6 +16,7 @@ grows with load.
 from __future__ import annotations
 
 from reconcile.emulator.app import STATS_PATH, EmulatorConfig, Stats, create_app
+from reconcile.emulator.assertions import FEDERATED_AUDIENCE, FederatedIssuer
 from reconcile.emulator.dataset import Dataset, Key, make_call_id, synthetic_manifest_rows
 from reconcile.emulator.faults import FAULT_MIXES, Faults
 from reconcile.emulator.server import Emulator
@@ -26,11 +27,13 @@ __all__ = [
     "DEMO_CLIENT_SECRET",
     "DEMO_TENANT_ID",
     "FAULT_MIXES",
+    "FEDERATED_AUDIENCE",
     "STATS_PATH",
     "Dataset",
     "Emulator",
     "EmulatorConfig",
     "Faults",
+    "FederatedIssuer",
     "Key",
     "Stats",
     "create_app",

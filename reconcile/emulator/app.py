@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from reconcile.emulator.assertions import JWT_BEARER, AssertionChecker, FederatedIssuer
 from reconcile.emulator.dataset import Dataset, Key
 from reconcile.emulator.faults import ApiFault, FaultPicker, Faults, TokenFault
 from reconcile.emulator.tokens import (
@@ -57,6 +58,10 @@ class EmulatorConfig:
     shed_retry_after: int | None = None  # seconds of Retry-After on a shed 503; None sends none
     faults: Faults = field(default_factory=Faults)
     seed: int = 0
+    # Certificate credentials: PEM certificates whose assertions authenticate the app (beside the secret).
+    certificates: tuple[bytes, ...] = ()
+    # Workload identity: federated credentials of the app (issuer, subject, the issuer's signing key).
+    federated: tuple[FederatedIssuer, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.endpoint_path.startswith("/"):
@@ -91,6 +96,7 @@ class Stats:
     api_requests: int = 0
     by_status: Counter[int] = field(default_factory=Counter)  # API answers only
     token_by_status: Counter[int] = field(default_factory=Counter)
+    tokens_by_credential: Counter[str] = field(default_factory=Counter)  # secret / certificate / federated
     faults: Counter[str] = field(default_factory=Counter)  # injected, by ApiFault/TokenFault value
     rate_limited: int = 0  # 429s of the max_rps cap (injected 429s are in faults["429"])
     shed: int = 0  # 503s of the queue limit (injected 503s are in faults["503"])
@@ -184,6 +190,7 @@ class EmulatorState:
     __slots__ = (
         "_alternate",
         "_api_path",
+        "_assertions",
         "_backend",
         "_bucket",
         "_delay",
@@ -202,6 +209,7 @@ class EmulatorState:
         self.stats = stats
         self.picker = FaultPicker(config.faults, config.seed)
         self.tokens = TokenBook(config.tenant_id)
+        self._assertions = AssertionChecker(config.client_id, config.certificates, config.federated)
         self._bucket = _TokenBucket(config.max_rps, config.burst_seconds) if config.max_rps else None
         # asyncio.Semaphore queues in arrival order (a newcomer never passes a waiter), as a backend's queue does.
         self._backend = asyncio.Semaphore(config.capacity) if config.capacity is not None else None
@@ -241,7 +249,8 @@ class EmulatorState:
             )
         form = await request.post()
         values: dict[str, str] = {}
-        for name in ("grant_type", "client_id", "client_secret", "scope"):
+        credential = "client_assertion" if form.get("client_assertion_type") else "client_secret"
+        for name in ("grant_type", "client_id", credential, "scope"):
             value = form.get(name)
             if not isinstance(value, str) or not value:
                 return self._aad(
@@ -266,7 +275,14 @@ class EmulatorState:
                 f"Application with identifier '{values['client_id']}' was not found in the directory "
                 f"'{config.tenant_id}'.",
             )
-        if values["client_secret"] != config.client_secret:
+        if credential == "client_assertion":
+            if form.get("client_assertion_type") != JWT_BEARER:
+                return self._aad(400, "invalid_request", 50027, f"client_assertion_type must be '{JWT_BEARER}'.")
+            refusal = self._assertions.check(values["client_assertion"], str(request.url.with_query(None)))
+            if refusal is not None:
+                return self._aad(401, "invalid_client", refusal.code, refusal.message)
+            kind = self._assertions.last_kind
+        elif values["client_secret"] != config.client_secret:
             return self._aad(
                 401,
                 "invalid_client",
@@ -274,6 +290,8 @@ class EmulatorState:
                 "Invalid client secret provided. Ensure the secret being sent in the request is the client "
                 f"secret value, not the client secret ID, for a secret added to app '{config.client_id}'.",
             )
+        else:
+            kind = "secret"
         if values["scope"] != f"api://{config.client_id}/.default":
             return self._aad(
                 400,
@@ -282,6 +300,7 @@ class EmulatorState:
                 f"The provided request must include a 'scope' input parameter. The provided value for the "
                 f"input parameter 'scope' is not valid. The scope {values['scope']} is not valid.",
             )
+        self.stats.tokens_by_credential[kind] += 1
         lifetime = config.token_lifetime
         body: dict[str, Any] = {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime}
         if config.refresh_in is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from reconcile.emulator.app import DEFAULT_ENDPOINT_PATH, EmulatorConfig
+from reconcile.emulator.assertions import FederatedIssuer
 from reconcile.emulator.dataset import Dataset
 from reconcile.emulator.environment import check_env_file, client_environment, export_lines, write_env_file
 from reconcile.emulator.faults import FAULT_MIXES, ApiFault, Faults
@@ -106,6 +107,23 @@ STATS_LINE = "emulator stats: "  # prefix of the JSON line printed on stop
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds fault decisions and synthetic data.")
 @click.option("--certfile", type=click.Path(exists=True, dir_okay=False), help="PEM certificate: serve HTTPS.")
 @click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="PEM key, if not in --certfile.")
+@click.option(
+    "--client-certificate",
+    "client_certificates",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also accept client assertions signed with this certificate (PEM; only its certificate is read).",
+)
+@click.option(
+    "--federated-credential",
+    "federated",
+    multiple=True,
+    nargs=3,
+    type=(str, str, click.Path(exists=True, dir_okay=False, path_type=Path)),
+    metavar="ISSUER SUBJECT KEY_PEM",
+    help="Also accept federated tokens from ISSUER about SUBJECT (audience api://AzureADTokenExchange) signed by "
+    "the key whose public part is in KEY_PEM.",
+)
 @click.option("--uvloop/--no-uvloop", "use_uvloop", default=True, show_default=True, help="Use uvloop if installed.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request.")
 @click.option(
@@ -133,6 +151,8 @@ def emulator(
     seed: int,
     certfile: str | None,
     keyfile: str | None,
+    client_certificates: tuple[Path, ...],
+    federated: tuple[tuple[str, str, Path], ...],
     use_uvloop: bool,
     access_log: bool,
     env_file: Path | None,
@@ -188,6 +208,8 @@ def emulator(
             shed_retry_after=shed_retry_after,
             faults=_faults(fault_rate, fault_mix, fault_rates),
             seed=seed,
+            certificates=tuple(_certificate_pem(path) for path in client_certificates),
+            federated=tuple(FederatedIssuer(issuer, subject, key.read_bytes()) for issuer, subject, key in federated),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -212,6 +234,16 @@ def _faults(rate: float, mix: str, explicit: tuple[str, ...]) -> Faults:
         except ValueError:
             raise ValueError(f"--fault {item!r} is not KIND=RATE. HINT: e.g. --fault 503=0.02") from None
     return Faults.from_rates(rates)
+
+
+def _certificate_pem(path: Path) -> bytes:
+    """The first certificate of a PEM file (which may also hold a private key: it is not read)."""
+    data = path.read_bytes()
+    start = data.find(b"-----BEGIN CERTIFICATE-----")
+    end = data.find(b"-----END CERTIFICATE-----", start)
+    if start < 0 or end < 0:
+        raise click.BadParameter(f"{path} holds no PEM certificate", param_hint="--client-certificate")
+    return data[start : end + len(b"-----END CERTIFICATE-----")] + b"\n"
 
 
 def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -240,6 +272,13 @@ async def _serve(server: Emulator, host: str, env_file: Path | None) -> None:
         # Tests and benchmarks parse the URL from this exact first line; click.echo flushes it.
         click.echo(f"emulator listening on {server.base_url}")
         click.echo("\n".join(export_lines(environment)))
+        config = server.config
+        if config.certificates or config.federated:
+            click.echo(
+                f"also accepted: assertions of {len(config.certificates)} client certificate(s), tokens of "
+                f"{len(config.federated)} federated credential(s)",
+                err=True,
+            )
         await stop.wait()
     stats = server.stats
     click.echo(
