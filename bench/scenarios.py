@@ -100,6 +100,7 @@ SCENARIOS: dict[str, Scenario] = {
             32,
             8_000,
             fault_rate=0.10,
+            fault_mix="flaky",  # 500, 503, 429 (Retry-After in seconds and as a date), resets, stray 401s
             fault_free_reference=True,
             bare=False,
             sequential_sample=0,

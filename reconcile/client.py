@@ -323,8 +323,9 @@ class PlatformClient:
             error = RetryableStatus(f"HTTP {status}: {message}", status=status, retry_after=retry_after)
             if status in THROTTLES:
                 self.throttle.on_throttle(status, retry_after, sent_at)
-                # "Come back in N s" is pacing, not a failure of the row's; max_time and the budget bound it.
-                error.counted = retry_after is None
+                # "Too much, come back later" is pacing, not a failure of the row's: max_time and the budget
+                # bound it, not max_attempts (load shed with 503s ended rows in error otherwise).
+                error.counted = False
             else:
                 # A gateway's 502/504 may mean the platform behind it is gone; a 500 or 408 is an answer.
                 error.counted = self.throttle.on_fault(error, outage=status in (502, 504))

@@ -149,7 +149,7 @@ class TransientError(RowError):
 
     #: Seconds the server asked us to wait (Retry-After), already capped; ``None`` if it said nothing.
     retry_after: float | None = None
-    #: Whether the failure is charged to the row's attempts: a throttle with Retry-After and an outage's are not.
+    #: Whether the failure is charged to the row's attempts: a throttle (429/503) and an outage's are not.
     counted: bool = True
 
 

@@ -658,8 +658,27 @@ def test_gateway_mix_is_mostly_throttling_with_a_stray_revocation() -> None:
     assert (faults.rate_429, faults.rate_503, faults.rate_500) == pytest.approx((0.3, 0.3, 0.2))
     assert (faults.rate_reset, faults.rate_revoke) == pytest.approx((0.19, 0.01))
     assert faults.rate_502 == faults.rate_slow == faults.rate_malformed == 0
-    with pytest.raises(ValueError, match="HINT: use one of uniform, gateway"):
-        Faults.mix("flaky", 0.1)
+    with pytest.raises(ValueError, match="HINT: use one of uniform, gateway, flaky"):
+        Faults.mix("stormy", 0.1)
+
+
+def test_flaky_mix_costs_each_fault_its_own_request_only() -> None:
+    """The flaky mix splits evenly over 500, 503, 429, resets and stray 401s, and revokes no token."""
+    faults = Faults.mix("flaky", 0.1)
+    shares = (faults.rate_500, faults.rate_503, faults.rate_429, faults.rate_reset, faults.rate_401)
+    assert shares == pytest.approx((0.02,) * 5)
+    assert faults.rate_revoke == 0
+
+
+async def test_a_stray_401_leaves_the_token_good(session: aiohttp.ClientSession) -> None:
+    """An injected stray 401 refuses that request only: the same token is accepted by the next one."""
+    async with Emulator(EmulatorConfig(faults=Faults(rate_401=1.0))) as emu:
+        token = await get_token(session, emu)
+        status, _, _ = await ask(session, emu, token)
+        assert status == 401
+        emu.faults = Faults()
+        status, _, _ = await ask(session, emu, token)
+        assert status == 200
 
 
 def test_faults_from_rates_names_kinds_by_their_fault() -> None:
@@ -808,7 +827,7 @@ def test_command_serves_until_sigterm() -> None:
         (["--fault", "504=0.1"], "unknown fault kind '504'. HINT: use one of"),
         (["--fault", "503=0.6", "--fault", "500=0.6"], "add up to 1.200"),
         (["--fault-rate", "0.1", "--fault", "503=0.1"], "alternatives. HINT: give every kind as --fault KIND=RATE"),
-        (["--fault-mix", "flaky", "--fault-rate", "0.1"], "'flaky' is not one of 'uniform', 'gateway'"),
+        (["--fault-mix", "stormy", "--fault-rate", "0.1"], "'stormy' is not one of 'uniform', 'gateway', 'flaky'"),
         (["--capacity", "0"], "x>=1"),
     ],
 )

@@ -57,7 +57,9 @@ def values_for(field: str, tmp_path: Path) -> tuple[dict[str, Any], Any, Callabl
         "endpoint_path": ("/api/{}/exists", DEFAULT_ENDPOINT_PATH),
     }
     numbers: dict[str, tuple[list[Any], Any]] = {
-        "concurrency": ([11, 12, 13, 14, 15], 16),
+        "concurrency": ([11, 12, 13, 14, 15], None),  # None: automatic
+        "max_concurrency": ([21, 22, 23, 24, 25], 256),
+        "outage_tolerance": ([61.0, 62.0, 63.0, 64.0, 65.0], 180.0),
         "timeout": ([1.5, 2.5, 3.5, 4.5, 5.5], 30.0),
         "max_attempts": ([7, 8, 9, 10, 11], 5),
         "max_retry_time": ([10.0, 20.0, 30.0, 40.0, 50.0], 120.0),
@@ -84,6 +86,8 @@ FIELDS = (
     "scope",
     "endpoint_path",
     "concurrency",
+    "max_concurrency",
+    "outage_tolerance",
     "timeout",
     "max_attempts",
     "max_retry_time",
@@ -293,8 +297,9 @@ def test_unknown_keys_are_refused_with_a_suggestion(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("entry", "problem"),
     [
-        ({"concurrency": "8"}, "concurrency must be a whole number"),
-        ({"concurrency": True}, "concurrency must be a whole number"),
+        ({"concurrency": "8"}, 'concurrency must be "auto" or a whole number'),
+        ({"concurrency": True}, 'concurrency must be "auto" or a whole number'),
+        ({"concurrency": "lots"}, 'concurrency must be "auto" or a whole number'),
         ({"max_rps": -1}, "max_rps must be a positive number"),
         ({"timeout": "30"}, "timeout must be a positive number"),
         ({"formats": ["csv", "pdf"]}, "formats must be a list of formats among csv"),

@@ -445,6 +445,8 @@ class EmulatorState:
         if fault is ApiFault.REVOKE:
             self.tokens.revoke(token)
             return self._unauthorised("token has been revoked")
+        if fault is ApiFault.STRAY_401:
+            return self._unauthorised("token rejected (injected)")
         if fault is ApiFault.MALFORMED:
             self._alternate["malformed"] += 1
             body = _MALFORMED[self._alternate["malformed"] % len(_MALFORMED)]

@@ -52,7 +52,8 @@ STATS_LINE = "emulator stats: "  # prefix of the JSON line printed on stop
     default="uniform",
     show_default=True,
     help="uniform: evenly over 500, 503 (Retry-After: 1), 429 (Retry-After: 1, every other one as an HTTP-date), "
-    "connection reset and token revocation (401). gateway: 30% 429, 30% 503, 20% 500, 19% reset, 1% revocation.",
+    "connection reset and token revocation (401). gateway: 30% 429, 30% 503, 20% 500, 19% reset, 1% revocation. "
+    "flaky: evenly over 500, 503, 429, reset and a stray 401 that revokes nothing.",
 )
 @click.option(
     "--fault",

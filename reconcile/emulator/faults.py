@@ -16,7 +16,7 @@ from typing import TypeVar
 K = TypeVar("K")
 
 #: How ``--fault-rate`` is split over the kinds of fault: each name is a :class:`Faults` constructor.
-FAULT_MIXES = ("uniform", "gateway")
+FAULT_MIXES = ("uniform", "gateway", "flaky")
 
 
 class ApiFault(StrEnum):
@@ -26,6 +26,7 @@ class ApiFault(StrEnum):
     THROTTLED_429 = "429"
     RESET = "reset"
     REVOKE = "revoke"
+    STRAY_401 = "401"  # this request is refused; the token stays good (a gateway's glitch)
     SLOW = "slow"
     MALFORMED = "malformed"
 
@@ -50,6 +51,7 @@ class Faults:
     rate_429: float = 0
     rate_reset: float = 0
     rate_revoke: float = 0
+    rate_401: float = 0
     rate_slow: float = 0
     rate_malformed: float = 0
     slow_seconds: float = 30.0
@@ -99,6 +101,16 @@ class Faults:
         )
 
     @classmethod
+    def flaky(cls, rate: float) -> Faults:
+        """Split *rate* evenly over 500, 503, 429, connection reset and a stray 401 (no token revoked).
+
+        A platform that is merely flaky: every fault costs its own request only, so a client can keep
+        1 - *rate* of its fault-free speed.
+        """
+        share = rate / 5
+        return cls(rate_500=share, rate_503=share, rate_429=share, rate_reset=share, rate_401=share)
+
+    @classmethod
     def from_rates(cls, rates: Mapping[str, float], **options: float) -> Faults:
         """Faults from ``{kind: rate}`` with the kinds of :class:`ApiFault` (``"500"``, ``"reset"``, ...)."""
         known = {kind.value for kind in ApiFault}
@@ -126,6 +138,7 @@ class Faults:
                 (self.rate_429, ApiFault.THROTTLED_429),
                 (self.rate_reset, ApiFault.RESET),
                 (self.rate_revoke, ApiFault.REVOKE),
+                (self.rate_401, ApiFault.STRAY_401),
                 (self.rate_slow, ApiFault.SLOW),
                 (self.rate_malformed, ApiFault.MALFORMED),
             )
