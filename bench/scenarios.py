@@ -116,6 +116,7 @@ SCENARIOS: dict[str, Scenario] = {
             12_000,
             max_rps=300,
             fault_rate=0.05,
+            fault_mix="flaky",  # the faults of faults10: each costs its own request only
             bare=False,
             sequential_sample=0,
             fresh_server=True,

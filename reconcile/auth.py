@@ -104,6 +104,7 @@ class TokenProvider:
         self._worked = 0  # generation of the newest token the API accepted
         self._strikes = 0  # current, never-accepted tokens refused since the API last accepted one
         self._last_accepted: float | None = None
+        self._refusals = 0  # 401s to the current token since the API last accepted it
         self._refused: FatalError | None = None  # a permanent refusal, re-raised to every later caller
         self.fetches = 0  # tokens issued by the identity provider, for run metadata
 
@@ -137,8 +138,8 @@ class TokenProvider:
     async def replacement(self, refused: Token) -> Token:
         """A new token for a request the API answered 401 with ``refused``; single-flight.
 
-        Until it arrives the other workers go on with the current token: a stray 401 must not stall every
-        request behind a token fetch, and after a real revocation they are told so by 401s of their own.
+        Until it arrives the other workers go on with the current token, so a stray 401 stalls nobody; a
+        second refusal with no acceptance between drops it (:meth:`refused`), so a revoked token is not sent on.
         """
         async with self._lock:
             if self._refused is not None:
@@ -152,6 +153,7 @@ class TokenProvider:
         """Fetch the next token (holding the lock); a permanent refusal is kept for every later caller."""
         try:
             self._token = await self._fetch()
+            self._refusals = 0
         except FatalError as exc:
             # Waiters on the lock would each ask again; a refused secret stays refused.
             self._refused = exc
@@ -166,9 +168,19 @@ class TokenProvider:
     def accepted(self, token: Token) -> None:
         """The API accepted ``token``: tokens of this generation demonstrably carry the right permissions."""
         self._strikes = 0
+        if token is self._token:
+            self._refusals = 0
         self._last_accepted = self._clock()
         if token.generation > self._worked:
             self._worked = token.generation
+
+    def trusted(self, token: Token) -> bool:
+        """Whether a 401 to ``token`` may be a stray one, worth one more try with the same token before fetching
+        another (Azure AD throttles clients that fetch often): it is current, the API accepted it lately, and
+        this is its first refusal since."""
+        if token is not self._token or self._worked != token.generation or self._last_accepted is None:
+            return False
+        return self._refusals <= 1 and self._clock() - self._last_accepted < ACCEPTED_LATELY
 
     def refused(self, token: Token) -> bool:
         """The API answered 401 to ``token``; True when that is evidence the app is not authorised.
@@ -183,6 +195,11 @@ class TokenProvider:
         """
         if token is not self._token:
             return False
+        self._refusals += 1
+        if self._refusals >= 2:
+            # Refused twice with no acceptance between: revoked, not a stray 401.  Nobody may take it now;
+            # the next caller fetches the replacement for all.
+            self._token = None
         if self._worked >= token.generation:
             return False
         if self._last_accepted is not None and self._clock() - self._last_accepted < ACCEPTED_LATELY:

@@ -280,8 +280,12 @@ class PlatformClient:
                     f"the API refused a freshly issued token (401): {_message(raw)}. "
                     "HINT: the app registration may lack the API permission, or the scope is wrong"
                 )
-            log.info("API answered 401; renewing the token and trying again")
-            token = await self.tokens.replacement(token)
+            if self.tokens.trusted(token):
+                log.info("API answered 401 to a token it accepts lately; trying again with the same token")
+            else:
+                log.info("API answered 401; renewing the token and trying again")
+                token = await self.tokens.replacement(token)
+            sent_at = await throttle.before_send() if throttle.holding else throttle.sent()  # a send like any
         raise self._failure(status, headers, raw, sent_at)
 
     def _resized(self, change: Change | None) -> None:

@@ -56,8 +56,9 @@ BINDING = 0.8  # the limit holds us back when we send at least this share of it;
 SLOW_START_WINDOW = 0.25  # in slow start, windows this short ...
 SLOW_START_ANSWERS = 10  # ... with this many answers; each calm one doubles the limit
 SLOW_START_FLOOR = 10.0  # requests/s to start from when almost nothing got through
-UNDO_RATE_DROP = 0.995  # a cut is judged once the rate fell below this share of the rate it was cut at
-UNDO_WINDOWS = 3  # windows after a cut in which it may still be found to have been background
+UNDO_RATE_DROP = 0.9  # a cut (or a run of cuts) is judged once the rate fell to this share of where it began ...
+UNDO_RATE_DROP_AFTER_A_CAP = 0.8  # ... or to this share, when a cap had been measured before
+UNDO_WINDOWS = 6  # windows after a cut in which it may still be found to have been background
 MIN_RATE = 1.0
 PAUSE_ANSWERS = 20  # the platform as a whole refuses when, of the last this many answers, ...
 PAUSE_SHARE = 0.6  # ... at least this share are throttles
@@ -358,8 +359,12 @@ class Throttle:
             return
         if throttles >= MIN_THROTTLES and share > threshold:
             if elapsed < WINDOW and not self._slow_start:
-                # A fraction of a second, maybe the platform's burst: too little to measure a cap from.
-                self._cut_to(max(SLOW_START_FLOOR, accepted / WINDOW), share, send_rate, slow_start=True)
+                # A fraction of a second, maybe the platform's burst: too little to measure a cap from.  Back to
+                # just under the cap measured before, if there is one; else slow start from what got through.
+                if self._peak:
+                    self._cut_to(CUT_SHARE * self._peak, share, send_rate, peak=self._peak)
+                else:
+                    self._cut_to(max(SLOW_START_FLOOR, accepted / WINDOW), share, send_rate, slow_start=True)
             else:
                 through = send_rate * (1 - (share - self._background))  # what the platform let through
                 if self._slow_start:
@@ -390,7 +395,10 @@ class Throttle:
         current = self.rate
         if current is not None and target >= current:
             return  # sending above the limit in a burst: the limit already covers it
-        self._cut = _Cut(share, send_rate, self._adaptive, self._peak) if undoable else None
+        if not undoable:
+            self._cut = None
+        elif self._cut is None:  # a run of cuts is judged against where it began
+            self._cut = _Cut(share, send_rate, self._adaptive, self._peak)
         self._epoch = max(self._epoch, self._clock())
         self._adaptive, self._peak, self._calm, self._slow_start = target, peak, 0, slow_start
         self.cuts += 1
@@ -407,7 +415,9 @@ class Throttle:
         """Undo the last cut when sending slower left the throttle share where it was: it was not about the rate."""
         cut = self._cut
         assert cut is not None
-        if send_rate > UNDO_RATE_DROP * cut.send_rate:
+        # With a cap measured before, a cut is presumed about it: the share must stay level over a larger drop.
+        drop = UNDO_RATE_DROP if not cut.previous_peak else UNDO_RATE_DROP_AFTER_A_CAP
+        if send_rate > drop * cut.send_rate:
             windows = cut.windows + 1  # still sending at the old rate: judge the cut later
             self._cut = None if windows >= UNDO_WINDOWS else replace(cut, windows=windows)
             return False
@@ -432,6 +442,7 @@ class Throttle:
         now = self._clock()
         if self._slow_start:
             raised, why = 2 * adaptive, "slow start"
+            self._epoch = now  # only answers to requests sent at the new step judge it
         elif adaptive < NEAR_PEAK * self._peak:
             raised, why = adaptive + RECOVER_SHARE * (self._peak - adaptive), "back towards the last peak"
         elif now - self._last_probe >= PROBE_EVERY:

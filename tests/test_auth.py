@@ -16,7 +16,7 @@ from aioresponses.core import RequestCall
 from multidict import CIMultiDict
 from yarl import URL
 
-from reconcile.auth import Reply, TokenProvider
+from reconcile.auth import ACCEPTED_LATELY, Reply, TokenProvider
 from reconcile.client import PlatformClient
 from reconcile.config import Secret, Settings
 from reconcile.errors import HostUnreachable, TokenError, TransportError
@@ -449,3 +449,37 @@ async def test_post_form_429_then_success_over_http() -> None:
             requests = sum(len(v) for v in recorded(mock).values())
     assert token.value == "after-429"
     assert requests == 2
+
+
+# -- 401s -----------------------------------------------------------------------------------------------
+
+
+async def test_a_refused_token_is_replaced_once_while_others_keep_it() -> None:
+    """After a 401 one fetch replaces the token; until then (and for late callers) the current token is served."""
+    transport = FakeTransport(ok("first"), ok("second"), delay=0.02)
+    tokens = provider(transport)
+    first = await tokens.token()
+    tokens.accepted(first)
+    assert not tokens.refused(first)  # it worked before: no evidence about permissions
+    replacing = asyncio.ensure_future(tokens.replacement(first))
+    await asyncio.sleep(0)
+    assert tokens.fresh() is first  # the other workers are not stalled behind the fetch
+    second = await replacing
+    assert second.value == "second"
+    assert await tokens.replacement(first) is second  # a late worker with the old token: no second fetch
+    assert transport.count == 2
+
+
+async def test_a_lately_accepted_token_is_trusted_for_one_more_try() -> None:
+    """A token the API accepted within ACCEPTED_LATELY is worth retrying after a 401; an unproven or stale one not."""
+    clock = Clock()
+    tokens = provider(FakeTransport(ok("first"), ok("second")), clock)
+    first = await tokens.token()
+    assert not tokens.trusted(first)  # never accepted
+    tokens.accepted(first)
+    assert tokens.trusted(first)
+    clock.now += ACCEPTED_LATELY + 1
+    assert not tokens.trusted(first)  # accepted too long ago: a 401 now is more likely a revocation
+    second = await tokens.replacement(first)
+    tokens.accepted(second)
+    assert not tokens.trusted(first)  # not the current token any more

@@ -339,3 +339,16 @@ def test_sigint_stops_the_display_before_the_summary(env: dict[str, str], tmp_pa
     assert "SIGINT received" in result.stderr
     assert result.output.index(lines[-1]) < result.output.index("400 records:")
     assert "unchecked" in result.stdout
+
+
+def test_plain_line_shows_the_pacing_and_an_outage() -> None:
+    """The line names the concurrency in use, throttled vs other faults, and an outage while it lasts."""
+    clock, reconciler = Clock(), fake_run(total=100)
+    throttle = reconciler.client.throttle
+    throttle.throttled, throttle.faults, throttle.unreachable_for = 12, 3, 12.4
+    reconciler.client.slots.total = 48
+    sampler = Sampler(reconciler, clock)
+    clock.now = 5.0
+    line = plain_line(sampler.sample(), now=0)
+    assert "concurrency=48 throttled=12 faults=3" in line
+    assert line.endswith("platform unreachable for 12 s, retrying")
