@@ -18,7 +18,7 @@ from operator import itemgetter
 from pathlib import Path
 
 from .errors import ManifestError, UsageError
-from .readers import SUFFIXES, TEXT_FORMATS, ReadOptions, Table, manifest_error, open_table
+from .readers import SUFFIXES, TEXT_FORMATS, FlawedRow, ReadOptions, Table, manifest_error, open_table
 
 KEY_FIELDS = ("company", "organisation", "folder", "filename")
 FIELD_FLAGS = {"company": "--company", "organisation": "--organisation", "folder": "--folder"}
@@ -183,7 +183,7 @@ class Manifest:
         # The common case, kept tight: ~1M rows a few seconds.
         width, source, make = len(self.columns), self.index, make_record
         for row, (line, values) in enumerate(table.rows, start=1):
-            if len(values) != width:
+            if len(values) != width or values.__class__ is not list:  # ragged, or a FlawedRow
                 yield self._ragged(row, line, values)
                 continue
             company, organisation, folder, filename = get(values)
@@ -207,7 +207,7 @@ class Manifest:
         checked = [p for f in self._fields for p in ([f.position] if f.position is not None else [])]
         checked += [p for f in self._fields for _, p, _, _ in f.template if p >= 0]
         for row, (line, values) in enumerate(table.rows, start=1):
-            if len(values) != width:
+            if len(values) != width or values.__class__ is not list:
                 yield self._ragged(row, line, values)
                 continue
             key = get_company(values), get_org(values), get_folder(values), get_filename(values)
@@ -231,6 +231,8 @@ class Manifest:
     def _ragged(self, row: int, line: int, values: list[str]) -> Record:
         width = len(self.columns)
         company, organisation, folder, filename = self.key_of(values[:width])
+        if isinstance(values, FlawedRow):
+            return make_record(self.index, row, line, company, organisation, folder, filename, values.problem)
         problem = f"row has {len(values)} fields but the header has {width} (line {line})"
         if len(values) > width:
             problem += "; extra values: " + repr(values[width:])[:200]

@@ -304,3 +304,24 @@ def test_commands_run_with_the_collector_tuned_then_restore_it() -> None:
 
     assert _event_loop_run(inside()) == (GC_THRESHOLD, *before[1:])
     assert gc.get_threshold() == before
+
+
+def test_a_stray_quote_in_an_export_is_one_invalid_row_and_every_other_row_is_checked(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The issue's 1,000-row export, `"12 inch` on row 11: run reports 1,000 rows, row 11 invalid (line 12), exit 3."""
+    manifest = tmp_path / "export.csv"
+    rows = [[*MISSING_ROW[:3], f"rec-{i:04d}.mp3", "n" * 30] for i in range(1, 1001)]
+    with open(manifest, "w", encoding="utf-8", newline="") as handle:
+        handle.write("company,organisation,folder,filename,notes\n")
+        for i, row in enumerate(rows, start=1):
+            handle.write(",".join(row[:4]) + (',"12 inch\n' if i == 11 else f",{row[4]}\n"))
+    result = invoke(["run", str(manifest), "--out", "out", "--concurrency", "32"], env)
+    assert result.exit_code == 3, result.output
+    assert "1000 records: 0 present, 999 missing, 1 invalid, 0 error" in result.stdout
+    results = read_results(tmp_path / "out" / "results.csv")
+    assert [r["filename"] for r in results] == [row[3] for row in rows]
+    assert [r["row"] for r in results if r["status"] == "invalid"] == ["11"]
+    assert results[10]["notes"] == "12 inch"
+    assert results[10]["detail"].startswith("a quote on line 12 opens a value that runs on over lines 13-1001")
+    assert {r["notes"] for r in results[11:]} == {"n" * 30}
