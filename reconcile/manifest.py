@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import re
 import string
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,11 @@ KEY_FIELDS = ("company", "organisation", "folder", "filename")
 FIELD_FLAGS = {"company": "--company", "organisation": "--organisation", "folder": "--folder"}
 
 Key = tuple[str, str, str, str]
+
+# C0 control characters but the tab: in a key value they are corruption (a NUL byte, a stray line break), never
+# part of a real name, and a platform would only answer "missing" for them.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f]")
+_CONTROL_NAMES = {"\x00": "NUL", "\n": "line feed", "\r": "carriage return", "\x1b": "escape"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +193,17 @@ class Manifest:
                 yield self._ragged(row, line, values)
                 continue
             company, organisation, folder, filename = get(values)
-            if company.strip() and organisation.strip() and folder.strip() and filename.strip():
+            if (
+                company.strip()
+                and organisation.strip()
+                and folder.strip()
+                and filename.strip()
+                # printable: no control character (nor anything else isprintable() rejects; _problem tells)
+                and company.isprintable()
+                and organisation.isprintable()
+                and folder.isprintable()
+                and filename.isprintable()
+            ):
                 yield make(source, row, line, company, organisation, folder, filename)
             else:
                 yield make(
@@ -211,13 +227,16 @@ class Manifest:
                 yield self._ragged(row, line, values)
                 continue
             key = get_company(values), get_org(values), get_folder(values), get_filename(values)
-            if all(values[p].strip() for p in checked) and all(v.strip() for v in key):
+            if all(values[p].strip() for p in checked) and all(v.strip() and v.isprintable() for v in key):
                 yield make(source, row, line, *key)
             else:
                 yield make(source, row, line, *key, self._problem(values, key))
 
-    def _problem(self, values: list[str], key: Key) -> str:
+    def _problem(self, values: list[str], key: Key) -> str | None:
+        """Why a row cannot be sent: empty values, control characters; None when neither (a value isprintable()
+        turned down for a no-break space, say)."""
         empty: list[str] = []
+        control: list[str] = []
         for field, value in zip(self._fields, key, strict=True):
             if field.template:
                 blank = [self.columns[p] for _, p, _, _ in field.template if p >= 0 and not values[p].strip()]
@@ -226,7 +245,19 @@ class Manifest:
                     continue
             if not value.strip():
                 empty.append(field.label)
-        return "empty " + ", ".join(empty)
+            elif found := _CONTROL.search(value):
+                char = found.group()
+                control.append(f"{field.label} (U+{ord(char):04X} {_CONTROL_NAMES.get(char, 'control character')})")
+        problems = []
+        if empty:
+            problems.append("empty " + ", ".join(empty))
+        if control:
+            problems.append(
+                "control character in "
+                + ", ".join(control)
+                + ": a value with one is never a real name. HINT: fix the export; tabs are allowed"
+            )
+        return "; ".join(problems) or None
 
     def _ragged(self, row: int, line: int, values: list[str]) -> Record:
         width = len(self.columns)

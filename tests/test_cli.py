@@ -325,3 +325,17 @@ def test_a_stray_quote_in_an_export_is_one_invalid_row_and_every_other_row_is_ch
     assert results[10]["notes"] == "12 inch"
     assert results[10]["detail"].startswith("a quote on line 12 opens a value that runs on over lines 13-1001")
     assert {r["notes"] for r in results[11:]} == {"n" * 30}
+
+
+def test_a_nul_byte_in_a_filename_is_invalid_not_missing(env: dict[str, str], tmp_path: Path) -> None:
+    """A NUL in a filename is never sent: the row is `invalid` with the reason (exit 3), the others are checked."""
+    manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, (*PRESENT[0][:3], "call-0001\x00.mp3")])
+    result = invoke(["run", str(manifest), "--out", "out"], env)
+    assert result.exit_code == 3, result.output
+    assert "4 records: 3 present, 0 missing, 1 invalid, 0 error" in result.stdout
+    last = read_results(tmp_path / "out" / "results.csv")[-1]
+    assert (last["status"], last["attempts"]) == ("invalid", "0")
+    assert last["detail"].startswith("control character in filename (U+0000 NUL)")
+    checked = invoke(["validate", str(manifest)], env)
+    assert checked.exit_code == 3
+    assert "row 4 (line 5): control character in filename (U+0000 NUL)" in checked.output
