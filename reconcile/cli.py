@@ -35,6 +35,8 @@ from .shard import Shard
 
 T = TypeVar("T")
 
+FORCE_HELP = "Write into an --out that holds other files but no reconcile run (only reconcile's own names are written)."
+
 PROFILE_OPTIONS = (
     click.option(
         "--config",
@@ -275,6 +277,7 @@ def cli(verbose: int, log_format: str | None, log_file: Path | None) -> None:
 )
 @connection_options
 @click.option("--fresh", is_flag=True, help="Ignore an earlier run's journal in --out and start over.")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @click.option("--retry-errors", is_flag=True, help="Re-ask only the error rows of a finished run in --out.")
 @click.option("--label", help="Operator label recorded in summary.json and the reports.")
 @click.option("--format", "formats", help="Report formats, comma-separated: csv, parquet, xlsx, json [default: csv].")
@@ -302,6 +305,7 @@ def run(
     manifests: tuple[Path, ...],
     out_dir: Path,
     fresh: bool,
+    force: bool,
     retry_errors: bool,
     label: str | None,
     formats: str | None,
@@ -331,6 +335,7 @@ def run(
     options = RunOptions(
         out_dir=out_dir,
         fresh=fresh,
+        force=force,
         retry_errors=retry_errors,
         label=label if label is not None else profile.label or "",
         read=read,
@@ -434,8 +439,14 @@ def demo(out_dir: Path, concurrency: int, **watch: Any) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="An earlier run's --out (merged or not): write delta.csv of what changed since.",
 )
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 def merge(
-    shard_dirs: tuple[Path, ...], out_dir: Path, allow_incomplete: bool, formats: str | None, compare_to: Path | None
+    shard_dirs: tuple[Path, ...],
+    out_dir: Path,
+    allow_incomplete: bool,
+    formats: str | None,
+    compare_to: Path | None,
+    force: bool,
 ) -> None:
     """Combine the --out directories of `run --shard K/N` (K = 0..N-1) into one report.
 
@@ -452,7 +463,7 @@ def merge(
     wanted = tuple(f.strip().lower() for f in formats.split(",") if f.strip()) if formats is not None else None
     summary = _guard(
         lambda: merge_reports(
-            shard_dirs, out_dir, allow_incomplete=allow_incomplete, formats=wanted, compare_to=compare_to
+            shard_dirs, out_dir, allow_incomplete=allow_incomplete, formats=wanted, compare_to=compare_to, force=force
         )
     )
     _print_summary(summary)

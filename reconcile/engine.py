@@ -67,6 +67,7 @@ class RunOptions:
     formats: tuple[str, ...] = ("csv",)  # report formats: csv, parquet, xlsx, json
     compare_to: Path | None = None  # an earlier run's --out, for delta.csv
     shard: Shard | None = None  # check only this shard's rows
+    force: bool = False  # write into an --out that holds files but no reconcile run
 
 
 @dataclass

@@ -85,7 +85,8 @@ def test_the_console_script_exits_with_the_code_and_everything_flushed(env: dict
     assert result.stdout.startswith("4 records: 3 present, 1 missing"), result.stdout
     assert result.stdout.rstrip().endswith(str(tmp_path / "out" / "summary.json")), result.stdout
     assert "token issued" in log.read_text(encoding="utf-8")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")) == []  # no partials
+    hidden = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("."))
+    assert hidden == [".reconcile.lock"]  # no partials; the lock file stays, as the directory's mark
 
 
 def test_exit_1_when_some_rows_are_missing(env: dict[str, str], tmp_path: Path) -> None:
