@@ -237,3 +237,29 @@ def test_an_empty_or_new_out_needs_no_force(env: dict[str, str], tmp_path: Path)
         assert (out / "summary.json").is_file()
     with pytest.raises(OutDirError, match="is a file"):
         claim(out / "summary.json", command="run")
+
+
+@pytest.mark.slow
+def test_a_report_never_outlives_the_journal_it_describes(slow_platform: dict[str, str], tmp_path: Path) -> None:
+    """A partial report, then a resume stopped by a double Ctrl-C: the old report is gone, not left as if current."""
+    manifest = write_manifest(tmp_path / "m.csv", _rows(ROWS))
+    args = ["run", str(manifest), "--out", "out", "--concurrency", "4", "-q"]
+    first = _start(args, slow_platform, tmp_path)
+    _wait_until_locked_by(first, tmp_path / "out", rows_done=20)
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=60)
+    assert first.returncode == 130
+    assert json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))["complete"] is False
+    second = _start(args, slow_platform, tmp_path)
+    _wait_until_locked_by(second, tmp_path / "out", rows_done=_journalled(tmp_path / "out") + 20)
+    second.send_signal(signal.SIGINT)
+    assert second.stderr is not None
+    warned = second.stderr.readline()  # the first is being handled: a second one now is a second Ctrl-C
+    assert "SIGINT received" in warned
+    second.send_signal(signal.SIGINT)
+    _, stderr = second.communicate(timeout=60)
+    assert second.returncode == 130, stderr
+    assert "stopped at once" in stderr
+    left = {p.name for p in (tmp_path / "out").iterdir()}
+    assert not left & {"summary.json", "results.csv", "missing.csv", "report.html"}, left
+    assert "journal.sqlite" in left
