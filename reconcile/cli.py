@@ -1,8 +1,9 @@
 """The command line: parse, call the library, print, exit.  No logic lives here.
 
 Exit codes: 0 every row present · 1 complete, some missing · 2 usage error · 3 some rows invalid, error or
-unchecked · 4 fatal (credentials refused, endpoint not found, host unreachable, bad configuration) ·
-130/143 stopped by SIGINT/SIGTERM (a partial report is written; re-run the same command to resume).
+unchecked · 4 fatal (credentials refused, endpoint not found, host unreachable, bad configuration) · 5 internal
+error (a bug; a crash file is named) · 130/143 stopped by SIGINT/SIGTERM (a partial report is written; re-run the
+same command to resume).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import click
 from . import __version__
 from .config import Settings
 from .engine import Reconciler, RunOptions
-from .errors import ReconcileError, UsageError
+from .errors import InternalError, ReconcileError, UsageError
 from .logs import LOG_FORMATS, configure_logging, reset_logging
 from .manifest import expand_manifest_paths
 from .profiles import Profile, load_profile
@@ -35,6 +36,7 @@ from .shard import Shard
 
 T = TypeVar("T")
 
+OUT_DIR_META = "reconcile.out_dir"  # where a crash file goes: the command's --out, beside its journal
 FORCE_HELP = "Write into an --out that holds other files but no reconcile run (only reconcile's own names are written)."
 
 PROFILE_OPTIONS = (
@@ -250,6 +252,25 @@ class _Commands(click.Group):
             self.add_command(getattr(importlib.import_module(module), attribute), name)
         return super().get_command(ctx, name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Exit codes never lie: a reconcile error escaping a command exits with its code, Ctrl-C before a run
+        with 130 (click's "Aborted!" would be 1), and anything unexpected with 5 and a crash file."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except ReconcileError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("stopped (SIGINT) before any row was checked", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            from .crash import report_crash
+
+            click.echo(report_crash(exc, ctx.meta.get(OUT_DIR_META)), err=True)
+            sys.exit(InternalError.exit_code)
+
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reconcile")
@@ -324,6 +345,7 @@ def run(
         export CALLJOURNEY_TENANT_ID=... CALLJOURNEY_CLIENT_ID=... CALLJOURNEY_CLIENT_SECRET=...
         reconcile run nightly.csv --out reports/2026-11-26 --concurrency 32
     """
+    click.get_current_context().meta[OUT_DIR_META] = out_dir
     display = _watch(connection)
     profile = _profile(connection)
     settings = _guard(
@@ -460,6 +482,7 @@ def merge(
     """
     from .merge import merge_reports
 
+    click.get_current_context().meta[OUT_DIR_META] = out_dir
     wanted = tuple(f.strip().lower() for f in formats.split(",") if f.strip()) if formats is not None else None
     summary = _guard(
         lambda: merge_reports(

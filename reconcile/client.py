@@ -161,12 +161,12 @@ class PlatformClient:
         except TransportError as exc:
             if exc.connect:
                 raise HostUnreachable(
-                    f"cannot reach the platform at {self.settings.base_url} after {attempts.count} attempts: {exc}. "
+                    f"cannot reach the platform at {self.settings.base_url} after {attempts}: {exc}. "
                     "HINT: check CALLJOURNEY_BASE_URL and the network"
                 ) from None
-            return Outcome(None, "", f"{exc} (after {attempts.count} attempts)", attempts.count)
+            return Outcome(None, "", f"{exc} (after {attempts})", attempts.count)
         except RowError as exc:
-            return Outcome(None, "", f"{exc} (after {attempts.count} attempts)", attempts.count)
+            return Outcome(None, "", f"{exc} (after {attempts})", attempts.count)
         return Outcome(exists, call_id, "", attempts.count)
 
     async def _attempt(self, body: bytes) -> tuple[bool, str]:

@@ -112,6 +112,9 @@ class Attempts:
 
     count: int = 0
 
+    def __str__(self) -> str:
+        return f"{self.count} attempt{'' if self.count == 1 else 's'}"  # "after 1 attempt", never "1 attempts"
+
 
 async def call_with_retries(
     attempt: Callable[[], Awaitable[T]],
