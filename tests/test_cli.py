@@ -340,3 +340,25 @@ def test_a_nul_byte_in_a_filename_is_invalid_not_missing(env: dict[str, str], tm
     checked = invoke(["validate", str(manifest)], env)
     assert checked.exit_code == 3
     assert "row 4 (line 5): control character in filename (U+0000 NUL)" in checked.output
+
+
+def test_a_resume_from_another_working_directory_continues(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same export as ./export.csv here and ../exports/export.csv from elsewhere is one manifest: it resumes."""
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "cron").mkdir()
+    write_manifest(tmp_path / "exports" / "export.csv", [*PRESENT, MISSING_ROW])
+    out = str(tmp_path / "out")
+    monkeypatch.chdir(tmp_path / "exports")
+    assert invoke(["run", "./export.csv", "--out", out], env).exit_code == 1
+    monkeypatch.chdir(tmp_path / "cron")
+    again = invoke(["run", "../exports/export.csv", "--out", out], env)
+    assert again.exit_code == 1, again.output
+    summary = summary_json(tmp_path / "out")
+    assert [a["attempt"] for a in summary["attempts"]] == [1, 2]  # type: ignore[index]
+    assert summary["manifests"][0]["path"] == "../exports/export.csv"  # type: ignore[index]
+    write_manifest(tmp_path / "exports" / "export.csv", PRESENT)
+    changed = invoke(["run", "../exports/export.csv", "--out", out], env)
+    assert changed.exit_code == 2
+    assert "../exports/export.csv changed since the run in the output directory checked it" in changed.stderr
