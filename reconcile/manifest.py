@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 import re
+import shutil
+import stat
 import string
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
+from typing import IO
 
 from .errors import ManifestError, UsageError
 from .readers import SUFFIXES, TEXT_FORMATS, FlawedRow, ReadOptions, Table, manifest_error, open_table
@@ -425,11 +430,17 @@ def is_manifest_name(name: str) -> bool:
 
 
 def expand_manifest_paths(args: Sequence[str | Path]) -> list[Path]:
-    """Files as given, directories as their manifest files, globs as their matches; each file once, in order."""
+    """Files as given, directories as their manifest files, globs as their matches; each file once, in order.
+    ``-`` (standard input) stays as it is, for :func:`spool_streams`."""
     paths: list[Path] = []
     seen: set[Path] = set()
     for arg in args:
         path = Path(arg)
+        if str(arg) == STDIN:
+            if STDIN in map(str, paths):
+                raise UsageError("- (standard input) is given twice. HINT: give it once")
+            paths.append(path)
+            continue
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_file() and is_manifest_name(p.name))
             if not found:
@@ -460,3 +471,58 @@ def expand_manifest_paths(args: Sequence[str | Path]) -> list[Path]:
                 seen.add(resolved)
                 paths.append(found_path)
     return paths
+
+
+# --- streams: standard input and pipes -------------------------------------------------------------------
+
+STDIN = "-"
+SPOOL_PREFIX = "manifest-from-"
+
+
+def is_stream(path: Path) -> bool:
+    """Whether ``path`` can be read only once: ``-`` (standard input), a pipe such as ``<(zcat export.gz)``."""
+    if str(path) == STDIN:
+        return True
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def spool_streams(paths: Sequence[Path], directory: Path) -> list[Path]:
+    """``paths`` with every stream (:func:`is_stream`) copied into ``directory`` first, streaming.
+
+    A manifest is read several times (its header, its rows for the run, again for the report, its SHA-256), and a
+    stream only once: read directly, every read after the first found an empty file.  In ``--out`` the copy also
+    makes a resume possible: the same input piped in again has the same SHA-256.
+    """
+    spooled: list[Path] = []
+    for number, path in enumerate(paths, start=1):
+        if not is_stream(path):
+            spooled.append(path)
+            continue
+        name = "stdin" if str(path) == STDIN else path.name
+        target = (
+            directory / f"{SPOOL_PREFIX}{name}" if len(paths) == 1 else directory / f"{SPOOL_PREFIX}{number}-{name}"
+        )
+        temporary = target.with_name(f".{target.name}.partial")
+        try:
+            if str(path) == STDIN:
+                if sys.stdin is None or sys.stdin.isatty():
+                    raise UsageError(
+                        "- reads the manifest from standard input, which is a terminal here. "
+                        "HINT: pipe the export in, e.g. zcat export.csv.gz | reconcile run - --out DIR"
+                    )
+                source: IO[bytes] = sys.stdin.buffer
+                with open(temporary, "wb") as handle:
+                    shutil.copyfileobj(source, handle, 1 << 20)
+            else:
+                with open(path, "rb") as source, open(temporary, "wb") as handle:
+                    shutil.copyfileobj(source, handle, 1 << 20)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise ManifestError(path, f"cannot be read: {exc.strerror or exc}") from None
+        os.replace(temporary, target)
+        spooled.append(target)
+    return spooled

@@ -14,7 +14,7 @@ from .config import Settings
 from .engine import Reconciler, RunOptions
 from .errors import ManifestError, UsageError
 from .journal import Journal
-from .manifest import ManifestInfo
+from .manifest import ManifestInfo, spool_streams
 from .outdir import claim
 from .readers import options_record
 from .report import RunReport, Summary, check_options, supersede
@@ -43,6 +43,7 @@ async def _run_claimed(
     options: RunOptions,
     on_start: Callable[[Reconciler], None] | None,
 ) -> Summary:
+    paths = spool_streams([Path(p) for p in paths], options.out_dir)  # stdin and pipes: read once, kept in --out
     reconciler = Reconciler(paths, settings, options)
     check_options(options.formats, options.compare_to)  # a bad --format or --compare-to fails before any request
     if options.retry_errors and not Journal.exists(options.out_dir):

@@ -362,3 +362,34 @@ def test_a_resume_from_another_working_directory_continues(
     changed = invoke(["run", "../exports/export.csv", "--out", out], env)
     assert changed.exit_code == 2
     assert "../exports/export.csv changed since the run in the output directory checked it" in changed.stderr
+
+
+def test_run_dash_reads_the_manifest_from_stdin_and_resumes(env: dict[str, str], tmp_path: Path) -> None:
+    """`reconcile run -` spools standard input into --out: the rows are checked, and the same input again resumes."""
+    manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW]).read_bytes()
+    first = CliRunner().invoke(cli, ["run", "-", "--out", "out"], env=env, input=manifest)
+    assert first.exit_code == 1, first.output
+    assert "4 records: 3 present, 1 missing" in first.stdout
+    spooled = tmp_path / "out" / "manifest-from-stdin"
+    assert spooled.read_bytes() == manifest
+    assert {r["source"] for r in read_results(tmp_path / "out" / "results.csv")} == {str(Path("out") / spooled.name)}
+    again = CliRunner().invoke(cli, ["run", "-", "--out", "out"], env=env, input=manifest)
+    assert again.exit_code == 1, again.output
+    assert summary_json(tmp_path / "out")["resumed"] is True
+
+
+def test_validate_reads_stdin_and_a_pipe(tmp_path: Path) -> None:
+    """`validate -` and a named pipe are read whole, not as "empty files"."""
+    manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW])
+    from_stdin = CliRunner().invoke(cli, ["validate", "-"], input=manifest.read_bytes())
+    assert from_stdin.exit_code == 0, from_stdin.output
+    assert "4 records: 4 to send" in from_stdin.output
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"cat {manifest} > {fifo}"])
+    try:
+        from_pipe = CliRunner().invoke(cli, ["validate", str(fifo)])
+    finally:
+        writer.wait(timeout=30)
+    assert from_pipe.exit_code == 0, from_pipe.output
+    assert "4 records: 4 to send" in from_pipe.output
