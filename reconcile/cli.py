@@ -489,7 +489,7 @@ def merge(
             shard_dirs, out_dir, allow_incomplete=allow_incomplete, formats=wanted, compare_to=compare_to, force=force
         )
     )
-    _print_summary(summary)
+    _print_summary(summary, error_logged=False)
     sys.exit(summary.exit_code)
 
 
@@ -614,7 +614,9 @@ def _guard(fn: Callable[[], T]) -> T:
         sys.exit(exc.exit_code)
 
 
-def _print_summary(summary: Summary) -> None:
+def _print_summary(summary: Summary, *, error_logged: bool = True) -> None:
+    """The counts, what to do next, and the report's files, on stdout.  ``error_logged``: a fatal error was
+    logged to stderr as it happened (a run's), so it is not printed again (a merge reports its shards')."""
     counts = summary.counts
     line = (
         f"{summary.records} records: {counts['present']} present, {counts['missing']} missing, "
@@ -625,8 +627,14 @@ def _print_summary(summary: Summary) -> None:
     if summary.data.get("duplicates"):
         line += f" ({summary.data['duplicates']} duplicates)"
     click.echo(line)
-    if summary.data.get("error"):
-        click.echo(f"error: {summary.data['error']['message']}", err=True)
+    error = summary.data.get("error")
+    if error and not error_logged:
+        click.echo(f"error: {error['message']}", err=True)
+    if error and error_logged:
+        click.echo(
+            f"stopped by a fatal error ({error['type']}, on stderr): the rows not reached are unchecked; once it is "
+            "fixed, re-run the same command to resume"
+        )
     elif not summary.complete:
         click.echo("incomplete: re-run the same command to resume")
     for name, path in summary.paths.items():
