@@ -22,7 +22,7 @@ from typing import Any
 
 from .client import Outcome, PlatformClient
 from .config import Settings
-from .errors import FatalError, ReconcileError
+from .errors import FatalError, UsageError
 from .frontier import Frontier
 from .journal import FLUSH_EVERY, Journal, Result
 from .logs import ROW, error_fields
@@ -106,7 +106,7 @@ class Reconciler:
 
     def __init__(self, paths: Sequence[str | Path], settings: Settings, options: RunOptions) -> None:
         if not paths:
-            raise ReconcileError("no manifest given")
+            raise UsageError("no manifest given. HINT: name at least one manifest file, directory or glob")
         self.settings = settings
         self.options = options
         self.manifests = tuple(Manifest(p, i, options.read) for i, p in enumerate(paths))

@@ -164,8 +164,19 @@ def test_an_out_that_cannot_be_a_directory_is_exit_2_naming_it(
         claim(tmp_path / "file", command="run")
 
 
-def test_a_read_only_out_is_exit_2_naming_it(tmp_path: Path) -> None:
-    """A read-only --out: exit 2 saying it is not writable, never a "--fresh" hint or a traceback.
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("ro", "is not writable (permission denied). HINT: fix its permissions, or choose another --out"),
+        (
+            "ro/out",
+            "cannot be created: permission denied. HINT: choose a directory under one you can write to, or create "
+            "it first",
+        ),
+    ],
+)
+def test_a_read_only_out_or_parent_is_exit_2_naming_it(where: str, expected: str) -> None:
+    """A read-only --out, or one under a read-only parent: exit 2 naming it and why; never a "--fresh" hint.
 
     As root, which ignores permissions, the command runs as the unprivileged user nobody (util-linux setpriv)."""
     base = Path(tempfile.mkdtemp(prefix="reconcile-ro-"))  # outside root's private pytest directory
@@ -173,9 +184,9 @@ def test_a_read_only_out_is_exit_2_naming_it(tmp_path: Path) -> None:
         base.chmod(0o755)
         manifest = write_manifest(base / "m.csv", _rows(1))
         manifest.chmod(0o644)
-        out = base / "out"
-        out.mkdir(mode=0o555)
-        out.chmod(0o555)
+        (base / "ro").mkdir()
+        (base / "ro").chmod(0o555)
+        out = base / where
         as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
         env = {
             "PATH": os.environ.get("PATH", ""),
@@ -196,11 +207,10 @@ def test_a_read_only_out_is_exit_2_naming_it(tmp_path: Path) -> None:
             check=False,
         )
     finally:
+        (base / "ro").chmod(0o755)
         shutil.rmtree(base, ignore_errors=True)
     assert done.returncode == 2, done.stderr
-    assert done.stderr == (
-        f"error: --out {out} is not writable (permission denied). HINT: fix its permissions, or choose another --out\n"
-    )
+    assert done.stderr == f"error: --out {out} {expected}\n"
 
 
 def test_a_directory_of_someone_elses_files_is_refused_unless_force(env: dict[str, str], tmp_path: Path) -> None:
