@@ -46,6 +46,16 @@ def _start(args: list[str], env: Mapping[str, str], cwd: Path) -> subprocess.Pop
     )
 
 
+def _run_in_progress(env: Mapping[str, str], work: Path, rows_done: int) -> tuple[list[str], subprocess.Popen[str]]:
+    """A `reconcile run` of ROWS rows into ``work``/out, once it holds the lock and has journalled ``rows_done``;
+    its arguments (to run the same command again) and its process."""
+    manifest = write_manifest(work / "m.csv", _rows(ROWS))
+    args = ["run", str(manifest), "--out", "out", "--concurrency", "4", "-q"]
+    process = _start(args, env, work)
+    _wait_until_locked_by(process, work / "out", rows_done=rows_done)
+    return args, process
+
+
 def _wait_until_locked_by(process: subprocess.Popen[str], out: Path, rows_done: int = 0) -> None:
     """Until ``process`` holds ``out``'s lock (its PID in the lock file) and has journalled ``rows_done`` rows."""
     deadline = time.monotonic() + 60
@@ -77,11 +87,8 @@ def test_a_second_run_on_one_out_exits_2_at_once_naming_the_holder(
     slow_platform: dict[str, str], tmp_path: Path
 ) -> None:
     """Two real runs on one --out: the second exits 2 at once naming PID, host and start; the first ends whole."""
-    manifest = write_manifest(tmp_path / "m.csv", _rows(ROWS))
-    args = ["run", str(manifest), "--out", "out", "--concurrency", "4", "-q"]
-    first = _start(args, slow_platform, tmp_path)
+    args, first = _run_in_progress(slow_platform, tmp_path, rows_done=50)
     try:
-        _wait_until_locked_by(first, tmp_path / "out", rows_done=50)
         second = subprocess.run(
             [*CLI, *args], env=slow_platform, cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
         )
@@ -108,10 +115,7 @@ def test_a_second_run_on_one_out_exits_2_at_once_naming_the_holder(
 @pytest.mark.slow
 def test_a_holder_killed_with_9_leaves_no_stale_lock(slow_platform: dict[str, str], tmp_path: Path) -> None:
     """kill -9 of the run holding --out: the next run takes the directory at once and resumes to a whole report."""
-    manifest = write_manifest(tmp_path / "m.csv", _rows(ROWS))
-    args = ["run", str(manifest), "--out", "out", "--concurrency", "4", "-q"]
-    first = _start(args, slow_platform, tmp_path)
-    _wait_until_locked_by(first, tmp_path / "out", rows_done=50)
+    args, first = _run_in_progress(slow_platform, tmp_path, rows_done=50)
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=30)
     assert (tmp_path / "out" / LOCK_NAME).exists()  # the file stays; the lock died with its holder
@@ -252,10 +256,7 @@ def test_an_empty_or_new_out_needs_no_force(env: dict[str, str], tmp_path: Path)
 @pytest.mark.slow
 def test_a_report_never_outlives_the_journal_it_describes(slow_platform: dict[str, str], tmp_path: Path) -> None:
     """A partial report, then a resume stopped by a double Ctrl-C: the old report is gone, not left as if current."""
-    manifest = write_manifest(tmp_path / "m.csv", _rows(ROWS))
-    args = ["run", str(manifest), "--out", "out", "--concurrency", "4", "-q"]
-    first = _start(args, slow_platform, tmp_path)
-    _wait_until_locked_by(first, tmp_path / "out", rows_done=20)
+    args, first = _run_in_progress(slow_platform, tmp_path, rows_done=20)
     first.send_signal(signal.SIGINT)
     first.communicate(timeout=60)
     assert first.returncode == 130
