@@ -336,9 +336,10 @@ def run(
     client_secret_file: Path | None,
     **connection: Any,
 ) -> None:
-    """Reconcile MANIFEST files; write the report into --out.
+    """Reconcile MANIFEST files ('-' reads standard input); write the report into --out.
 
-    Re-running the same command with the same --out resumes an interrupted run.
+    Re-running the same command with the same --out resumes an interrupted run.  One command at a time per
+    --out: a second one exits 2 naming the first.
 
     \b
     Example:

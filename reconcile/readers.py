@@ -238,6 +238,11 @@ class _CsvRows:
     - a quote whose value runs past the end of its line without closing properly makes the row a
       :class:`FlawedRow` (invalid, with the line), and reading goes on at the line after the quote's, so the
       rows it ran over are read as rows.
+
+    A stray quote can also be closed "properly" by a later one (an inch mark at the end of a value, ``6"``),
+    which no parser can tell from a quoted value; a record that spans lines is therefore also looked at (only
+    then: the hot path stays ``csv``'s), and a value holding a line that reads as a whole row of the header's
+    width is taken for rows a quote ran over, with the same outcome.
     """
 
     def __init__(
