@@ -4,8 +4,9 @@ Every command that writes into ``--out`` (``run``, ``merge``) first :func:`claim
 is read, cleared or opened:
 
 - the directory is created, or the command stops naming it and why (a parent that is a file, no permission);
-- a directory that holds files but no mark of reconcile (its journal, or the lock file every command leaves) is
-  refused unless ``force``: it is someone's own directory, and reconcile would overwrite a ``results.csv`` there;
+- a directory that holds files but no mark of reconcile (its journal, the lock file every command leaves, or a
+  summary.json of its own) is refused unless ``force``: it is someone's own directory, and reconcile would
+  overwrite a ``results.csv`` there;
 - an exclusive ``flock`` on :data:`LOCK_NAME` makes a second command on the same directory stop at once, naming
   the holder's PID, host and start time.  The kernel drops the lock when the holder's process ends, however it
   ends, so ``kill -9`` leaves nothing stale to clear; the file stays, as the directory's mark.
@@ -99,7 +100,7 @@ def _reason(exc: OSError) -> str:
 
 def _check_ours(directory: Path) -> None:
     names = sorted(entry.name for entry in os.scandir(directory))
-    if not names or LOCK_NAME in names or JOURNAL_NAME in names:
+    if not names or LOCK_NAME in names or JOURNAL_NAME in names or _reconcile_summary(directory / "summary.json"):
         return
     shown = ", ".join(names[:_LISTED]) + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
     raise OutDirError(
@@ -107,6 +108,15 @@ def _check_ours(directory: Path) -> None:
         "overwrite its own file names there (results.csv, summary.json, report.html, ...). HINT: choose an empty "
         "or new directory, or pass --force to write there anyway (other files are never touched)"
     )
+
+
+def _reconcile_summary(path: Path) -> bool:
+    """Whether ``path`` is a summary.json reconcile wrote: a merged report from before the lock file has no other
+    mark (a merge keeps no journal)."""
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return isinstance(data, dict) and {"run_id", "engine_version", "counts"} <= data.keys()
+    return False
 
 
 def _lock(directory: Path, command: str) -> OutDirLock:

@@ -274,3 +274,16 @@ def test_a_report_never_outlives_the_journal_it_describes(slow_platform: dict[st
     left = {p.name for p in (tmp_path / "out").iterdir()}
     assert not left & {"summary.json", "results.csv", "missing.csv", "report.html"}, left
     assert "journal.sqlite" in left
+
+
+def test_a_report_reconcile_wrote_before_the_lock_file_is_its_own(tmp_path: Path) -> None:
+    """A merged report from before the lock file (no journal) is recognised by its summary.json; `{}` is not."""
+    out = tmp_path / "merged"
+    out.mkdir()
+    (out / "results.csv").write_text("row\n")
+    (out / "summary.json").write_text("{}")
+    with pytest.raises(OutDirError, match="holds files reconcile did not write"):
+        claim(out, command="merge")
+    (out / "summary.json").write_text(json.dumps({"run_id": "r", "engine_version": "0.1.0", "counts": {}}))
+    with claim(out, command="merge") as held:
+        assert held.directory == out
