@@ -372,8 +372,12 @@ def _stray_quote_problem(quote_line: int, end: int, value: str) -> str:
     if end == quote_line:
         what = f"a quote on line {quote_line} opens a value that never closes"
     else:
-        swallowed = f"line {end}" if end == quote_line + 1 else f"lines {quote_line + 1}-{end}"
-        what = f"a quote on line {quote_line} opens a value that runs on over {swallowed}, read as rows of their own"
+        swallowed = (
+            f"line {end}, read as a row of its own"
+            if end == quote_line + 1
+            else f"lines {quote_line + 1}-{end}, read as rows of their own"
+        )
+        what = f"a quote on line {quote_line} opens a value that runs on over {swallowed}"
     return (
         f"{what}; this row is not sent. HINT: a value that starts with a quote is written quoted, its quote "
         f"doubled ({example}); or remove the stray quote"
