@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.exactness import check_results
 from bench.processes import BenchError, EmulatorProcess, Measurement, cpu_seconds, measure
 
 ENGINE, BARE, SEQUENTIAL, VALIDATE = "engine", "bare", "sequential", "validate"
@@ -89,29 +90,47 @@ def _check_exit(measurement: Measurement, what: str, allowed: tuple[int, ...] = 
 
 
 def run_engine(
-    emulator: EmulatorProcess, manifest: Path, rows: int, concurrency: int, work: Path, *, timeout: float = 3600.0
+    emulator: EmulatorProcess,
+    manifest: Path,
+    rows: int,
+    concurrency: int | None,
+    work: Path,
+    *,
+    timeout: float = 3600.0,
+    client: str = ENGINE,
 ) -> Run:
-    """``reconcile run MANIFEST --out DIR --concurrency N`` in a subprocess, start-up and report included.
+    """``reconcile run MANIFEST --out DIR [--concurrency N]`` in a subprocess, start-up and report included.
 
-    Past ``timeout`` the run is interrupted (SIGINT) and measured on the rows it resolved until then.
+    Without a ``concurrency`` the command runs with the engine's default, as a user who does not know the
+    right number would.  Past ``timeout`` the run is interrupted (SIGINT) and measured on the rows it
+    resolved until then.  Every row of the report is checked against the emulator's dataset.
     """
     out_dir = work / "engine-out"
     shutil.rmtree(out_dir, ignore_errors=True)
-    command = [*reconcile_command(), "run", str(manifest), "--out", str(out_dir), "--concurrency", str(concurrency)]
+    command = [*reconcile_command(), "run", str(manifest), "--out", str(out_dir)]
+    if concurrency is not None:
+        command += ["--concurrency", str(concurrency)]
     measurement, emulator_cpu = _measured(emulator, command, work, timeout)
-    # 1: complete, some rows missing (by design); 130: interrupted by the timeout, a partial report.
-    _check_exit(measurement, "reconcile run", allowed=(0, 1, 130) if measurement.timed_out else (0, 1))
+    # 1: complete, some rows missing (by design); 3: some rows in error; 4: the run stopped (its retry budget
+    # spent) with a partial report; 130: interrupted by the timeout, a partial report.  Each is a result to
+    # show: the exactness check counts the rows in error or unchecked.
+    _check_exit(measurement, "reconcile run", allowed=(0, 1, 3, 4, 130) if measurement.timed_out else (0, 1, 3, 4))
     summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
     done = summary["records"] - summary["counts"]["unchecked"]
-    if summary["records"] != rows or (done != rows and not measurement.timed_out):
+    stopped = summary.get("error") is not None
+    if summary["records"] != rows or (done != rows and not measurement.timed_out and not stopped):
         raise BenchError(f"reconcile run resolved {done} of {summary['records']} records, expected {rows}")
     extra = {key: summary[key] for key in ("counts", "requests", "retries", "throttled", "token_fetches")}
     extra["engine_rows_per_second"] = summary["rows_per_second"]
+    extra["concurrency"] = "default" if concurrency is None else concurrency
+    extra["exactness"] = check_results(out_dir / "results.csv", emulator.dataset).as_dict()
     if measurement.timed_out:
         extra["timed_out_after_seconds"] = timeout
+    if stopped:
+        extra["stopped"] = summary["error"]["type"]
     shutil.rmtree(out_dir, ignore_errors=True)
     return Run(
-        ENGINE,
+        client,
         done,
         measurement.wall,
         measurement.cpu,

@@ -6,6 +6,7 @@ A client run is measured with ``os.wait4``, which gives the child's own user+sys
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -18,9 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
-from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID
+from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID, Dataset
+from reconcile.emulator.command import STATS_LINE
 
 _LISTENING = "emulator listening on "
 _STOPPED = re.compile(
@@ -117,7 +119,16 @@ class EmulatorProcess:
     """``python -m reconcile.emulator`` in its own process for the length of a ``with`` block."""
 
     def __init__(
-        self, *, latency_ms: float = 0, max_rps: float | None = None, present_ratio: float = 0.9, seed: int = 0
+        self,
+        *,
+        latency_ms: float = 0,
+        max_rps: float | None = None,
+        present_ratio: float = 0.9,
+        seed: int = 0,
+        fault_rate: float = 0,
+        fault_mix: str = "uniform",
+        capacity: int | None = None,
+        queue_limit: int | None = None,
     ) -> None:
         self.command = [
             sys.executable,
@@ -134,8 +145,16 @@ class EmulatorProcess:
         ]
         if max_rps is not None:
             self.command += ["--max-rps", f"{max_rps:g}"]
+        if fault_rate:
+            self.command += ["--fault-rate", f"{fault_rate:g}", "--fault-mix", fault_mix]
+        if capacity is not None:
+            self.command += ["--capacity", str(capacity)]
+        if queue_limit is not None:
+            self.command += ["--queue-limit", str(queue_limit)]
+        self.dataset = Dataset.synthetic(None, present_ratio, seed)  # what it serves, to check reports against
         self.url = ""
         self.counts: EmulatorCounts | None = None
+        self.stats: dict[str, Any] | None = None  # Stats.summary() of the emulator, once it has stopped
         self._process: subprocess.Popen[str] | None = None
         self.stderr = ""  # what the emulator wrote on stderr, once it has stopped
         self._stderr: IO[str] | None = None
@@ -181,6 +200,10 @@ class EmulatorProcess:
         match = _STOPPED.search(self.stderr)
         if match:
             self.counts = EmulatorCounts(int(match["api"]), int(match["token"]), int(match["limited"]))
+        for line in reversed(self.stderr.splitlines()):
+            if line.startswith(STATS_LINE):
+                self.stats = json.loads(line.removeprefix(STATS_LINE))
+                break
 
     def client_env(self) -> dict[str, str]:
         """The environment a client needs to reach this emulator with the demo credentials."""

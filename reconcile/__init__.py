@@ -5,8 +5,7 @@ connect and with which credentials; :class:`RunOptions` how the run behaves;
 :func:`load_report` opens a finished report in pandas.
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .config import Secret, Settings
 from .engine import Progress, Reconciler, RunOptions
 from .errors import ReconcileError

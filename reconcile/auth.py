@@ -1,5 +1,8 @@
 """Tokens: one Azure AD client-credentials token per run, shared by every worker.
 
+The token request proves the app with a :class:`~reconcile.credentials.Credential` (a secret, a signed
+certificate assertion, or a federated token), built afresh for every request.
+
 The provider follows azure-core's ``BearerTokenCredentialPolicy`` and MSAL:
 
 * check → lock → re-check, so a hundred workers finding the token stale cause one fetch;
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from .config import Settings
+from .credentials import Credential, credential_for
 from .errors import FatalError, HostUnreachable, RetryableStatus, TokenError, TransientError, TransportError
 from .redact import redact, register
 from .retry import Attempts, RetryPolicy, call_with_retries, retry_after_from_headers
@@ -87,8 +91,10 @@ class TokenProvider:
         *,
         policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        credential: Credential | None = None,
     ) -> None:
         self._settings = settings
+        self._credential = credential or credential_for(settings)
         self._transport = transport
         self._policy = policy or RetryPolicy()
         self._clock = clock
@@ -102,7 +108,10 @@ class TokenProvider:
         self.fetches = 0  # tokens issued by the identity provider, for run metadata
 
     def __repr__(self) -> str:
-        return f"TokenProvider(token_url={self._settings.token_url!r}, fetches={self.fetches})"
+        return (
+            f"TokenProvider(token_url={self._settings.token_url!r}, credential={self._credential.kind}, "
+            f"fetches={self.fetches})"
+        )
 
     def fresh(self) -> Token | None:
         """The current token if it needs no renewal, without awaiting: the hot path's check."""
@@ -123,13 +132,31 @@ class TokenProvider:
                 return token
             if token is not None and now < token.expires_at:
                 return await self._renew_early(token, now)
-            try:
-                self._token = await self._fetch()
-            except FatalError as exc:
-                # Waiters on the lock would each ask again; a refused secret stays refused.
-                self._refused = exc
-                raise
-            return self._token
+            return await self._replace()
+
+    async def replacement(self, refused: Token) -> Token:
+        """A new token for a request the API answered 401 with ``refused``; single-flight.
+
+        Until it arrives the other workers go on with the current token: a stray 401 must not stall every
+        request behind a token fetch, and after a real revocation they are told so by 401s of their own.
+        """
+        async with self._lock:
+            if self._refused is not None:
+                raise self._refused
+            current = self._token
+            if current is not None and current is not refused and self._clock() < current.refresh_at:
+                return current  # another worker replaced it meanwhile
+            return await self._replace()
+
+    async def _replace(self) -> Token:
+        """Fetch the next token (holding the lock); a permanent refusal is kept for every later caller."""
+        try:
+            self._token = await self._fetch()
+        except FatalError as exc:
+            # Waiters on the lock would each ask again; a refused secret stays refused.
+            self._refused = exc
+            raise
+        return self._token
 
     def invalidate(self, token: Token) -> None:
         """Forget ``token`` after the API refused it, unless another worker already replaced it."""
@@ -144,7 +171,9 @@ class TokenProvider:
             self._worked = token.generation
 
     def refused(self, token: Token) -> bool:
-        """The API answered 401 to ``token``: drop it; True when that is evidence the app is not authorised.
+        """The API answered 401 to ``token``; True when that is evidence the app is not authorised.
+
+        The caller then asks :meth:`replacement` for the token to try next.
 
         Evidence is a refusal of the *current* token that the API never accepted, twice in a row, while the API
         has accepted no token for :data:`ACCEPTED_LATELY` seconds.  A token another worker already saw refused,
@@ -154,7 +183,6 @@ class TokenProvider:
         """
         if token is not self._token:
             return False
-        self._token = None
         if self._worked >= token.generation:
             return False
         if self._last_accepted is not None and self._clock() - self._last_accepted < ACCEPTED_LATELY:
@@ -195,14 +223,19 @@ class TokenProvider:
         register(token.value)
         token = replace(token, generation=self.fetches)
         renew_in = token.refresh_at - self._clock()
-        log.info("token issued; valid for %.0f s, renewing after %.0f s", token.lifetime, renew_in)
+        log.info(
+            "token issued (%s credential); valid for %.0f s, renewing after %.0f s",
+            self._credential.kind,
+            token.lifetime,
+            renew_in,
+        )
         return token
 
     async def _fetch_once(self) -> Token:
         settings = self._settings
         form = {
             "client_id": settings.client_id,
-            "client_secret": settings.client_secret.reveal(),
+            **self._credential.form(settings.token_url),
             "scope": settings.scope,
             "grant_type": "client_credentials",
         }
@@ -248,20 +281,51 @@ def _token_failure(reply: Reply, payload: Mapping[str, Any], settings: Settings)
             "HINT: check CALLJOURNEY_AUTHORITY and CALLJOURNEY_TENANT_ID",
             status=status,
         )
+    codes = payload.get("error_codes")
+    hint = refusal_fix(error, codes if isinstance(codes, list) else [], settings)
     return TokenError(
-        f"identity provider refused the credentials ({status}){_hint(error)}", status=status, details=payload
+        f"identity provider refused the credentials ({status})" + (f". HINT: {hint}" if hint else ""),
+        status=status,
+        details=payload,
     )
 
 
-def _hint(error: str) -> str:
-    hints = {
-        "invalid_client": "the client secret is wrong or expired; create a new one in the app registration",
-        "unauthorized_client": "the client id is not registered in this tenant",
-        "invalid_request": "the tenant id is wrong, or the request was malformed",
-        "invalid_scope": "the scope is wrong; the default is api://{client_id}/.default",
-    }
-    hint = hints.get(error)
-    return f". HINT: {hint}" if hint else ""
+#: What to do about Azure AD's error codes, by code (the ``error`` is the fallback).
+AAD_FIXES = {
+    7000215: "the client secret is wrong: copy the secret's Value (not its Secret ID) from the app registration's "
+    "Certificates & secrets",
+    7000222: "the client secret has expired: create a new one in the app registration's Certificates & secrets",
+    700016: "no app with this client id in this tenant: check CALLJOURNEY_CLIENT_ID and CALLJOURNEY_TENANT_ID",
+    90002: "the tenant does not exist: check CALLJOURNEY_TENANT_ID (the Directory (tenant) ID)",
+    70011: "the scope is not valid: the default is api://{client_id}/.default; check --scope",
+    700027: "the app does not accept this certificate's assertion: upload the certificate (its public part, .cer "
+    "or .pem) to the app registration's Certificates & secrets, or use the certificate registered there",
+    700024: "the client assertion is outside its valid time range: check this machine's clock (NTP), and that the "
+    "federated token file is being refreshed",
+    70021: "no federated credential of the app matches the token's issuer and subject: add one under the app "
+    "registration's Certificates & secrets > Federated credentials (for AKS: the cluster's OIDC issuer and "
+    "system:serviceaccount:NAMESPACE:SERVICE_ACCOUNT)",
+}
+_ERROR_FIXES: dict[str, str | dict[str, str]] = {
+    "invalid_client": {
+        "secret": "the client secret is wrong or expired: create a new one in the app registration",
+        "certificate": "the certificate is not registered on the app, or has expired: upload it to the app "
+        "registration's Certificates & secrets",
+        "federated": "the app has no federated credential for this token: check its issuer and subject",
+    },
+    "unauthorized_client": "the client id is not registered in this tenant",
+    "invalid_request": "check CALLJOURNEY_TENANT_ID and CALLJOURNEY_AUTHORITY",
+    "invalid_scope": "check --scope (default api://{client_id}/.default)",
+}
+
+
+def refusal_fix(error: str, codes: list[Any], settings: Settings) -> str:
+    """The fix for an Azure AD refusal: by error code when one is known, else by ``error`` and credential kind."""
+    fix: str | None = next((AAD_FIXES[c] for c in codes if c in AAD_FIXES), None)
+    if fix is None:
+        by_error = _ERROR_FIXES.get(error, "")
+        fix = by_error.get(settings.credential_kind, "") if isinstance(by_error, dict) else by_error
+    return fix.replace("{client_id}", settings.client_id)
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, NoReturn, TypeVar
 
 import click
 
-from . import __version__
+from ._version import version_report
 from .config import Settings
 from .engine import Reconciler, RunOptions
 from .errors import InternalError, ReconcileError, UsageError
@@ -50,6 +50,29 @@ PROFILE_OPTIONS = (
     click.option("--profile", help="Use the config file's [profile.NAME] [env CALLJOURNEY_PROFILE]."),
 )
 
+
+class ConcurrencyType(click.ParamType):  # type: ignore[type-arg]
+    """``auto`` or a whole number of requests in flight from 1 to 1000."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) or value is None:
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            number = int(text)
+        except ValueError:
+            self.fail(f"{value!r} is neither 'auto' nor a whole number", param, ctx)
+        if not 1 <= number <= 1000:
+            self.fail(f"{number} is not in the range 1 to 1000", param, ctx)
+        return number
+
+
+CONCURRENCY = ConcurrencyType()
+
 CONNECTION_OPTIONS = (
     *PROFILE_OPTIONS,
     click.option("--base-url", help="Platform base URL [env CALLJOURNEY_BASE_URL; default Production Canada]."),
@@ -68,11 +91,55 @@ CONNECTION_OPTIONS = (
         help="Read the client secret from this file (else CALLJOURNEY_CLIENT_SECRET).",
     ),
     click.option(
+        "--client-certificate",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Authenticate with this certificate: PEM with its private key, or PFX (password in "
+        "CALLJOURNEY_CLIENT_CERTIFICATE_PASSWORD) [env CALLJOURNEY_CLIENT_CERTIFICATE].",
+    ),
+    click.option(
+        "--assertion-alg",
+        type=click.Choice(["PS256", "RS256"], case_sensitive=False),
+        help="Signature of the certificate's assertion: PS256 with x5t#S256 [default], or RS256 with x5t for "
+        "older tenants [env CALLJOURNEY_ASSERTION_ALG].",
+    ),
+    click.option(
+        "--federated-token-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Authenticate with the federated token in this file, re-read for every token (AKS workload identity) "
+        "[env CALLJOURNEY_FEDERATED_TOKEN_FILE or AZURE_FEDERATED_TOKEN_FILE].",
+    ),
+    click.option(
+        "--proxy",
+        metavar="URL",
+        help="HTTP proxy for the API and the identity provider, http://[USER:PASSWORD@]host:port "
+        "[env CALLJOURNEY_PROXY; default HTTPS_PROXY/HTTP_PROXY; NO_PROXY hosts go direct].",
+    ),
+    click.option(
         "--ca-bundle",
         type=click.Path(dir_okay=False, path_type=Path),
         help="Also trust this CA (PEM). Verification is always on.",
     ),
-    click.option("--concurrency", type=click.IntRange(1, 1000), help="Requests in flight [default 16]."),
+    click.option(
+        "--trust-store",
+        type=click.Choice(["openssl", "system"], case_sensitive=False),
+        help="Certificates to trust: OpenSSL's defaults, honouring SSL_CERT_FILE/SSL_CERT_DIR [default], or the "
+        "operating system's store [env CALLJOURNEY_TRUST_STORE].",
+    ),
+    click.option(
+        "--concurrency",
+        type=CONCURRENCY,
+        help="Requests in flight: a number, or auto to find it from the platform's latency [default auto].",
+    ),
+    click.option(
+        "--max-concurrency",
+        type=click.IntRange(1, 1000),
+        help="Ceiling of the automatic concurrency [default 256].",
+    ),
+    click.option(
+        "--outage-tolerance",
+        type=click.FloatRange(min=0),
+        help="Seconds the platform may stop answering mid-run before the run stops [default 180].",
+    ),
     click.option("--timeout", type=click.FloatRange(min=0.1), help="Seconds per attempt [default 30]."),
     click.option("--max-attempts", type=click.IntRange(1, 100), help="Attempts per row [default 5]."),
     click.option("--max-rps", type=click.FloatRange(min=0.1), help="Hard cap on requests per second."),
@@ -272,8 +339,21 @@ class _Commands(click.Group):
             sys.exit(InternalError.exit_code)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version_report())
+        ctx.exit()
+
+
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="reconcile")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version, with Python's, aiohttp's and pandas', and exit.",
+)
 @log_options
 def cli(verbose: int, log_format: str | None, log_file: Path | None) -> None:
     """Check call-recording manifests against the CallJourney platform.
@@ -424,9 +504,9 @@ def validate(
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write the demo report.",
 )
-@click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--concurrency", default="auto", show_default=True, type=CONCURRENCY, help="Requests in flight.")
 @watch_options
-def demo(out_dir: Path, concurrency: int, **watch: Any) -> None:
+def demo(out_dir: Path, concurrency: int | str, **watch: Any) -> None:
     """Reconcile the bundled sample manifests against the bundled emulator (no network, no configuration).
 
     \b
@@ -436,7 +516,8 @@ def demo(out_dir: Path, concurrency: int, **watch: Any) -> None:
     from .demo import run_demo
 
     display = _watch(watch)
-    summary = _run_async(lambda install: run_demo(out_dir, concurrency, install), display)
+    fixed = concurrency if isinstance(concurrency, int) else None
+    summary = _run_async(lambda install: run_demo(out_dir, fixed, install), display)
     _print_summary(summary)
     click.echo("The data came from the bundled emulator, not from the CallJourney platform.")
     sys.exit(summary.exit_code)

@@ -8,7 +8,6 @@ the journal when there is one that can be written, else into the temporary direc
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import sys
@@ -17,7 +16,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__, installed_version
 from .errors import InternalError
 from .redact import redact
 
@@ -57,15 +56,8 @@ def crash_text(exc: BaseException, when: datetime) -> str:
         "command line: " + " ".join(["reconcile", *sys.argv[1:]]),
         f"working directory: {os.getcwd()}",
         f"python: {sys.version.split()[0]} ({platform.python_implementation()}) on {platform.platform()}",
-        "packages: " + ", ".join(f"{name} {_version(name)}" for name in PACKAGES),
+        "packages: " + ", ".join(f"{name} {installed_version(name)}" for name in PACKAGES),
         "",
         *traceback.format_exception(exc),
     ]
     return "\n".join(line.rstrip("\n") for line in lines) + "\n"
-
-
-def _version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Secret, Settings
 from .engine import Reconciler, RunOptions
-from .errors import UsageError
+from .errors import FatalError
 from .report import Summary
 from .runner import run
 
@@ -16,13 +16,20 @@ if TYPE_CHECKING:
     from .emulator import Emulator
 
 
+# Package data, copies of the checkout's sample_manifests/: the demo works from any installed copy, anywhere.
+# A plain path, not importlib.resources: the reader needs real files, and pip never installs a zipped package.
+DEMO_MANIFESTS = Path(__file__).resolve().parent / "demo_manifests"
+
+
 def sample_manifests() -> list[Path]:
-    """The sample manifests: ./sample_manifests, else the ones beside the package in a source checkout."""
-    for folder in (Path("sample_manifests"), Path(__file__).resolve().parent.parent / "sample_manifests"):
-        found = sorted(folder.glob("*.csv"))
-        if found:
-            return found
-    raise UsageError("no sample manifests found. HINT: run 'reconcile demo' from the project's checkout")
+    """The sample manifests shipped inside the package."""
+    found = sorted(DEMO_MANIFESTS.glob("*.csv"))
+    if not found:
+        raise FatalError(
+            f"no sample manifests in {DEMO_MANIFESTS}: this installation is incomplete. "
+            "HINT: reinstall calljourney-reconcile from its wheel"
+        )
+    return found
 
 
 def demo_settings(emulator: Emulator, **changes: Any) -> Settings:
@@ -40,7 +47,7 @@ def demo_settings(emulator: Emulator, **changes: Any) -> Settings:
     return settings
 
 
-async def run_demo(out_dir: Path, concurrency: int, install: Callable[[Reconciler], None]) -> Summary:
+async def run_demo(out_dir: Path, concurrency: int | None, install: Callable[[Reconciler], None]) -> Summary:
     """Start the emulator on a free loopback port, reconcile the samples, write the report."""
     from .emulator import Emulator
 

@@ -18,17 +18,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
-from .auth import Reply, Token, TokenProvider
-from .client import USER_AGENT, mapped_errors
+from .auth import Reply, Token, TokenProvider, refusal_fix
+from .client import USER_AGENT, post
 from .client import _message as server_message
 from .config import DEFAULT_ENDPOINT_PATH, Settings
-from .errors import ConfigError, FatalError, ReconcileError, TokenError, TransportError, UsageError
+from .credentials import FEDERATED_AUDIENCE, FederatedCredential, load_certificate
+from .errors import ConfigError, CredentialConflict, FatalError, ReconcileError, TokenError, TransportError, UsageError
 from .manifest import Key
 from .reach import Reach, reach
 from .redact import redact
@@ -101,12 +103,15 @@ async def diagnose(
     seconds = min(seconds, settings.timeout)
     context = settings.ssl_context()
     option = "--authority (CALLJOURNEY_AUTHORITY)"
-    checks.append(_reached("authority", await reach(settings.authority, context, seconds, option=option)))
+    reached = await reach(
+        settings.authority, context, seconds, option=option, proxy=settings.proxy_for(settings.token_url)
+    )
+    checks.append(_reached("authority", reached))
     if not checks[-1].ok:
         return skip_rest()
     connector = aiohttp.TCPConnector(ssl=context, limit=4)
     async with aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT}) as session:
-        http = _Http(session, seconds)
+        http = _Http(session, settings, seconds)
         tokens = http.tokens = TokenProvider(
             settings, http, policy=RetryPolicy(max_attempts=2, max_time=seconds, backoff_initial=0.2, backoff_max=1.0)
         )
@@ -129,11 +134,19 @@ def _check_settings(load: Callable[[], Settings]) -> tuple[Settings | None, Chec
     try:
         settings = load()
         settings.ssl_context()  # a CA bundle that does not load is a settings problem
+    except CredentialConflict as exc:
+        return None, _fail(
+            "settings",
+            "two kinds of credential are configured",
+            str(exc).split("HINT: ")[-1],
+            (str(exc).split(". HINT")[0],),
+        )
     except ConfigError as exc:
         problems = str(exc).removeprefix("bad configuration: ").split("; ")
         fix = (
             "set the values named above in the environment, .env or on the command line "
-            "(the secret in CALLJOURNEY_CLIENT_SECRET, .env or --client-secret-file)"
+            "(the secret in CALLJOURNEY_CLIENT_SECRET, .env or --client-secret-file; or a certificate with "
+            "--client-certificate, or a federated token with --federated-token-file)"
         )
         return None, _fail("settings", "the settings are incomplete or unsafe", fix, tuple(problems))
     warnings = []
@@ -146,18 +159,99 @@ def _check_settings(load: Callable[[], Settings]) -> tuple[Settings | None, Chec
         warnings.append(
             f"client id {settings.client_id!r} is not a GUID: copy the Application (client) ID of the app registration"
         )
+    credential, problems = _describe_credential(settings, warnings)
     details = (
         f"tenant id      {settings.tenant_id}",
         f"client id      {settings.client_id}",
-        "client secret  set (never shown)",
+        *credential,
         f"authority      {settings.authority}",
         f"base URL       {settings.base_url}",
         f"endpoint path  {settings.endpoint_path}",
         f"scope          {settings.scope}",
-    ) + ((f"CA bundle      {settings.ca_bundle}",) if settings.ca_bundle else ())
+        f"trust store    {_TRUST_STORES[settings.trust_store]}",
+        *((f"CA bundle      {settings.ca_bundle}",) if settings.ca_bundle else ()),
+        f"proxy (token)  {settings.proxies.describe(settings.token_url)}",
+        f"proxy (API)    {settings.proxies.describe(settings.endpoint_url)}",
+    )
+    if problems:
+        what = "the federated token" if settings.credential_kind == "federated" else "the client certificate"
+        return None, _fail("settings", f"{what} cannot be used", problems[0], details)
     return settings, Check(
         "settings", "warn" if warnings else "pass", "present and well-formed", details, warnings=tuple(warnings)
     )
+
+
+def _describe_federated_token(path: Path, warnings: list[str]) -> tuple[tuple[str, ...], list[str]]:
+    """The federated token's issuer, subject, audience and expiry (its claims, never the token)."""
+    details = [f"credential     federated token file {path} (read for every token)"]
+    try:
+        token = FederatedCredential(path).read()
+    except TokenError as exc:
+        return tuple(details), [str(exc).split(". HINT: ")[-1] if "HINT" in str(exc) else str(exc)]
+    claims = jwt_claims(token)
+    if claims is None:
+        return tuple(details), [f"the federated token file {path} does not hold a JWT: check what writes it"]
+    audience = claims.get("aud")
+    audiences = [str(a) for a in audience] if isinstance(audience, list) else [str(audience)]
+    details += [
+        f"  issuer       {claims.get('iss', '?')}",
+        f"  subject      {claims.get('sub', '?')}",
+        f"  audience     {', '.join(audiences)}",
+    ]
+    exp = _expiry(claims)
+    if exp is not None:
+        stamp = _stamp(exp)
+        details.append(f"  expires      {stamp} (in {max(0, exp - time.time()) / 60:.0f} min)")
+        if exp <= time.time():
+            return tuple(details), [
+                f"the federated token expired at {stamp}: whatever writes {path} (in AKS, the kubelet) has stopped "
+                "refreshing it; check the pod's workload-identity label and service account"
+            ]
+    if FEDERATED_AUDIENCE not in audiences:
+        warnings.append(
+            f"the federated token's audience is not {FEDERATED_AUDIENCE}, which Azure AD's federated credentials "
+            "expect by default"
+        )
+    details.append("  (the app's federated credential must name this issuer and subject exactly)")
+    return tuple(details), []
+
+
+_TRUST_STORES = {
+    "openssl": "OpenSSL's default (SSL_CERT_FILE / SSL_CERT_DIR when set)",
+    "system": "the operating system's (truststore)",
+}
+CERTIFICATE_WARN_DAYS = 30
+
+
+def _describe_credential(settings: Settings, warnings: list[str]) -> tuple[tuple[str, ...], list[str]]:
+    """The credential's detail lines (never a secret); appends warnings; returns problems that fail the step."""
+    kind = settings.credential_kind
+    if kind == "secret":
+        return ("credential     client secret, set (never shown)",), []
+    if kind == "federated":
+        assert settings.federated_token_file is not None
+        return _describe_federated_token(settings.federated_token_file, warnings)
+    assert settings.client_certificate is not None
+    certificate = load_certificate(settings.client_certificate, settings.client_certificate_password)
+    days = certificate.days_left()
+    expiry = _stamp(certificate.not_after.timestamp())
+    details = (
+        f"credential     client certificate {settings.client_certificate} ({settings.assertion_alg} assertions)",
+        f"  thumbprint   {certificate.thumbprint('sha1').hex().upper()} (SHA-1, as the portal shows it)",
+        f"  subject      {certificate.subject}",
+        f"  expires      {expiry} (in {max(days, 0):.0f} days)",
+    )
+    if days <= 0:
+        return details, [
+            f"the certificate expired on {expiry}: create a new one and upload its public part to the app "
+            "registration's Certificates & secrets"
+        ]
+    if days < CERTIFICATE_WARN_DAYS:
+        warnings.append(
+            f"the client certificate expires in {days:.0f} days ({expiry}): renew it and upload the new one to "
+            "the app registration before then"
+        )
+    return details, []
 
 
 # -- token ---------------------------------------------------------------------------------------------
@@ -166,15 +260,14 @@ def _check_settings(load: Callable[[], Settings]) -> tuple[Settings | None, Chec
 class _Http:
     """Token requests and raw API posts over one session, errors mapped as a run maps them."""
 
-    def __init__(self, session: aiohttp.ClientSession, timeout: float) -> None:
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings, timeout: float) -> None:
         self._session = session
+        self._settings = settings
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self.tokens: TokenProvider | None = None
 
     async def post_form(self, url: str, form: Mapping[str, str]) -> Reply:
-        with mapped_errors(url):
-            async with self._session.post(url, data=dict(form), timeout=self._timeout) as response:
-                return Reply(response.status, response.headers, await response.read())
+        return await post(self._session, url, self._settings.proxy_for(url), data=dict(form), timeout=self._timeout)
 
     async def post_json(self, url: str, body: bytes) -> Reply:
         """POST as a run would: a refused token is renewed once, a passing failure (5xx, 429, reset) retried."""
@@ -202,27 +295,15 @@ class _Http:
 
     async def _post_json(self, url: str, body: bytes, token: Token) -> Reply:
         headers = {"Authorization": f"Bearer {token.value}", "Content-Type": "application/json"}
-        with mapped_errors(url):
-            async with self._session.post(
-                url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
-            ) as response:
-                return Reply(response.status, response.headers, await response.read())
-
-
-_AAD_FIXES = {
-    7000215: "the client secret is wrong: copy the secret's Value (not its Secret ID) from the app registration's "
-    "Certificates & secrets",
-    7000222: "the client secret has expired: create a new one in the app registration's Certificates & secrets",
-    700016: "no app with this client id in this tenant: check CALLJOURNEY_CLIENT_ID and CALLJOURNEY_TENANT_ID",
-    90002: "the tenant does not exist: check CALLJOURNEY_TENANT_ID (the Directory (tenant) ID)",
-    70011: "the scope is not valid: the default is api://{client_id}/.default; check --scope",
-}
-_AAD_ERROR_FIXES = {
-    "invalid_client": "the client secret is wrong or expired: create a new one in the app registration",
-    "unauthorized_client": "the client id is not registered in this tenant",
-    "invalid_request": "check CALLJOURNEY_TENANT_ID and CALLJOURNEY_AUTHORITY",
-    "invalid_scope": "check --scope (default api://{client_id}/.default)",
-}
+        return await post(
+            self._session,
+            url,
+            self._settings.proxy_for(url),
+            data=body,
+            headers=headers,
+            timeout=self._timeout,
+            allow_redirects=False,
+        )
 
 
 async def _check_token(tokens: TokenProvider, settings: Settings) -> tuple[Token | None, Check]:
@@ -257,8 +338,7 @@ def _token_refused(exc: TokenError, settings: Settings) -> Check:
         )
         if line
     )
-    fix = next((_AAD_FIXES[c] for c in exc.error_codes if c in _AAD_FIXES), _AAD_ERROR_FIXES.get(exc.error, ""))
-    fix = fix.replace("{client_id}", settings.client_id)
+    fix = refusal_fix(exc.error, exc.error_codes, settings)
     if exc.correlation_id:
         fix += "; an administrator finds this attempt in the tenant's sign-in logs by its correlation id"
     return _fail(
@@ -278,6 +358,16 @@ def jwt_claims(token: str) -> dict[str, Any] | None:
     return claims if isinstance(claims, dict) else None
 
 
+def _expiry(claims: Mapping[str, Any]) -> float | None:
+    exp = claims.get("exp")
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+
+
+def _stamp(seconds: float) -> str:
+    """ISO-8601 UTC to the second, as the rest of the output writes times."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _describe_claims(claims: Mapping[str, Any], settings: Settings) -> tuple[tuple[str, ...], tuple[str, ...]]:
     app_id = str(claims.get("appid") or claims.get("azp") or "")
     roles = claims.get("roles") or []
@@ -288,10 +378,9 @@ def _describe_claims(claims: Mapping[str, Any], settings: Settings) -> tuple[tup
         f"roles     {', '.join(roles) if roles else '(none)'}",
         f"tenant    {claims.get('tid', '?')}",
     ]
-    exp = claims.get("exp")
-    if isinstance(exp, int | float) and not isinstance(exp, bool):
-        stamp = datetime.fromtimestamp(exp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        details.append(f"expires   {stamp} (in {max(0, exp - time.time()) / 60:.0f} min)")
+    exp = _expiry(claims)
+    if exp is not None:
+        details.append(f"expires   {_stamp(exp)} (in {max(0, exp - time.time()) / 60:.0f} min)")
     warnings = []
     if app_id and app_id != settings.client_id:
         warnings.append(f"the token's app id {app_id} is not the configured client id {settings.client_id}")
@@ -312,7 +401,13 @@ def _describe_claims(claims: Mapping[str, Any], settings: Settings) -> tuple[tup
 async def _check_api(http: _Http, settings: Settings, context: ssl.SSLContext, seconds: float) -> Check:
     base, authority = urlsplit(settings.base_url), urlsplit(settings.authority)
     if (base.hostname, base.port, base.scheme) != (authority.hostname, authority.port, authority.scheme):
-        reached = await reach(settings.base_url, context, seconds, option="--base-url (CALLJOURNEY_BASE_URL)")
+        reached = await reach(
+            settings.base_url,
+            context,
+            seconds,
+            option="--base-url (CALLJOURNEY_BASE_URL)",
+            proxy=settings.proxy_for(settings.endpoint_url),
+        )
         if not reached.ok:
             return _reached("api", reached)
     url = settings.endpoint_url

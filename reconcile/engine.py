@@ -1,8 +1,11 @@
 """The engine: manifests in, one checked result per row out, through a bounded pool of workers.
 
 A feeder reads manifests in batches (off the event loop), drops rows already resolved by an earlier attempt,
-settles invalid rows and duplicates without a request, and hands the rest to ``concurrency`` workers through
-a bounded queue, so a slow platform slows reading instead of filling memory.  Workers record outcomes in the
+settles invalid rows and duplicates without a request, and hands the rest to a pool of workers through a
+bounded queue, so a slow platform slows reading instead of filling memory.  A worker holds one row until it
+is resolved; the row holds a concurrency slot only while a request of its is on the wire (see
+:mod:`reconcile.client`), so the pool is larger than the slots: rows waiting to be retried wait off-slot
+while others use the slots, and the pool's size bounds the rows in progress.  Workers record outcomes in the
 journal, which a background task commits every quarter second.  The report is built from the journal, following
 the engine's :class:`~reconcile.frontier.Frontier` of committed rows while the run goes.
 """
@@ -22,7 +25,7 @@ from typing import Any
 
 from .client import Outcome, PlatformClient
 from .config import Settings
-from .errors import FatalError, UsageError
+from .errors import FatalError, RunStopped, UsageError
 from .frontier import Frontier
 from .journal import FLUSH_EVERY, Journal, Result
 from .logs import ROW, error_fields
@@ -33,6 +36,8 @@ from .shard import Shard
 log = logging.getLogger("reconcile.engine")
 
 BATCH = 1000  # records read per trip to the reader thread
+ROWS_PER_SLOT = 8  # rows in progress per slot at the ceiling: room for rows waiting out a Retry-After
+MIN_ROWS_IN_PROGRESS = 512
 GRACE_PERIOD = 5.0  # seconds in-flight requests may take to finish after a stop is asked
 
 PRESENT, MISSING, INVALID, ERROR, UNCHECKED = "present", "missing", "invalid", "error", "unchecked"
@@ -83,6 +88,25 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
+class Pacing:
+    """How fast the run went and why: the concurrency and rate it used, and what the platform answered."""
+
+    concurrency: int | None  # the fixed --concurrency, or None when automatic
+    concurrency_final: int
+    concurrency_lowest: int
+    concurrency_highest: int
+    concurrency_changes: int
+    rate_limit: float | None  # requests/s at the end, None when nothing limited it
+    rate_limit_lowest: float | None
+    rate_cuts: int
+    throttled: int  # 429 and 503 answers
+    faults: int  # other failed attempts: 5xx, resets, timeouts
+    pauses: int  # times every worker paused because most answers were throttles
+    outages: int
+    outage_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class RunOutcome:
     """What the engine did; :mod:`reconcile.report` turns it, with the journal, into files."""
 
@@ -96,6 +120,7 @@ class RunOutcome:
     token_fetches: int
     retries: int
     throttled: int
+    pacing: Pacing | None = None
     fatal: FatalError | None = None
     interrupted: str | None = None  # "SIGINT"/"SIGTERM" when stopped by a signal
     attempt: int = 1
@@ -121,6 +146,8 @@ class Reconciler:
         if self._stop_reason is None:
             self._stop_reason = reason
             self._stopping.set()
+            if self.client is not None:
+                self.client.stop()
             log.warning("%s received: finishing requests in flight, then writing a partial report", reason)
 
     async def run(self, journal: Journal) -> RunOutcome:
@@ -152,20 +179,21 @@ class Reconciler:
             token_fetches=client.tokens.fetches,
             retries=client.throttle.retries,
             throttled=client.throttle.throttled,
+            pacing=_pacing(client),
             fatal=fatal,
             interrupted=self._stop_reason,
             attempt=attempt,
         )
 
     async def _pump(self, client: PlatformClient, journal: Journal) -> None:
-        queue: asyncio.Queue[Record | None] = asyncio.Queue(maxsize=self.settings.concurrency * 2)
+        ceiling = self.settings.concurrency_ceiling
+        queue: asyncio.Queue[Record | None] = asyncio.Queue(maxsize=ceiling * 2)
         workers: list[asyncio.Task[None]] = []
         try:
             async with asyncio.TaskGroup() as group:
                 flusher = group.create_task(self._flush_forever(journal))
-                workers = [
-                    group.create_task(self._work(queue, client, journal)) for _ in range(self.settings.concurrency)
-                ]
+                pool = max(MIN_ROWS_IN_PROGRESS, ROWS_PER_SLOT * ceiling)
+                workers = [group.create_task(self._work(queue, client, journal)) for _ in range(pool)]
                 await self._feed(queue, journal)
                 for _ in workers:
                     await queue.put(None)
@@ -243,7 +271,10 @@ class Reconciler:
                 continue  # drain without sending: the row stays unchecked
             self.progress.sent += 1
             ROW.set(record)  # so a retry logged inside the client names the row
-            outcome = await client.check(record)
+            try:
+                outcome = await client.check(record)
+            except RunStopped:
+                continue  # never sent: the row stays unchecked
             self._record(journal, _result(record, outcome))
 
     def _record(self, journal: Journal, result: Result) -> None:
@@ -263,6 +294,26 @@ class Reconciler:
         committed = self.frontier.recorded_until()
         await journal.flush()
         self.frontier.commit(committed)
+
+
+def _pacing(client: PlatformClient) -> Pacing:
+    throttle, controller, slots = client.throttle, client.concurrency, client.slots
+    final = controller.limit if controller is not None else (slots.total if slots is not None else 0)
+    return Pacing(
+        concurrency=client.settings.concurrency,
+        concurrency_final=final,
+        concurrency_lowest=controller.lowest if controller is not None else final,
+        concurrency_highest=controller.highest if controller is not None else final,
+        concurrency_changes=controller.changes if controller is not None else 0,
+        rate_limit=throttle.rate,
+        rate_limit_lowest=throttle.lowest_rate if throttle.lowest_rate is not None else client.settings.max_rps,
+        rate_cuts=throttle.cuts,
+        throttled=throttle.throttled,
+        faults=throttle.faults,
+        pauses=throttle.pauses,
+        outages=throttle.outages,
+        outage_seconds=round(throttle.outage_seconds(), 3),
+    )
 
 
 def _result(record: Record, outcome: Outcome) -> Result:

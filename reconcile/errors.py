@@ -4,6 +4,7 @@
     ├── UsageError                 exit 2: the command line or its inputs are wrong
     │   ├── ManifestError          a manifest cannot be read as asked (names file and line)
     │   │   └── JournalMismatch    --out holds a journal of other manifests (use --fresh)
+    │   ├── CredentialConflict     two credential kinds configured at once (names both)
     │   └── OutDirError            --out cannot be created or written, or is not reconcile's (use --force)
     │       └── OutDirBusy         another command holds --out (its PID, host and start time named)
     ├── FatalError                 exit 4: the run cannot go on; no row is ever called missing because of it
@@ -13,8 +14,10 @@
     │   ├── AuthorizationError     the API refused a freshly issued token (401 twice, or 403)
     │   ├── EndpointNotFound       404: the API path does not exist; a configuration error, never "missing"
     │   ├── HostUnreachable        could not connect to a host after every retry
+    │   ├── ProxyError             the proxy refused: 407, connection refused, a CONNECT it would not open
     │   └── PlatformUnavailable    the platform kept failing: the shared retry budget ran out
     ├── InternalError              exit 5: a bug; the crash file it names holds what to report
+    ├── RunStopped                 a stop was asked before the row was sent: the row stays ``unchecked``
     └── RowError                   one row could not be checked; the row ends with status ``error``
         ├── RequestRejected        400: the platform refused this row's body
         ├── BadResponse            200 whose body is not {"exists": bool, "callId": str}
@@ -23,7 +26,8 @@
             └── TransportError     the connection failed or timed out (``connect`` tells which)
 
 Messages end with what to do next where there is something to do.  No exception carries the client
-secret or a token: they are built from status codes, Azure AD error codes and server messages only.
+secret, a token, an assertion, a private key or a proxy password: they are built from status codes, Azure AD
+error codes and server messages only, and proxies are named by their redacted URL.
 """
 
 from __future__ import annotations
@@ -70,6 +74,10 @@ class InternalError(ReconcileError):
     """An unexpected exception: never a user's mistake, never mistaken for a finished report (exit 0 or 1)."""
 
     exit_code = 5
+
+
+class CredentialConflict(UsageError):
+    """More than one kind of credential is configured; which one was meant cannot be guessed."""
 
 
 class FatalError(ReconcileError):
@@ -125,8 +133,16 @@ class HostUnreachable(FatalError):
     """No connection could be made to a host, after every retry."""
 
 
+class ProxyError(FatalError):
+    """The proxy refused the connection or the tunnel; never a row's fault, so the run stops."""
+
+
 class PlatformUnavailable(FatalError):
     """The platform kept failing and the run stopped instead of hammering it."""
+
+
+class RunStopped(ReconcileError):
+    """The run is stopping: a row that waited for a slot or a retry is not sent, and stays unchecked."""
 
 
 class RowError(ReconcileError):
@@ -150,6 +166,8 @@ class TransientError(RowError):
 
     #: Seconds the server asked us to wait (Retry-After), already capped; ``None`` if it said nothing.
     retry_after: float | None = None
+    #: Whether the failure is charged to the row's attempts: a throttle (429/503) and an outage's are not.
+    counted: bool = True
 
 
 class RetryableStatus(TransientError):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import __version__
+from ._version import __version__
 from .errors import JournalError, JournalMismatch
 from .manifest import Key, ManifestInfo
 from .readers import changed_options

@@ -22,7 +22,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .engine import ERROR, INVALID, MISSING, PRESENT, UNCHECKED
 from .errors import UsageError
 from .manifest import KEY_FIELDS, Key

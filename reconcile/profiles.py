@@ -20,7 +20,8 @@ override the top level's; then the environment and ``.env`` override both, and f
 
 A config file gets copied, mailed, committed and mounted as a Kubernetes ConfigMap, so it may not hold a
 secret: a key that looks like one is an error, and so is any key this module does not know (a typo must never
-be silently ignored).  Relative paths in the file (``ca_bundle``, ``client_secret_file``) are relative to it.
+be silently ignored); a proxy URL with a password counts as a secret.  Relative paths in the file
+(``ca_bundle``, ``client_secret_file``, ``client_certificate``, ``federated_token_file``) are relative to it.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .config import ENV_PREFIX, environment
 from .errors import ConfigError
 from .exports import FORMATS
 from .readers import ReadOptions
+from .redact import redact
 
 CONFIG_NAME = "reconcile.toml"
 INPUT_FORMATS = ("csv", "tsv", "xlsx", "parquet", "jsonl")
@@ -43,7 +46,7 @@ MAPPED_FIELDS = ("company", "organisation", "folder", "filename")
 CONSTANT_FIELDS = ("company", "organisation", "folder")
 # Parts of a key's name that mark it as a secret.  ``client_secret_file`` names a file, which is the safe way.
 SECRET_WORDS = ("secret", "password", "passwd", "passphrase", "token", "apikey", "api_key", "private_key", "credential")
-NOT_SECRETS = frozenset({"client_secret_file"})
+NOT_SECRETS = frozenset({"client_secret_file", "federated_token_file"})
 SECRET_HINT = (
     f"HINT: set {ENV_PREFIX}CLIENT_SECRET in the environment or in .env, or keep the secret alone in a file "
     "readable only by you and pass --client-secret-file (or set client_secret_file in the profile)"
@@ -62,6 +65,15 @@ def _integer(value: Any) -> int:
     return value
 
 
+def _concurrency(value: Any) -> int | str:
+    if value == "auto":
+        return "auto"
+    try:
+        return _integer(value)
+    except TypeError:
+        raise TypeError('"auto" or a whole number of at least 1') from None
+
+
 def _positive(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise TypeError("a positive number")
@@ -75,6 +87,16 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
         return value.lower()
 
     return check
+
+
+def _proxy(value: Any) -> str:
+    text = _text(value)
+    if urlsplit(text if "://" in text else "http://" + text).password:
+        raise TypeError(
+            "a proxy URL without a password (a config file may not hold secrets: put the URL with its "
+            "credentials in CALLJOURNEY_PROXY or HTTPS_PROXY instead)"
+        )
+    return text
 
 
 def _table(fields: tuple[str, ...]) -> Callable[[Any], tuple[tuple[str, str], ...]]:
@@ -107,13 +129,20 @@ SETTING_KEYS: dict[str, Callable[[Any], Any]] = {
     "client_id": _text,
     "scope": _text,
     "endpoint_path": _text,
-    "concurrency": _integer,
+    "concurrency": _concurrency,
+    "max_concurrency": _integer,
+    "outage_tolerance": _positive,
     "max_rps": _positive,
     "timeout": _positive,
     "max_attempts": _integer,
     "max_retry_time": _positive,
     "ca_bundle": _text,
+    "trust_store": _choice(("openssl", "system")),
+    "proxy": _proxy,
     "client_secret_file": _text,
+    "client_certificate": _text,
+    "assertion_alg": _choice(("ps256", "rs256")),
+    "federated_token_file": _text,
 }
 READ_KEYS: dict[str, Callable[[Any], Any]] = {
     "map": _table(MAPPED_FIELDS),
@@ -126,7 +155,7 @@ READ_KEYS: dict[str, Callable[[Any], Any]] = {
 }
 REPORT_KEYS: dict[str, Callable[[Any], Any]] = {"formats": _formats, "label": _text}
 KEYS = {**SETTING_KEYS, **READ_KEYS, **REPORT_KEYS}
-PATH_KEYS = ("ca_bundle", "client_secret_file")
+PATH_KEYS = ("ca_bundle", "client_secret_file", "client_certificate", "federated_token_file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +309,7 @@ def _parse(path: Path) -> dict[str, dict[str, Any]]:
             try:
                 checked[table][key] = check(value)
             except TypeError as exc:
-                problems.append(f"{where}{key} must be {exc}, got {value!r}")
+                problems.append(f"{where}{key} must be {exc}, got {redact(repr(value))}")
     if problems:
         hint = (
             f"the keys a profile may set are {', '.join(KEYS)}"

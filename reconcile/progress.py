@@ -58,6 +58,9 @@ class Snapshot:
     rate_limit: float | None = None  # the send limit (requests/s), None when nothing limits it
     concurrency: int = 0
     retries_per_min: int = 0
+    throttled: int = 0  # 429/503 answers so far
+    faults: int = 0  # other failed attempts so far
+    unreachable_for: float | None = None  # seconds, while the platform has stopped answering
 
     @property
     def percent(self) -> int | None:
@@ -102,9 +105,20 @@ class Sampler:
             counts={name: progress.counts.get(name, 0) for name in (*COUNTERS, "duplicate")},
             resumed=progress.skipped,
             rate_limit=throttle.rate if throttle is not None else reconciler.settings.max_rps,
-            concurrency=reconciler.settings.concurrency,
+            concurrency=_concurrency(reconciler),
             retries_per_min=retries_per_min,
+            throttled=throttle.throttled if throttle is not None else 0,
+            faults=throttle.faults if throttle is not None else 0,
+            unreachable_for=throttle.unreachable_for if throttle is not None else None,
         )
+
+
+def _concurrency(reconciler: Reconciler) -> int:
+    """The slots in use now: the automatic concurrency moves, a fixed one does not."""
+    client = reconciler.client
+    if client is not None and client.slots is not None:
+        return client.slots.total
+    return reconciler.settings.concurrency or 0
 
 
 def _remember(history: deque[tuple[float, int]], now: float, value: int, window: float) -> tuple[float, int]:
@@ -182,12 +196,17 @@ def _plain_body(snap: Snapshot) -> str:
         parts = [f"progress {snap.done} rows", f"{snap.rows_per_s:.0f} rows/s"]
     parts += [f"{name}={snap.counts.get(name, 0)}" for name in COUNTERS]
     parts.append(f"retries/min={snap.retries_per_min}")
+    parts.append(f"concurrency={snap.concurrency}")
+    if snap.throttled or snap.faults:
+        parts.append(f"throttled={snap.throttled} faults={snap.faults}")
     if snap.counts.get("duplicate"):
         parts.append(f"duplicate={snap.counts['duplicate']}")
     if snap.resumed:
         parts.append(f"resumed={snap.resumed}")
     if snap.rate_limit is not None:
         parts.append(f"limit={snap.rate_limit:.0f}/s")
+    if snap.unreachable_for is not None:
+        parts.append(f"platform unreachable for {snap.unreachable_for:.0f} s, retrying")
     return " ".join(parts)
 
 
@@ -205,6 +224,10 @@ def json_line(snap: Snapshot, *, now: float | None = None) -> str:
         **{name: snap.counts.get(name, 0) for name in (*COUNTERS, "duplicate")},
         "retries_per_min": snap.retries_per_min,
         "rate_limit": snap.rate_limit,
+        "concurrency": snap.concurrency,
+        "throttled": snap.throttled,
+        "faults": snap.faults,
+        "unreachable_s": None if snap.unreachable_for is None else round(snap.unreachable_for),
         "elapsed_s": round(snap.elapsed, 1),
     }
     return json.dumps(entry)
@@ -242,6 +265,10 @@ def render(snap: Snapshot, *, final: bool = False) -> RenderableType:
         counters.append(f"duplicate {snap.counts['duplicate']:,}  ", style="dim")
     pacing = f"limit {snap.rate_limit:,.0f}/s" if snap.rate_limit is not None else "no rate limit"
     counters.append(f"· {pacing} · concurrency {snap.concurrency} · retries {snap.retries_per_min}/min", style="dim")
+    if snap.throttled or snap.faults:
+        counters.append(f" · throttled {snap.throttled:,} · faults {snap.faults:,}", style="dim")
+    if snap.unreachable_for is not None:
+        counters.append(f"\nplatform unreachable for {snap.unreachable_for:.0f} s, retrying", style="bold red")
     return Group(top, counters)
 
 

@@ -1,8 +1,10 @@
-"""Redaction: the client secret and bearer tokens never leave the process as text.
+"""Redaction: secrets never leave the process as text.
 
-Secrets are registered as they come into being (:class:`~reconcile.config.Secret` on creation, each token as
-it is issued); :func:`redact` replaces them, and anything shaped like a bearer token or a JWT, in text that
-came from outside (a server's error body) or goes outside (a log line, an exception, a report's detail).
+Secrets are registered as they come into being (:class:`~reconcile.config.Secret` on creation, each token and
+client assertion as it is made, a certificate's private key and a proxy's password as they are read);
+:func:`redact` replaces them, and anything shaped like a bearer token, a JWT, a ``client_secret=`` or
+``client_assertion=`` form field or a password in a URL, in text that came from outside (a server's error
+body) or goes outside (a log line, an exception, a report's detail).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ MASK = "[REDACTED]"
 _known: set[str] = set()
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
-_SECRET_FIELD = re.compile(r"(?i)(client_secret=)[^&\s\"']+")
+_SECRET_FIELD = re.compile(r"(?i)((?:client_secret|client_assertion)=)[^&\s\"']+")
+_URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s/@]+@")
 
 
 def register(value: str) -> None:
@@ -30,6 +33,7 @@ def redact(text: str) -> str:
         if value in text:
             text = text.replace(value, MASK)
     text = _SECRET_FIELD.sub(r"\1" + MASK, text)
+    text = _URL_PASSWORD.sub(r"\1" + MASK + "@", text)
     text = _BEARER.sub(r"\1" + MASK, text)
     return _JWT.sub(MASK, text)
 

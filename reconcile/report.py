@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -22,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__, delta, exports, html_report
+from . import delta, exports, html_report
+from ._version import __version__
 from .config import Settings
-from .engine import ERROR, INVALID, MISSING, PRESENT, STATUSES, UNCHECKED, RunOutcome
+from .engine import ERROR, INVALID, MISSING, PRESENT, STATUSES, UNCHECKED, Pacing, RunOutcome
 from .frontier import END, Frontier
 from .journal import Journal
 from .manifest import Key, Manifest
@@ -355,7 +357,12 @@ def _summary_data(
         "authority": settings.authority,
         "tenant_id": settings.tenant_id,
         "client_id": settings.client_id,
-        "concurrency": settings.concurrency,
+        "credential": settings.credential_kind,
+        "proxy": {  # redacted: a proxy's password is never written
+            "api": settings.proxies.describe(settings.endpoint_url),
+            "identity_provider": settings.proxies.describe(settings.token_url),
+        },
+        "concurrency": outcome.pacing.concurrency_final if outcome.pacing else settings.concurrency,
         "max_attempts": settings.max_attempts,
         "timeout_seconds": settings.timeout,
         "max_rps": settings.max_rps,
@@ -363,12 +370,25 @@ def _summary_data(
         "token_fetches": outcome.token_fetches,
         "retries": outcome.retries,
         "throttled": outcome.throttled,
+        "pacing": _pacing_data(outcome.pacing),
         "resumed": outcome.attempt > 1,
         "attempts": journal.attempts(),
         "delta": changes,
         **tally.breakdowns(),
         "outputs": {name: str(path) for name, path in paths.items()},
     }
+
+
+def _pacing_data(pacing: Pacing | None) -> dict[str, Any] | None:
+    """The run's concurrency and rate, and what the platform answered, as summary.json shows them."""
+    if pacing is None:
+        return None
+    data = dataclasses.asdict(pacing)
+    data["concurrency"] = "auto" if pacing.concurrency is None else pacing.concurrency
+    for name in ("rate_limit", "rate_limit_lowest"):
+        if data[name] is not None:
+            data[name] = round(data[name], 1)
+    return data
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -206,6 +206,8 @@ class ReportRows:
                 results.popleft()
             if results and results[0][0] == row:
                 status, call_id, detail, attempts, checked_at = results.popleft()[1:]
+                if unchecked is not None and status == unchecked[0]:
+                    detail = f"{detail}; {unchecked[2]}"  # a duplicate of a row never checked: say why
             elif unchecked is not None:
                 status, call_id, detail, attempts, checked_at = unchecked
             else:

@@ -1,26 +1,23 @@
 """Retry policy: which failures are retried, how long to wait, when to give up.
 
-The policy is data (:class:`RetryPolicy`); :func:`call_with_retries` applies it with tenacity.  Waits honour
-the server's ``Retry-After`` (seconds or HTTP-date, capped) and otherwise use full-jitter exponential backoff,
-as botocore's "standard" mode and azure-core do.
+The policy is data (:class:`RetryPolicy`); :func:`call_with_retries` applies it with tenacity.  Waits are
+full-jitter exponential backoff, as botocore's "standard" mode and azure-core do (shorter while most answers
+succeed: a random fault of a healthy platform is retried soon, an ailing platform is spared), and never shorter than the
+server's ``Retry-After`` (seconds or HTTP-date, capped).  The wait belongs to the row alone: the caller holds
+no concurrency slot while it sleeps.
 """
 
 from __future__ import annotations
 
 import email.utils
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from .errors import TransientError
@@ -39,6 +36,9 @@ class RetryPolicy:
     max_time: float = 120.0  # seconds from the first failure; no new attempt starts after that
     backoff_initial: float = 0.5  # full-jitter backoff: a random wait in [0, initial * 2**n], ...
     backoff_max: float = 20.0  # ... never above this
+    # While most answers succeed a failure is the platform's noise, not its overload: retry soon.
+    healthy_backoff_initial: float = 0.05
+    healthy_backoff_max: float = 1.0
     retry_after_cap: float = 60.0  # a Retry-After longer than this is shortened to it
 
 
@@ -77,29 +77,71 @@ def retry_after_from_headers(headers: Mapping[str, str], *, cap: float = 60.0) -
 
 
 class wait_retry_after(wait_base):
-    """Wait what the server asked for when it said, else fall back to another wait strategy."""
+    """Full-jitter backoff by the failures charged to the row, and never less than the server's Retry-After."""
 
-    def __init__(self, fallback: wait_base, cap: float) -> None:
-        self.fallback = fallback
-        self.cap = cap
+    def __init__(self, policy: RetryPolicy, attempts: Attempts, healthy: Callable[[], bool]) -> None:
+        self.policy = policy
+        self.attempts = attempts
+        self.healthy = healthy
 
     def __call__(self, retry_state: RetryCallState) -> float:
+        policy = self.policy
+        if self.healthy():
+            initial, most = policy.healthy_backoff_initial, policy.healthy_backoff_max
+        else:
+            initial, most = policy.backoff_initial, policy.backoff_max
+        ceiling = min(most, initial * 2 ** max(self.attempts.failures, 1))
+        backoff = random.uniform(0, ceiling)
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
-            return float(min(retry_after, self.cap))
-        return float(self.fallback(retry_state))
+            # Jitter above the server's time, so the rows it refused together do not all come back together.
+            return max(float(min(retry_after, policy.retry_after_cap)), backoff)
+        return backoff
 
 
-def retrying(policy: RetryPolicy, *, before_sleep: Callable[[RetryCallState], None] | None = None) -> AsyncRetrying:
-    """A tenacity controller for ``policy``; it retries :class:`TransientError` only."""
+class stop_for_row(stop_base):
+    """Stop after ``max_attempts`` charged failures or ``max_time`` seconds, outage time not counted."""
+
+    def __init__(self, policy: RetryPolicy, attempts: Attempts, paused: Callable[[], float]) -> None:
+        self.policy = policy
+        self.attempts = attempts
+        self.paused = paused
+        self.paused_at_start = paused()
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if self.attempts.failures >= self.policy.max_attempts:
+            return True
+        elapsed = retry_state.seconds_since_start or 0.0
+        return elapsed - (self.paused() - self.paused_at_start) >= self.policy.max_time
+
+
+def _no_pause() -> float:
+    return 0.0
+
+
+def _unknown_health() -> bool:
+    return False
+
+
+def retrying(
+    policy: RetryPolicy,
+    attempts: Attempts,
+    *,
+    before_sleep: Callable[[RetryCallState], None] | None = None,
+    paused: Callable[[], float] = _no_pause,
+    healthy: Callable[[], bool] = _unknown_health,
+) -> AsyncRetrying:
+    """A tenacity controller for ``policy``; it retries :class:`TransientError` only.
+
+    ``paused`` gives the seconds the platform has been out so far in the run: that time is not charged to
+    the row's ``max_time``.  ``healthy`` says whether most recent answers succeed: then the short backoff
+    applies.
+    """
     return AsyncRetrying(
-        stop=stop_after_attempt(policy.max_attempts) | stop_after_delay(policy.max_time),
-        wait=wait_retry_after(
-            wait_random_exponential(multiplier=policy.backoff_initial, max=policy.backoff_max),
-            policy.retry_after_cap,
-        ),
+        stop=stop_for_row(policy, attempts, paused),
+        wait=wait_retry_after(policy, attempts, healthy),
         retry=retry_if_exception_type(TransientError),
         before_sleep=before_sleep,
         reraise=True,
@@ -108,9 +150,14 @@ def retrying(policy: RetryPolicy, *, before_sleep: Callable[[RetryCallState], No
 
 @dataclass(slots=True)
 class Attempts:
-    """How many attempts a call took; filled in by :func:`call_with_retries`, also when it raises."""
+    """How many attempts a call took, and how many failures were charged to it; filled in as it runs."""
 
     count: int = 0
+    failures: int = 0  # failures that count against max_attempts: not throttles, not an outage's
+
+    def failed(self, exc: BaseException) -> None:
+        if getattr(exc, "counted", True):
+            self.failures += 1
 
     def __str__(self) -> str:
         return f"{self.count} attempt{'' if self.count == 1 else 's'}"  # "after 1 attempt", never "1 attempts"
@@ -122,15 +169,22 @@ async def call_with_retries(
     attempts: Attempts,
     *,
     before_sleep: Callable[[RetryCallState], None] | None = None,
+    paused: Callable[[], float] = _no_pause,
+    healthy: Callable[[], bool] = _unknown_health,
 ) -> T:
-    """Run ``attempt`` until it succeeds or ``policy`` gives up; the last error is re-raised."""
+    """Run ``attempt`` until it succeeds or ``policy`` gives up; the last error is re-raised.
+
+    A failure whose ``counted`` attribute is false (a throttle, a failure while the platform is out) is
+    retried without being charged to ``max_attempts``; ``max_time`` still bounds it.
+    """
     attempts.count = 1
     try:
         # Most calls succeed first time; building a tenacity controller costs ~30 µs, so only failures pay it.
         return await attempt()
     except TransientError as exc:
         first: TransientError | None = exc
-    if policy.max_attempts <= 1 and first is not None:
+        attempts.failed(exc)
+    if attempts.failures >= policy.max_attempts and first is not None:
         raise first
 
     async def replay_then_attempt() -> T:
@@ -140,7 +194,11 @@ async def call_with_retries(
             failure, first = first, None
             raise failure
         attempts.count += 1
-        return await attempt()
+        try:
+            return await attempt()
+        except TransientError as exc:
+            attempts.failed(exc)
+            raise
 
-    controller = retrying(policy, before_sleep=before_sleep)
+    controller = retrying(policy, attempts, before_sleep=before_sleep, paused=paused, healthy=healthy)
     return await controller(replay_then_attempt)

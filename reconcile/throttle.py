@@ -1,15 +1,21 @@
-"""Throttle: how fast all workers together may send, and when they must stop for a while.
+"""Throttle: how fast all workers together may send, and when every one of them must wait.
 
-Three mechanisms, shared by every worker of a run:
+Shared by every worker of a run:
 
-* **Pause.** A ``Retry-After`` on a 429 or 503 stops sending for *all* workers until it passes: the server
-  said it is overloaded, not that one worker is.
-* **Adaptive rate.** The first throttling answer starts TCP-style slow start from what got through; its
-  overshoot halves the limit, which then climbs back 8 % a second until the next throttle settles it one step
-  back (two when the burst the platform refills during a pause hid the step before).  Once settled it probes
-  up slowly and stays under the lowest limit throttled.  Every throttling episode costs a pause of every
-  worker, so the rules aim at few episodes: a run should settle near the cap, not saw-tooth below it.
-  Only answers to requests sent under the current limit may cut it, and a lone 429 soon after a cut is noise.
+* **Adaptive rate.** Answers are judged in windows of about a second.  A window cuts the rate only when the
+  share of throttling answers (429 and 503) stands well above the background share seen in calm windows, and
+  the cut goes to just under what the platform let through in it: sending rate × (1 − excess share).  So a
+  small share of 429s that does not rise with the rate costs nothing, and a real cap is landed on in one step.
+  Below the last such peak the limit closes half the gap per window; at the peak it probes up, starting at 2 %
+  and doubling while no throttle comes.  A cut after which the throttle share does not fall, although the
+  rate fell, was background after all: it is undone and the background raised.  No limit at all until the
+  first cut.
+* **Platform-wide pause.** A ``Retry-After`` is honoured by the row it came with (:mod:`reconcile.retry`).
+  Every worker waits only when most recent answers are throttles: then the platform as a whole is refusing.
+* **Outage.** When the platform, after answering, stops answering (connections refused or reset, DNS
+  failing, 502/503/504 without Retry-After, nothing else in between), sending stops and one request at a time
+  probes with capped backoff, for up to the outage tolerance; the first answer resumes the run.  Failures
+  during an outage are not charged to the rows.  A platform never reached fails fast.
 * **Hard cap.** ``--max-rps`` is a token bucket no adaptive rate may exceed.
 
 :class:`RetryBudget` is botocore's retry quota: retries cost, successes refund, and when it is empty the
@@ -20,92 +26,118 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
-from .errors import PlatformUnavailable, TransportError
+from .errors import HostUnreachable, PlatformUnavailable, TransportError
 from .logs import ROW
 
 log = logging.getLogger("reconcile.throttle")
 
-WINDOW = 1.0  # seconds of history used to measure send and success rates
-MIN_EVIDENCE = 0.25  # seconds of unpaused sending needed before a measurement is trusted
-BINDING = 0.8  # the limit is what holds us back when we send at least this share of it
-DECREASE = 0.95  # a throttle while the limit binds cuts it to this share ...
-SETTLE_SHARE = 0.96  # ... or to this share of the rate the platform accepted, whichever is lower;
-BLIND_DECREASE = 0.9  # ... or, with nothing to measure (throttled straight after a pause), to this share
-FLOOR_SHARE = 0.25  # never below this share of the best accepted rate seen: random faults must not collapse it
-PROBE_EVERY = 5.0  # seconds between upward steps of a settled limit
-PROBE_STEP = 0.01  # share added at each step, or a quarter of the way to the ceiling if that is more
-SLOW_START_EVERY = 0.25  # before any reliable estimate the limit doubles this often, as in TCP's slow start
-COOLDOWN = 2.0  # unless the limit rose since, no second cut this soon after the last: a lone 429 is no trend
-SLOW_START_COOLDOWN = 1.0  # slow start always rises: it gets this long (16x) before a 429 may end it
-CEILING_SHARE = 0.93  # once throttled at a limit, probing stops at this share of the lowest such limit ...
-CEILING_MEMORY = 60.0  # ... for this long: every episode costs a pause, the cap rarely moves
-RECOVER_EVERY = 1.0  # after slow start overshot, the halved limit climbs back this often ...
-RECOVER_STEP = 0.08  # ... by this share, until the next throttle settles it
-SLOW_START_FLOOR = 10.0  # requests per second to start from when nothing got through
+WINDOW = 1.0  # seconds of answers judged together, at least ...
+MIN_ANSWERS = 200  # ... and this many answers (so a 5 % background is measured to ±1.5 %) ...
+MAX_WINDOW = 10.0  # ... unless the platform answers so slowly that this much time passes first
+MIN_THROTTLES = 5  # no cut on fewer throttles than this in a window
+FIRST_CUT_SHARE = 0.10  # until a cap is measured, nothing below this share of throttles is evidence of one
+MARGIN = 0.03  # a cut wants the throttle share this far above the background, or three standard errors
+BACKGROUND_WEIGHT = 0.1  # the background share is an average of calm windows with this weight on the newest
+CUT_SHARE = 0.97  # a cut lands this far under what the platform let through
+RECOVER_SHARE = 0.5  # well below the last peak, each window closes this share of the gap
+NEAR_PEAK = 0.97  # from this share of the peak on, the limit probes slowly: ...
+PROBE_EVERY = 3.0  # ... this often ...
+PROBE_STEP = 0.01  # ... by this share; once past STALE_PEAK times the peak (the cap moved), the step doubles ...
+STALE_PEAK = 1.1
+PROBE_MAX_STEP = 0.25  # ... up to this
+BINDING = 0.8  # the limit holds us back when we send at least this share of it; only then does it rise
+SLOW_START_WINDOW = 0.25  # in slow start, windows this short ...
+SLOW_START_ANSWERS = 10  # ... with this many answers; each calm one doubles the limit
+SLOW_START_FLOOR = 10.0  # requests/s to start from when almost nothing got through
+UNDO_RATE_DROP = 0.995  # a cut is judged once the rate fell below this share of the rate it was cut at
+UNDO_WINDOWS = 3  # windows after a cut in which it may still be found to have been background
 MIN_RATE = 1.0
-BURST_SECONDS = 0.02  # a token bucket may send this many seconds' worth at once
+PAUSE_ANSWERS = 20  # the platform as a whole refuses when, of the last this many answers, ...
+PAUSE_SHARE = 0.6  # ... at least this share are throttles
+PAUSE_WITHOUT_RETRY_AFTER = 1.0  # seconds to pause for when those throttles give no Retry-After
+OUTAGE_FAILURES = 8  # failures in a row, with no answer between (0.04**8: never by chance), ...
+OUTAGE_SILENCE = 0.05  # ... and no answer for this long make an outage
+PROBE_BACKOFF = (0.25, 0.5, 1.0, 2.0)  # seconds between outage probes; the last repeats
+DEFAULT_OUTAGE_TOLERANCE = 180.0  # seconds an outage may last before the run stops
+HEALTHY_SHARE = 0.25  # the platform is healthy while fewer than this share of recent attempts fail ...
+HEALTH_MEMORY = 64  # ... averaged over about this many attempts
+BURST_SECONDS = 0.05  # an idle token bucket may send this many seconds' worth at once
 RECHECK = 0.05  # seconds a waiting sender sleeps before looking at the rate again
 
 
-_PHASES = {  # phase: (seconds between raises, factor)
-    "slow": (SLOW_START_EVERY, 2.0),
-    "recover": (RECOVER_EVERY, 1.0 + RECOVER_STEP),
-    "settled": (PROBE_EVERY, 1.0 + PROBE_STEP),
-}
+@dataclass(frozen=True, slots=True)
+class _Cut:
+    """A cut, remembered until it is shown to have been about the rate or not."""
 
-
-class _Meter:
-    """Event times of the last few seconds, newest last, for rates over a window."""
-
-    def __init__(self) -> None:
-        self.stamps: deque[float] = deque(maxlen=16_384)
-
-    def count(self, start: float) -> int:
-        count = 0
-        for stamp in reversed(self.stamps):
-            if stamp < start:
-                break
-            count += 1
-        return count
-
-    def rate(self, start: float, now: float) -> float:
-        return self.count(start) / max(now - start, 1e-9)
+    share: float
+    send_rate: float
+    previous: float | None
+    previous_peak: float
+    windows: int = 0
 
 
 class Throttle:
-    """Shared pause, adaptive rate and hard cap; call :meth:`before_send` before every request."""
+    """Shared rate limit, pause and outage gate; call :meth:`before_send` before every request."""
 
     def __init__(
         self,
         *,
         max_rps: float | None = None,
         budget: RetryBudget | None = None,
+        outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_rps = max_rps
         self.budget = budget or RetryBudget()
+        self.outage_tolerance = outage_tolerance
         self._clock = clock
-        self._started = self._paused_until = clock()
-        self._pauses: deque[tuple[float, float]] = deque(maxlen=64)  # recent pauses: (start, end)
-        self._adaptive: float | None = None  # None until the platform first throttles us
-        self._phase = "settled"  # "slow" (doubling), "recover" (climbing back fast) or "settled" (probing)
-        self._best_accepted = 0.0
-        self._ceiling = (float("inf"), 0.0)  # (a limit that was throttled, until when to respect it)
+        now = clock()
+        # -- the adaptive rate
+        self._adaptive: float | None = None
+        self._peak = 0.0
+        self._background = 0.0
+        self._calm = 0  # probes past a stale peak, for the probe step
+        self._last_probe = now
+        self._slow_start = False  # after a cut on too little evidence: double until the next cut
+        self._cut: _Cut | None = None
+        self.cuts = 0
+        self.lowest_rate: float | None = None
+        self._start = self._epoch = now
+        self._sent = self._accepted = self._throttles = 0
+        # -- the token bucket
         self._next_slot = 0.0
         self._turn = asyncio.Lock()
-        self._epoch = self._paused_until  # only answers to requests sent after this (the last cut) may cut again
-        self._last_probe = 0.0
-        self._last_raise = 0.0
-        self._sent = _Meter()
-        self._accepted = _Meter()
-        self.throttled = 0  # 429/503 answers seen
+        # -- the platform-wide pause
+        self._recent: deque[bool] = deque(maxlen=PAUSE_ANSWERS)  # True for a throttle
+        self._paused_until = now
+        # -- outages
+        self._answered = False  # the platform has answered at least once
+        self._last_answer = now
+        self._failures_in_a_row = 0
+        self._outage_start: float | None = None
+        self._outage_seconds = 0.0  # in outages that ended
+        self._probe_at = 0.0
+        self._probes = 0
+        self._probing = False
+        self._outage_cause = ""
+        self._gate = asyncio.Event()
+        self._gate.set()
+        self._failing = 0.0  # moving share of attempts that failed
+        # -- counters, for progress and the summary
+        self.throttled = 0  # 429/503 answers
+        self.faults = 0  # other failures: 5xx, resets, timeouts
         self.retries = 0
         self.pauses = 0
+        self.outages = 0
+
+    # -- what displays read ---------------------------------------------------------------------------
 
     @property
     def rate(self) -> float | None:
@@ -116,31 +148,74 @@ class Throttle:
 
     @property
     def holding(self) -> bool:
-        """Whether a sender may have to wait (a pause or a rate limit); False lets it skip :meth:`before_send`."""
-        return self.rate is not None or self._clock() < self._paused_until
+        """Whether a sender may have to wait; False lets it skip :meth:`before_send`."""
+        return self.rate is not None or not self._gate.is_set() or self._clock() < self._paused_until
+
+    @property
+    def paused_until(self) -> float:
+        """When a platform-wide pause ends (on the throttle's clock); in the past when there is none."""
+        return self._paused_until
+
+    @property
+    def unreachable_for(self) -> float | None:
+        """Seconds the current outage has lasted, or None when the platform answers."""
+        return None if self._outage_start is None else self._clock() - self._outage_start
+
+    def healthy(self) -> bool:
+        """Whether most recent attempts succeed, so a failure is noise to retry soon rather than overload."""
+        return self._failing < HEALTHY_SHARE and self._outage_start is None
+
+    def outage_seconds(self) -> float:
+        """Seconds spent in outages so far, the current one included: time no row is charged for."""
+        current = self.unreachable_for
+        return self._outage_seconds + (current or 0.0)
+
+    # -- sending --------------------------------------------------------------------------------------
 
     def sent(self) -> float:
-        """Record a send that did not go through :meth:`before_send`; returns its time for :meth:`on_throttle`."""
-        now = self._clock()
-        self._sent.stamps.append(now)
-        return now
+        """Record a send that did not wait in :meth:`before_send`; returns its time."""
+        self._sent += 1
+        return self._clock()
 
     async def before_send(self) -> float:
-        """Wait for a pause to pass and for a slot under the rate limit; returns the send time."""
+        """Wait out an outage or a pause, then for a slot under the rate limit; returns the send time."""
+        while not self._gate.is_set() or self._probing:
+            if not self._probing and self._outage_start is not None:
+                self._probing = True  # this sender is the next probe
+                try:
+                    await self._wait_for_probe()
+                except BaseException:
+                    self._probing = False
+                    raise
+                return self.sent()
+            await self._gate.wait()
         now = self._clock()
         if now < self._paused_until:
             await asyncio.sleep(self._paused_until - now)
         if self.rate is not None:
-            # One sender at a time waits for the next slot; the rest queue on the lock instead of each polling
-            # the clock (at 100 workers that polling cost more CPU than the requests).
+            # One sender at a time waits for the next slot; the rest queue on the lock instead of polling.
             async with self._turn:
                 await self._next_slot_free()
         return self.sent()
 
+    async def _wait_for_probe(self) -> None:
+        assert self._outage_start is not None
+        while True:
+            now = self._clock()
+            if now - self._outage_start > self.outage_tolerance:
+                raise HostUnreachable(
+                    f"the platform has not answered for {now - self._outage_start:.0f} s "
+                    f"(last: {self._outage_cause}); the outage tolerance of {self.outage_tolerance:.0f} s ran out. "
+                    "Rows not checked are 'unchecked'. HINT: re-run the same command to resume; "
+                    "--outage-tolerance sets how long to wait"
+                )
+            if now >= self._probe_at:
+                return
+            await asyncio.sleep(min(self._probe_at, self._outage_start + self.outage_tolerance + 0.01) - now)
+
     async def _next_slot_free(self) -> None:
         while (rate := self.rate) is not None:
             now = self._clock()
-            self._probe(now, rate)
             slot = max(self._next_slot, now - BURST_SECONDS)
             if slot <= now:
                 self._next_slot = slot + 1.0 / rate
@@ -150,55 +225,228 @@ class Throttle:
             if self._clock() < self._paused_until:
                 await asyncio.sleep(self._paused_until - self._clock())
 
-    def on_success(self) -> None:
-        self.budget.refund()
-        self._accepted.stamps.append(self._clock())
+    # -- answers --------------------------------------------------------------------------------------
 
-    def on_throttle(self, retry_after: float | None, *, too_fast: bool = True, sent_at: float | None = None) -> None:
-        """A 429 (``too_fast``) or 503 arrived: pause everyone for ``retry_after``; on a 429, settle the rate.
+    def on_success(self, sent_at: float | None = None) -> None:
+        """The platform answered (200, or any status that is neither a throttle nor a fault).
 
-        A 503 says the platform is unavailable, not that we send too fast: it pauses but does not cut.
-        ``sent_at`` is when the throttled request was sent (default: now).  Only a request sent under the current
-        limit says anything about it, so answers to requests sent before the last cut do not cut again (TCP cuts
-        once per round trip for the same reason).  A lone 429 soon after a cut is taken for noise unless the
-        limit has risen since (:meth:`_cooling`): a cooldown for every case had wasted whole pauses on overshoots.
+        ``sent_at`` is when the request was sent (as :meth:`sent` returned it): only answers to requests sent
+        since the last cut or pause judge the current limit, as TCP cuts once per round trip.
         """
-        self.throttled += 1
-        now = self._clock()
-        already_paused = now < self._paused_until
-        if retry_after and now + retry_after > self._paused_until:
-            if not already_paused:
-                log.info(
-                    "platform answered %s with Retry-After: every worker pauses %.1f s",
-                    429 if too_fast else 503,
-                    retry_after,
-                    extra={"pause": retry_after},
-                )
-            self._paused_until = now + retry_after
-            # Resume evenly spaced, without the catch-up burst an idle limiter allows: every worker is waiting
-            # at the end of a pause, and a platform with a small burst answered that bunch with the next 429.
-            self._next_slot = max(self._next_slot, self._paused_until)
-            if already_paused:
-                self._pauses[-1] = (self._pauses[-1][0], self._paused_until)
-            else:
-                self._pauses.append((now, self._paused_until))
-            self.pauses += 1
-        if not too_fast or already_paused or (now if sent_at is None else sent_at) < self._epoch:
-            return  # the same episode: these answers are for requests sent before the first one
-        if self._cooling(now):
-            return
-        if self._settle(now):
-            self._epoch = self._last_probe = max(now, self._paused_until)
-            log.info("platform is throttling; sending at most %.0f requests/s", self._adaptive)
+        self.budget.refund()
+        self._failing -= self._failing / HEALTH_MEMORY
+        if sent_at is None or sent_at >= self._epoch:
+            self._accepted += 1
+            self._recent.append(False)
+        self._answer()
+        self._judge()
 
-    def _cooling(self, now: float) -> bool:
-        """Whether a 429 now is too soon after the last cut to be more than noise."""
-        if self._adaptive is None:
+    def on_throttle(self, status: int, retry_after: float | None, sent_at: float | None = None) -> None:
+        """A 429 or 503 arrived; pause everyone only when most recent answers are throttles."""
+        self.throttled += 1
+        self._failing += (1 - self._failing) / HEALTH_MEMORY
+        if sent_at is not None and sent_at < self._epoch:
+            self._answer()  # an answer to a request sent before the last cut: it says nothing of the limit now
+            return
+        self._throttles += 1
+        self._recent.append(True)
+        if status == 503 and retry_after is None:
+            self._fault(f"HTTP {status} without Retry-After")  # a 503 with no advice may be an outage too
+        else:
+            self._answer()
+        if len(self._recent) == PAUSE_ANSWERS and sum(self._recent) >= PAUSE_SHARE * PAUSE_ANSWERS:
+            self._pause(status, retry_after)
+        self._judge()
+
+    def on_fault(self, exc: BaseException, *, outage: bool) -> bool:
+        """A failure that is no throttle (5xx, reset, timeout); ``outage`` when it may mean the platform is gone.
+
+        Returns whether the failure counts against its row: not while the platform is out.
+        """
+        self.faults += 1
+        self._failing += (1 - self._failing) / HEALTH_MEMORY
+        if outage:
+            self._fault(str(exc))
+        else:
+            self._answer()
+        return self._outage_start is None
+
+    def _answer(self) -> None:
+        now = self._clock()
+        self._answered = True
+        self._last_answer = now
+        self._failures_in_a_row = 0
+        if self._outage_start is not None:
+            lasted = now - self._outage_start
+            self._outage_seconds += lasted
+            self._outage_start = None
+            self._probing = False
+            self._gate.set()
+            log.warning("the platform answers again after %.1f s; resuming", lasted, extra={"outage": lasted})
+
+    def _fault(self, cause: str) -> None:
+        now = self._clock()
+        self._failures_in_a_row += 1
+        self._outage_cause = cause
+        if self._outage_start is not None:
+            # The probe failed: the next one waits longer, and any waiting sender may be it.
+            self._probes += 1
+            self._probe_at = now + PROBE_BACKOFF[min(self._probes, len(PROBE_BACKOFF) - 1)]
+            self._probing = False
+            self._gate.set()
+            self._gate.clear()  # wake the waiters, one of which takes the probe
+            return
+        if self._answered and self._failures_in_a_row >= OUTAGE_FAILURES and now - self._last_answer >= OUTAGE_SILENCE:
+            self.outages += 1
+            self._outage_start = self._last_answer
+            self._probes = 0
+            self._probe_at = now + PROBE_BACKOFF[0]
+            self._gate.clear()
+            log.warning(
+                "the platform stopped answering (%s): sending paused, probing for up to %.0f s",
+                cause,
+                self.outage_tolerance,
+            )
+
+    def _pause(self, status: int, retry_after: float | None) -> None:
+        now = self._clock()
+        wait = PAUSE_WITHOUT_RETRY_AFTER if retry_after is None else retry_after
+        if now + wait <= self._paused_until:
+            return
+        if now >= self._paused_until:
+            self.pauses += 1
+            log.info(
+                "most recent answers are %d: every worker pauses %.1f s",
+                status,
+                wait,
+                extra={"pause": wait},
+            )
+        self._paused_until = self._epoch = now + wait
+        self._next_slot = max(self._next_slot, self._paused_until)  # resume evenly spaced, not in a burst
+        self._recent.clear()
+        self._judge(force=True)
+
+    # -- the adaptive rate ------------------------------------------------------------------------------
+
+    def _judge(self, force: bool = False) -> None:
+        """Close the current window when it holds enough answers, and act on what it says."""
+        now = self._clock()
+        elapsed = now - self._start
+        answers = self._accepted + self._throttles
+        if self._slow_start:
+            ready = elapsed >= SLOW_START_WINDOW and answers >= SLOW_START_ANSWERS
+        else:
+            ready = (elapsed >= WINDOW and answers >= MIN_ANSWERS) or (
+                elapsed >= MAX_WINDOW and answers >= MIN_THROTTLES
+            )
+        if not (ready or force):
+            return
+        sent, accepted, throttles = self._sent, self._accepted, self._throttles
+        share = throttles / answers if answers else 0.0
+        base = self._background
+        threshold = base + max(MARGIN, 3 * math.sqrt(max(base, 0.01) * (1 - base) / max(answers, 1)))
+        if not self._peak:
+            threshold = max(threshold, FIRST_CUT_SHARE)  # no cap measured yet: the background is unknown
+        if share > threshold and throttles < MIN_THROTTLES and not force:
+            return  # a hint of a cap: gather throttles enough to judge it, rather than call the window calm
+        self._start = max(now, self._paused_until)  # time paused is no evidence of a low rate
+        self._sent = self._accepted = self._throttles = 0
+        if answers < MIN_THROTTLES or elapsed <= 0:
+            return
+        send_rate = sent / elapsed
+        if self._cut is not None and self._was_background(share, send_rate, answers):
+            return
+        if throttles >= MIN_THROTTLES and share > threshold:
+            if elapsed < WINDOW and not self._slow_start:
+                # A fraction of a second, maybe the platform's burst: too little to measure a cap from.
+                self._cut_to(max(SLOW_START_FLOOR, accepted / WINDOW), share, send_rate, slow_start=True)
+            else:
+                through = send_rate * (1 - (share - self._background))  # what the platform let through
+                if self._slow_start:
+                    # Doubling overshot: back to the step that sent without complaint (TCP's ssthresh); a
+                    # quarter second's measure, swollen by the platform's burst, is only the peak to recover to.
+                    self._cut_to((self._adaptive or through) / 2, share, send_rate, peak=through)
+                else:
+                    # Only a cut measured over a whole window may later prove to have been background.
+                    undoable = elapsed >= WINDOW
+                    self._cut_to(CUT_SHARE * through, share, send_rate, peak=through, undoable=undoable)
+        elif share <= threshold:
+            # A window of few answers (slow start's) says little of the background: it moves it little.
+            weight = BACKGROUND_WEIGHT * min(1.0, answers / MIN_ANSWERS)
+            self._background += weight * (share - self._background)
+            self._raise(send_rate)
+
+    def _cut_to(
+        self,
+        target: float,
+        share: float,
+        send_rate: float,
+        *,
+        peak: float = 0.0,
+        slow_start: bool = False,
+        undoable: bool = False,
+    ) -> None:
+        target = max(MIN_RATE, target)
+        current = self.rate
+        if current is not None and target >= current:
+            return  # sending above the limit in a burst: the limit already covers it
+        self._cut = _Cut(share, send_rate, self._adaptive, self._peak) if undoable else None
+        self._epoch = max(self._epoch, self._clock())
+        self._adaptive, self._peak, self._calm, self._slow_start = target, peak, 0, slow_start
+        self.cuts += 1
+        self.lowest_rate = target if self.lowest_rate is None else min(self.lowest_rate, target)
+        log.info(
+            "%.0f%% of answers are throttles (background %.0f%%): sending at most %.0f requests/s",
+            share * 100,
+            self._background * 100,
+            target,
+            extra={"rate": target},
+        )
+
+    def _was_background(self, share: float, send_rate: float, answers: int) -> bool:
+        """Undo the last cut when sending slower left the throttle share where it was: it was not about the rate."""
+        cut = self._cut
+        assert cut is not None
+        if send_rate > UNDO_RATE_DROP * cut.send_rate:
+            windows = cut.windows + 1  # still sending at the old rate: judge the cut later
+            self._cut = None if windows >= UNDO_WINDOWS else replace(cut, windows=windows)
             return False
-        if self._phase == "slow":
-            return now < self._epoch + SLOW_START_COOLDOWN
-        # A limit raised since the cut is news; the limit that was cut, still in force, wants more than one 429.
-        return self._last_raise < self._epoch and now < self._epoch + COOLDOWN
+        self._cut = None
+        noise = 2 * math.sqrt(max(share, 0.01) * (1 - share) / answers)
+        if abs(share - cut.share) > max(0.02, noise):
+            return False  # the share moved with the rate (down: the cut worked; up: it was too small)
+        self._background = share  # what is refused below the old rate is the background
+        self._adaptive, self._peak, self._slow_start = cut.previous, cut.previous_peak, False
+        self.cuts -= 1
+        log.info(
+            "throttles stayed at %.0f%% of answers when sending slower: not a rate limit; rate restored",
+            share * 100,
+            extra={"rate": self._adaptive},
+        )
+        return True
+
+    def _raise(self, send_rate: float) -> None:
+        adaptive = self._adaptive
+        if adaptive is None or send_rate < BINDING * adaptive:
+            return  # a limit the workers do not fill says nothing about the platform
+        now = self._clock()
+        if self._slow_start:
+            raised, why = 2 * adaptive, "slow start"
+        elif adaptive < NEAR_PEAK * self._peak:
+            raised, why = adaptive + RECOVER_SHARE * (self._peak - adaptive), "back towards the last peak"
+        elif now - self._last_probe >= PROBE_EVERY:
+            self._last_probe = now
+            step = PROBE_STEP
+            if adaptive > STALE_PEAK * self._peak:
+                step = min(PROBE_MAX_STEP, PROBE_STEP * 2**self._calm)
+                self._calm += 1
+            raised, why = adaptive * (1 + step), "probing"
+        else:
+            return
+        self._adaptive = raised
+        log.info("sending at most %.0f requests/s (%s)", raised, why, extra={"rate": raised})
+
+    # -- retries --------------------------------------------------------------------------------------
 
     def on_retry(self, retry_state: Any) -> None:
         """tenacity ``before_sleep`` hook: charge the retry to the shared budget."""
@@ -207,95 +455,6 @@ class Throttle:
         self.budget.spend(exc)
         if log.isEnabledFor(logging.INFO):
             _log_retry(retry_state, exc)
-
-    def _settle(self, now: float) -> bool:
-        """Choose a new limit after a throttle; False when the limit is not what holds us back."""
-        # Slow start doubles every quarter second: only the last step's window says what the cap is.
-        window, evidence = (SLOW_START_EVERY, 0.1) if self._phase == "slow" else (WINDOW, MIN_EVIDENCE)
-        start, sending = self._window(now, window)
-        measured = sending >= evidence
-        current = self.rate
-        if current is None:
-            # Throttled with no limit yet (a start-up burst): guess from what got through, then grow fast.
-            got_through = self._accepted.rate(now - WINDOW, now)
-            self._phase = "slow"
-            self._adaptive = max(SLOW_START_FLOOR, got_through)
-            return True
-        # In slow start the window may straddle a doubling, so it is measured as loosely as _probe measures it.
-        binding = BINDING / 2 if self._phase == "slow" else BINDING
-        if measured and self._sent.count(start) / sending < binding * current:
-            return False  # sending below the limit: this throttle is not about our rate
-        accepted = self._accepted.count(start) / sending if measured else 0.0
-        if self._phase != "slow":  # slow start's quarter-second windows are too short to trust as a best
-            self._best_accepted = max(self._best_accepted, accepted)
-        if self._phase == "slow":
-            # Doubling overshot the cap: fall back to the last step's limit, which sent without complaint (TCP's
-            # ssthresh), and climb from there.  What got through is no guide here: a quarter second after a pause
-            # it is mostly the platform's refilled burst, and settling on it left the limit far above the cap.
-            target = current / 2
-            self._phase = "recover"
-        else:
-            target, over = self._cut(now, current)
-            target = min(target, SETTLE_SHARE * accepted if measured else BLIND_DECREASE * current)
-            self._phase = "settled"
-            ceiling, until = self._ceiling
-            self._ceiling = (min(over, ceiling if now < until else over), now + CEILING_MEMORY)
-        self._adaptive = max(MIN_RATE, FLOOR_SHARE * self._best_accepted, target)
-        return True
-
-    def _window(self, now: float, length: float) -> tuple[float, float]:
-        """Where the last ``length`` seconds spent sending began, reaching back past pauses, and the time spent
-        sending since then (less only when the run is younger than that).
-
-        Time paused because the platform asked is not evidence of a low rate, and a throttle straight after a
-        pause is judged on the sending before it rather than cut blind: random 429s right after each pause
-        otherwise ratcheted the rate down to nothing.
-        """
-        need, edge = length, now
-        for pause_start, pause_end in reversed(self._pauses):
-            if pause_end < edge:
-                if edge - pause_end >= need:
-                    break
-                need -= edge - pause_end
-            edge = min(edge, pause_start)
-        start = max(edge - need, self._started)
-        return start, length - need + max(0.0, edge - start)
-
-    def _cut(self, now: float, current: float) -> tuple[float, float]:
-        """The limit after a throttle at ``current`` outside slow start, and the lowest limit now known too high."""
-        if self._phase != "recover":
-            return DECREASE * current, current
-        # Climbing back overshot: the step before this one sent a whole step without complaint.  Unless the
-        # throttle came early in this step: then that step had already spent the platform's burst, so it was
-        # over the cap too, only hidden by the burst.
-        previous = current / (1 + RECOVER_STEP)
-        if now - self._last_raise < RECOVER_EVERY / 2:
-            return previous / (1 + RECOVER_STEP), previous
-        return previous, current
-
-    def _probe(self, now: float, rate: float) -> None:
-        """Raise the limit while it binds: slowly once settled, by doubling in slow start."""
-        if self._adaptive is None:
-            return
-        every, factor = _PHASES[self._phase]
-        if now - self._last_probe < every:
-            return
-        self._last_probe = now
-        # Raise only a limit that binds (as TCP validates its window): a limit the workers cannot fill says
-        # nothing about the platform.  Slow start's short steps are measured more loosely.
-        binding = BINDING if self._phase == "settled" else BINDING / 2
-        if self._sent.rate(now - every, now) >= binding * rate:
-            ceiling, until = self._ceiling
-            raised = self._adaptive * factor
-            if now < until:
-                # Far under the ceiling, close a quarter of the gap per step: 1 % steps took a minute to climb
-                # back from a cut made blind.
-                top = CEILING_SHARE * ceiling
-                raised = min(max(raised, self._adaptive + (top - self._adaptive) / 4), max(self._adaptive, top))
-            if raised != self._adaptive:
-                self._last_raise = now
-                log.debug("raising the send limit to %.1f requests/s (%s)", raised, self._phase)
-            self._adaptive = raised
 
 
 def _log_retry(retry_state: Any, exc: BaseException | None) -> None:
@@ -331,15 +490,23 @@ class RetryBudget:
     @classmethod
     def for_concurrency(cls, concurrency: int) -> RetryBudget:
         """botocore's 500 units suit its 10 connections; one failed burst of N in flight must not drain it."""
-        return cls(capacity=max(500, 20 * concurrency))
+        return cls(capacity=_capacity(concurrency))
+
+    def resize(self, concurrency: int) -> None:
+        """Follow a concurrency that moved: the units gained or lost go with the capacity."""
+        capacity = _capacity(concurrency)
+        self.available = max(0, min(capacity, self.available + capacity - self.capacity))
+        self.capacity = capacity
 
     def spend(self, exc: BaseException | None) -> None:
-        if isinstance(exc, TransportError) and exc.timeout:
-            cost = self.timeout_cost
-        elif getattr(exc, "retry_after", None) is not None:
-            # The server said when to come back and every worker is paused until then: that is pacing, not
-            # hammering, so it costs little.  It still costs something, so endless throttling ends the run.
+        paced = getattr(exc, "retry_after", None) is not None or not getattr(exc, "counted", True)
+        if paced or (isinstance(exc, TransportError) and exc.connect and not exc.timeout):
+            # The server said when to come back, the platform is out and only probes go, or a connection was
+            # refused (which costs the platform nothing): pacing, not hammering, so it costs little.  It still
+            # costs something, so endless throttling ends the run.
             cost = self.paced_cost
+        elif isinstance(exc, TransportError) and exc.timeout:
+            cost = self.timeout_cost
         else:
             cost = self.retry_cost
         if cost > self.available:
@@ -353,3 +520,7 @@ class RetryBudget:
     def refund(self) -> None:
         if self.available < self.capacity:
             self.available += 1
+
+
+def _capacity(concurrency: int) -> int:
+    return max(500, 20 * concurrency)

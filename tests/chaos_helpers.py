@@ -134,6 +134,17 @@ class EmulatorProcess:
             self.totals = EmulatorTotals(*(int(g) for g in match.groups()))
         return self.totals
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed platform: connections reset, then refused."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.communicate(timeout=10)  # reaps it and closes its pipes
+
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 

@@ -7,15 +7,18 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bench.__main__ import main as bench_main
+from bench.exactness import Exactness, check_results
 from bench.processes import EmulatorProcess, measure
 from bench.run import run_scenario
-from bench.scenarios import PRESENT_RATIO, Scenario, manifest_for
+from bench.scenarios import PRESENT_RATIO, SCENARIOS, Scenario, manifest_for
 from bench.table import render
+from reconcile.emulator import synthetic_manifest_rows
 
 ROWS = 300
 
@@ -148,18 +151,139 @@ def test_command_line_writes_json_results(tmp_path: Path, capsys: pytest.Capture
     assert "engine ÷ bare" in capsys.readouterr().out
 
 
-def test_first_429_before_any_answer_does_not_collapse_the_send_rate() -> None:
-    """A 429 in the first milliseconds (no 200 seen yet) pauses, but must not cut the rate to MIN_RATE (1/s).
+def test_first_429s_before_any_answer_do_not_collapse_the_send_rate() -> None:
+    """429s in the first milliseconds (no 200 seen yet) pause, but must not cut the rate to MIN_RATE (1/s).
 
-    The ratecap scenario found this: 100 requests leave at once, the server's burst admits 30, the first 429
-    comes back before any 200, and ``Throttle._accepted_rate`` counts successes over a window reaching back
-    before the run began (``_paused_until`` starts at 0.0), so it "measures" 0/s and the run crawls at a few
-    rows/s against a 300 requests/s cap.  No evidence should mean the slow-start guess, not zero.
+    The ratecap scenario found this: 100 requests leave at once, the server's burst admits 30, the 429s come
+    back before any 200, and a rate measured from that start "measures" 0/s, so the run crawls at a few rows/s
+    against a 300 requests/s cap.  No evidence should mean slow start from a floor, not zero.
     """
-    from reconcile.throttle import Throttle
+    from reconcile.throttle import PAUSE_ANSWERS, SLOW_START_FLOOR, Throttle
 
     now = [10_000.0]  # a monotonic clock long past zero, as in a real process
     throttle = Throttle(clock=lambda: now[0])
-    now[0] += 0.03  # 30 ms after start: requests sent, none answered 200 yet
-    throttle.on_throttle(1.0)
-    assert throttle.rate is None or throttle.rate >= 10
+    for _ in range(PAUSE_ANSWERS):
+        now[0] += 0.0015  # 30 ms after start: requests sent, none answered 200
+        throttle.sent()
+        throttle.on_throttle(429, 1.0)
+    assert throttle.pauses == 1
+    assert throttle.rate is None or throttle.rate >= SLOW_START_FLOOR
+
+
+def test_exactness_counts_wrong_error_and_unchecked_rows(tmp_path: Path) -> None:
+    """A report is exact only if every row has the status and callId the emulator's dataset gives it."""
+    from reconcile.emulator import Dataset
+
+    dataset = Dataset.synthetic(None, PRESENT_RATIO)
+    rows = list(synthetic_manifest_rows(40, PRESENT_RATIO))
+    present = [key for key in rows if key in dataset][:3]
+    missing = [key for key in rows if key not in dataset][:2]
+    header = ["company", "organisation", "folder", "filename", "row", "source", "status", "call_id", "detail"]
+    lines = [
+        [*present[0], "1", "m.csv", "present", dataset.lookup(present[0]), ""],  # right
+        [*missing[0], "2", "m.csv", "missing", "", ""],  # right
+        [*present[1], "3", "m.csv", "present", "wrong-id", ""],  # wrong callId
+        [*missing[1], "4", "m.csv", "present", "X", ""],  # wrong status
+        [*present[2], "5", "m.csv", "error", "", "HTTP 503"],
+        [*rows[-1], "6", "m.csv", "unchecked", "", "not checked"],
+    ]
+    path = tmp_path / "results.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([header, *lines])
+    result = check_results(path, dataset)
+    assert result == Exactness(rows=6, right=2, wrong=2, errors=1, unchecked=1)
+    assert not result.exact
+    assert result.as_dict()["exact"] is False
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([header, *lines[:2]])
+    assert check_results(path, dataset).exact
+
+
+def test_scenarios_refuse_a_bare_loop_without_concurrency() -> None:
+    """The bare loop needs a number to run at, and a queue limit needs a capacity: said at definition."""
+    with pytest.raises(ValueError, match="bare loop needs a concurrency"):
+        Scenario("x", latency_ms=0, concurrency=None, rows=10)
+    with pytest.raises(ValueError, match="queue limit needs a capacity"):
+        Scenario("x", latency_ms=0, concurrency=4, rows=10, queue_limit=3, bare=False)
+
+
+def test_emulator_process_passes_the_platform_shape_and_reads_its_stats() -> None:
+    """Faults, capacity and queue limit reach the emulator's command line; its stats JSON is read on stop."""
+    shape = {"fault_rate": 0.1, "fault_mix": "gateway", "capacity": 2, "queue_limit": 1}
+    with EmulatorProcess(**shape) as emulator:  # type: ignore[arg-type]
+        request = urllib.request.Request(emulator.url + "/api/v1/search/conversationexists", data=b"{}")
+        with pytest.raises(urllib.error.HTTPError) as caught:  # no token: 401 before any fault
+            urllib.request.urlopen(request, timeout=5)
+        caught.value.close()
+    command = " ".join(emulator.command)
+    assert "--fault-rate 0.1 --fault-mix gateway --capacity 2 --queue-limit 1" in command
+    assert emulator.stats is not None
+    assert emulator.stats["api_requests"] == 1
+    assert emulator.stats["by_status"] == {"401": 1}
+    assert set(emulator.stats["latency_ms"]) == {"count", "median", "p90", "p99", "max"}
+
+
+@pytest.mark.slow
+def test_faults_scenario_measures_against_the_fault_free_run(tmp_path: Path) -> None:
+    """faults10 in small: the engine with faults and without, exact reports, and what the platform injected."""
+    # 3% rather than 10% keeps the run short; the full 10% is the benchmark's.
+    scenario = replace(SCENARIOS["faults10"], rows=150, fault_rate=0.03)
+    result = run_scenario(scenario, repeats=1, work=tmp_path, log=lambda _: None)
+    assert [run["client"] for run in result["runs"]] == ["engine", "fault-free"]
+    assert all(run["exactness"]["exact"] for run in result["runs"])
+    summary = result["summary"]
+    assert summary["engine"]["exact_runs"] == summary["fault-free"]["exact_runs"] == 1
+    assert summary["engine"]["platform"]["share_faults_injected"] > 0
+    assert summary["fault-free"]["platform"]["share_faults_injected"] == 0
+    assert summary["faulted_over_fault_free_rows_per_second"] > 0
+    table = render([result])
+    assert "with 3% faults ÷ without" in table
+    assert "reports exact: all 2 runs" in table
+
+
+@pytest.mark.slow
+def test_rate_cap_with_faults_counts_the_cap_429s_apart(tmp_path: Path) -> None:
+    """ratecap-faults in small: the share of the cap, and the cap's 429s apart from the injected ones."""
+    scenario = replace(SCENARIOS["ratecap-faults"], rows=100, latency_ms=5, concurrency=2, max_rps=60)
+    result = run_scenario(scenario, repeats=1, work=tmp_path, log=lambda _: None)
+    summary = result["summary"]
+    platform = summary["engine"]["platform"]
+    assert summary["share_429_emulator"] == platform["share_429_cap"] > 0  # 2 in flight at 5 ms outrun 60/s
+    assert summary["share_429_injected"] == platform["share_429_injected"]
+    assert platform["share_faults_injected"] > 0
+    assert summary["engine"]["exact_runs"] == 1
+    assert "of answers the cap's" in render([result])
+
+
+@pytest.mark.slow
+def test_capacity_scenario_compares_the_default_command_with_fixed_concurrency(tmp_path: Path) -> None:
+    """capacity in small: the default command, a sweep of fixed values, the best of them, and the latency seen."""
+    scenario = replace(SCENARIOS["capacity"], rows=120, latency_ms=20, capacity=4, sweep=(2, 8))
+    result = run_scenario(scenario, repeats=1, work=tmp_path, log=lambda _: None)
+    assert [run["client"] for run in result["runs"]] == ["engine", "fixed-2", "fixed-8"]
+    assert [run["concurrency"] for run in result["runs"]] == ["default", 2, 8]
+    summary = result["summary"]
+    assert summary["best_fixed"] in ("fixed-2", "fixed-8")
+    assert summary["engine_over_best_fixed_rows_per_second"] > 0
+    assert summary["fixed-2"]["platform"]["max_in_flight"] <= 2
+    assert summary["fixed-8"]["platform"]["max_queued"] >= 1  # 8 in flight, 4 worked on: a queue
+    for client in ("engine", "fixed-2", "fixed-8"):
+        assert summary[client]["platform"]["latency_median_ms"] >= 19  # never faster than the backend's 20 ms
+        assert summary[client]["exact_runs"] == 1
+        assert 0 < summary[client]["share_of_capacity_limit"] <= 1.05
+    assert summary["engine_latency_over_no_load"] >= 0.95
+    table = render([result])
+    assert "the default command ÷ the best fixed --concurrency" in table
+    assert "platform, fixed-8: median" in table
+
+
+@pytest.mark.slow
+def test_shedding_scenario_reports_the_503s_shed(tmp_path: Path) -> None:
+    """capacity-shed in small: a fixed concurrency beyond capacity and queue is shed, and the report stays exact."""
+    scenario = replace(SCENARIOS["capacity-shed"], rows=120, latency_ms=20, capacity=2, queue_limit=1, sweep=(6,))
+    result = run_scenario(scenario, repeats=1, work=tmp_path, log=lambda _: None)
+    summary = result["summary"]
+    assert summary["fixed-6"]["platform"]["share_503_shed"] > 0
+    assert summary["fixed-6"]["platform"]["max_queued"] == 1
+    assert summary["fixed-6"]["exact_runs"] == 1
+    assert "503 shed" in render([result])

@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 from conftest import read_results, write_manifest
 
 from reconcile.cli import GC_THRESHOLD, _event_loop_run, cli
+from reconcile.demo import DEMO_MANIFESTS, sample_manifests
 from reconcile.emulator import DEMO_CLIENT_SECRET, Dataset
 
 PRESENT = list(Dataset.demo())[:3]
@@ -277,16 +278,16 @@ def test_demo_exits_3_and_writes_the_report_under_the_working_directory(
     assert counts["error"] == 0
 
 
-def test_demo_prefers_sample_manifests_in_the_working_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A ./sample_manifests folder is what the demo reconciles, when there is one."""
+def test_demo_reconciles_the_packaged_samples_wherever_it_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo reads the manifests inside the package, even where a ./sample_manifests folder holds others."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sample_manifests").mkdir()
     write_manifest(tmp_path / "sample_manifests" / "mine.csv", PRESENT)
-    result = invoke(["demo", "--out", "demo-out"], {})
-    assert result.exit_code == 0, result.output
-    assert len(read_results(tmp_path / "demo-out" / "results.csv")) == 3
+    result = invoke(["demo", "--out", "demo-out", "-q"], {})
+    assert result.exit_code == 3, result.output
+    sources = {row["source"] for row in read_results(tmp_path / "demo-out" / "results.csv")}
+    assert {Path(source).name for source in sources} == {path.name for path in sample_manifests()}
+    assert all(Path(source).parent == DEMO_MANIFESTS for source in sources)
 
 
 def test_help_documents_the_commands() -> None:

@@ -191,18 +191,38 @@ async def test_404_is_endpoint_not_found(mocked: tuple[PlatformClient, aiorespon
     assert count(mock, API) == 1
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504, 429, 408])
+@pytest.mark.parametrize(("status", "retry_after"), [(500, "0"), (502, "0"), (504, "0"), (408, "0"), (500, None)])
 async def test_retryable_statuses_are_retried_then_a_row_error(
-    mocked: tuple[PlatformClient, aioresponses], status: int
+    mocked: tuple[PlatformClient, aioresponses], status: int, retry_after: str | None
 ) -> None:
-    """408/429/5xx are retried up to max_attempts, then the row ends in error saying how many attempts."""
+    """Faults (not throttles) are retried up to max_attempts, then the row ends in error saying how many attempts."""
     client, mock = mocked
-    mock.post(API, status=status, body=b"upstream trouble", headers={"Retry-After": "0"}, repeat=True)
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    mock.post(API, status=status, body=b"upstream trouble", headers=headers, repeat=True)
     outcome = await client.check(RECORD)
     assert outcome.exists is None
     assert f"HTTP {status}" in outcome.detail
     assert f"after {FAST.max_attempts} attempts" in outcome.detail
     assert outcome.attempts == FAST.max_attempts == count(mock, API)
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(429, "0.05"), (503, "0.05"), (503, None), (429, None)])
+async def test_throttles_are_bounded_by_time_not_attempts(status: int, retry_after: str | None) -> None:
+    """A throttle (429/503, with or without Retry-After) is pacing: not charged to max_attempts, bounded by time."""
+    policy = RetryPolicy(
+        max_attempts=2, max_time=0.3, backoff_initial=0.05, backoff_max=0.05, healthy_backoff_initial=0.05
+    )
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    async with PlatformClient(SETTINGS, policy=policy) as client:
+        with aioresponses() as mock:
+            mock.post(SETTINGS.token_url, status=200, repeat=True, payload={"access_token": "t", "expires_in": 3599})
+            mock.post(API, status=status, body=b"slow down", headers=headers, repeat=True)
+            outcome = await client.check(RECORD)
+    assert outcome.exists is None
+    assert f"HTTP {status}" in outcome.detail
+    assert outcome.attempts > policy.max_attempts  # more than two attempts: throttles are not failures ...
+    assert outcome.attempts <= 0.3 / 0.0025 + 1  # ... and the row waited between them, until max_time
+    assert client.throttle.throttled == outcome.attempts
 
 
 async def test_retryable_status_then_success(mocked: tuple[PlatformClient, aioresponses]) -> None:

@@ -9,8 +9,8 @@ import pytest
 from reconcile.config import (
     DEFAULT_AUTHORITY,
     DEFAULT_BASE_URL,
-    DEFAULT_CONCURRENCY,
     DEFAULT_ENDPOINT_PATH,
+    DEFAULT_MAX_CONCURRENCY,
     Secret,
     Settings,
     check_url,
@@ -50,7 +50,8 @@ def test_defaults_apply_when_only_credentials_are_given() -> None:
     assert settings.base_url == DEFAULT_BASE_URL == "https://platform-ca.calljourney.com"
     assert settings.authority == DEFAULT_AUTHORITY == "https://login.microsoftonline.com"
     assert settings.endpoint_path == DEFAULT_ENDPOINT_PATH == "/api/v1/search/conversationexists"
-    assert settings.concurrency == DEFAULT_CONCURRENCY
+    assert settings.concurrency is None  # automatic ...
+    assert settings.concurrency_ceiling == settings.max_concurrency == DEFAULT_MAX_CONCURRENCY  # ... up to 256
     assert settings.client_secret.reveal() == SECRET
 
 
@@ -257,7 +258,7 @@ def test_secret_compares_by_value_and_is_falsy_when_empty() -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "fragment"),
     [
-        ("CALLJOURNEY_CONCURRENCY", "lots", "concurrency must be a number"),
+        ("CALLJOURNEY_CONCURRENCY", "lots", "concurrency must be a number or 'auto'"),
         ("CALLJOURNEY_CONCURRENCY", "0", "concurrency must be at least 1"),
         ("CALLJOURNEY_TIMEOUT", "-1", "timeout must be positive"),
         ("CALLJOURNEY_MAX_ATTEMPTS", "0", "max attempts must be at least 1"),
@@ -298,3 +299,18 @@ def test_ssl_context_verifies_by_default() -> None:
     context = load().ssl_context()
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname is True
+
+
+@pytest.mark.parametrize(("given", "expected"), [("auto", None), ("AUTO", None), ("24", 24), (None, None)])
+def test_concurrency_is_auto_or_a_number(given: str | None, expected: int | None) -> None:
+    """CALLJOURNEY_CONCURRENCY takes 'auto' (the default) or a fixed number; the ceiling follows a fixed one."""
+    environ = dict(REQUIRED) if given is None else {**REQUIRED, "CALLJOURNEY_CONCURRENCY": given}
+    settings = load(environ)
+    assert settings.concurrency == expected
+    assert settings.concurrency_ceiling == (expected or DEFAULT_MAX_CONCURRENCY)
+
+
+def test_max_concurrency_and_outage_tolerance_come_from_the_environment() -> None:
+    """The automatic concurrency's ceiling and the outage tolerance are settings like any other."""
+    settings = load({**REQUIRED, "CALLJOURNEY_MAX_CONCURRENCY": "64", "CALLJOURNEY_OUTAGE_TOLERANCE": "30"})
+    assert (settings.max_concurrency, settings.concurrency_ceiling, settings.outage_tolerance) == (64, 64, 30.0)

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from conftest import write_manifest
 
 import reconcile.report
+from reconcile._version import __version__
 from reconcile.cli import cli
 from reconcile.crash import CRASH_PREFIX
 from reconcile.emulator import DEMO_CLIENT_SECRET, Dataset
@@ -40,7 +41,7 @@ def test_a_bug_during_a_run_exits_5_naming_a_redacted_crash_file_in_out(
         "Re-running the same command resumes from the journal"
     )
     text = crash.read_text(encoding="utf-8")
-    assert text.startswith("reconcile 0.1.0 crashed (exit 5) at ")
+    assert text.startswith(f"reconcile {__version__} crashed (exit 5) at ")
     for part in ("command line: reconcile ", "python: 3.", "packages: aiohttp ", "Traceback (most recent call last)"):
         assert part in text
     assert "RuntimeError: boom with [REDACTED] in it" in text

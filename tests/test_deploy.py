@@ -25,7 +25,7 @@ import yaml
 from conftest import REPO, SAMPLES
 
 from reconcile.cli import cli
-from reconcile.config import check_url
+from reconcile.config import Settings, check_url
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID
 from reconcile.emulator.command import emulator as emulator_command
 from reconcile.profiles import load_profile
@@ -52,6 +52,12 @@ KNOWN_VARIABLES = {
         "MAX_RETRY_TIME",
         "MAX_RPS",
         "CA_BUNDLE",
+        "TRUST_STORE",
+        "PROXY",
+        "CLIENT_CERTIFICATE",
+        "CLIENT_CERTIFICATE_PASSWORD",
+        "ASSERTION_ALG",
+        "FEDERATED_TOKEN_FILE",
         "CONFIG",
         "PROFILE",
     )
@@ -107,32 +113,66 @@ def docker_ignores(path: str) -> bool:
     return excluded
 
 
-def test_dockerfile_builds_from_the_project_as_a_non_root_user() -> None:
-    """python:3.11-slim, `pip install` of the copied project, a numeric non-root USER, ENTRYPOINT reconcile."""
-    steps = dockerfile()
-    assert steps[0] == ("FROM", "python:3.11-slim")
-    users = [args for kind, args in steps if kind == "USER"]
+def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """The Dockerfile's stages by name (``AS name``; the last one also as ``runtime``), each its steps after FROM."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    steps: list[tuple[str, str]] = []
+    for kind, args in dockerfile():
+        if kind == "FROM":
+            words = args.split()
+            steps = [(kind, words[0])]
+            stages[words[2] if len(words) == 3 and words[1].upper() == "AS" else f"stage {len(stages)}"] = steps
+        else:
+            steps.append((kind, args))
+    stages["runtime"] = steps
+    return stages
+
+
+def copy_sources(steps: list[tuple[str, str]]) -> list[str]:
+    """The build-context paths the COPY steps copy (not those copied from another stage)."""
+    copies = [shlex.split(args) for kind, args in steps if kind == "COPY"]
+    return [source for copy in copies if not any(w.startswith("--from=") for w in copy) for source in copy[:-1]]
+
+
+def test_dockerfile_builds_a_wheel_and_installs_it_alone_for_a_non_root_user() -> None:
+    """Multi-stage: a build stage makes the wheel from the project's files; the python:3.11-slim runtime stage
+    pip-installs that wheel (no sources reach it), runs as a numeric non-root USER, ENTRYPOINT reconcile."""
+    stages = dockerfile_stages()
+    build, runtime = stages["build"], stages["runtime"]
+    assert build[0] == ("FROM", "python:3.11-slim")
+    assert runtime[0] == ("FROM", "python:3.11-slim")
+    assert runtime is not build
+    assert {"pyproject.toml", "README.md", "reconcile"} <= set(copy_sources(build))
+    wheel_step = next(args for kind, args in build if kind == "RUN" and "python -m build --wheel" in args)
+    outdir = re.search(r"--outdir (\S+)", wheel_step)
+    assert outdir, wheel_step
+    fetched = [shlex.split(args) for kind, args in runtime if kind == "COPY" and "--from=build" in args]
+    assert [copy[1:] for copy in fetched] == [[outdir[1], "/tmp/dist"]]
+    assert any(kind == "RUN" and "pip install /tmp/dist/*.whl" in args for kind, args in runtime)
+    assert not {"pyproject.toml", "reconcile"} & set(copy_sources(runtime)), "the runtime stage gets the wheel only"
+    users = [args for kind, args in runtime if kind == "USER"]
     assert users, "no USER: the image would run as root"
     user = users[-1].split(":")[0]
     assert user.isdigit()
     assert int(user) != 0
-    assert json.loads(next(args for kind, args in steps if kind == "ENTRYPOINT")) == ["reconcile"]
-    copies = [shlex.split(args) for kind, args in steps if kind == "COPY"]
-    source_dir = next(c[-1] for c in copies if "pyproject.toml" in c)
-    assert any(kind == "RUN" and f"pip install {source_dir.rstrip('/')}" in args for kind, args in steps)
-    assert any(kind == "RUN" and "chown reconcile:reconcile /reports" in args for kind, args in steps)
+    assert json.loads(next(args for kind, args in runtime if kind == "ENTRYPOINT")) == ["reconcile"]
+    assert any(kind == "RUN" and "chown reconcile:reconcile /reports" in args for kind, args in runtime)
 
 
 def test_every_copied_file_exists_and_is_in_the_build_context() -> None:
-    """Each COPY source exists in the checkout and .dockerignore lets it in."""
-    copies = [shlex.split(args) for kind, args in dockerfile() if kind == "COPY"]
-    sources = [source for copy in copies for source in copy[:-1] if not source.startswith("--")]
+    """Each COPY source exists in the checkout and .dockerignore lets it in; --from names an earlier stage."""
+    stages = dockerfile_stages()
+    sources = [source for steps in stages.values() for source in copy_sources(steps)]
     assert "reconcile" in sources
     assert "sample_manifests" in sources
     for source in sources:
         assert (REPO / source).exists(), source
         assert not docker_ignores(source), f"{source} is copied but .dockerignore excludes it"
     assert not docker_ignores("reconcile/cli.py")
+    assert not docker_ignores("reconcile/demo_manifests/smoke-10.csv")
+    for kind, args in stages["runtime"]:
+        if kind == "COPY" and (stage := re.search(r"--from=(\S+)", args)):
+            assert stage[1] in stages, args
 
 
 @pytest.mark.parametrize(
@@ -464,3 +504,56 @@ def test_nightly_script_end_to_end(emulator_process_url: str, tmp_path: Path) ->
     assert busy.returncode == 75
     assert "still going" in busy.stderr
     assert nightly(tmp_path, emulator_process_url, "2026-11-27").returncode == 2
+
+
+# -- Kubernetes with workload identity -------------------------------------------------------------------------
+
+WORKLOAD_IDENTITY = KUBERNETES / "workload-identity" / "indexed-job.yaml"
+
+
+def workload_identity_objects() -> dict[str, dict[str, Any]]:
+    return {f"{doc['kind']}/{doc['metadata']['name']}": doc for doc in load_yaml(WORKLOAD_IDENTITY)}
+
+
+@pytest.mark.parametrize("version", ["1.29.0", kubernetes_validate.latest_version()])
+def test_workload_identity_objects_match_the_api_schema(version: str) -> None:
+    """The workload-identity variant's service account and Job validate strictly against the Kubernetes API schema."""
+    found = workload_identity_objects()
+    assert {"ServiceAccount/reconcile"} < set(found)
+    for name, doc in found.items():
+        assert kubernetes_validate.validate(doc, version, strict=True), name
+
+
+def test_the_workload_identity_job_signs_in_without_any_secret(tmp_path: Path) -> None:
+    """Label and annotation as AKS wants them, no Secret volume, no secret option or variable; with what the webhook
+    injects, the settings load with the federated credential and the shard rules of the main Job hold."""
+    found = workload_identity_objects()
+    (job,) = [o for o in found.values() if o["kind"] == "Job"]
+    pod = job["spec"]["template"]
+    account = found[f"ServiceAccount/{pod['spec']['serviceAccountName']}"]
+    assert re.fullmatch(r"[0-9a-f-]{36}", account["metadata"]["annotations"]["azure.workload.identity/client-id"])
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert not [v for v in pod["spec"]["volumes"] if "secret" in v or "projected" in v]
+    spec = container(job)
+    params = parse_command(reconcile_argv(spec)).params
+    assert params["client_secret_file"] is None
+    assert not [e for e in spec["env"] if "SECRET" in e["name"] or "secretKeyRef" in str(e.get("valueFrom"))]
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == params["shard_count"]
+    budget = float(job["metadata"]["annotations"]["reconcile.calljourney.com/platform-max-rps"])
+    assert params["max_rps"] * params["shard_count"] == pytest.approx(budget)
+    # The ConfigMap it mounts is the main file's; load its profile with what the webhook injects.
+    config_name = next(v["configMap"]["name"] for v in pod["spec"]["volumes"] if "configMap" in v)
+    config_map = objects()[f"ConfigMap/{config_name}"]
+    (tmp_path / "reconcile.toml").write_text(config_map["data"]["reconcile.toml"], encoding="utf-8")
+    (tmp_path / "token").write_text("header.payload.signature", encoding="utf-8")
+    injected = {
+        "AZURE_CLIENT_ID": account["metadata"]["annotations"]["azure.workload.identity/client-id"],
+        "AZURE_TENANT_ID": "11111111-1111-1111-1111-111111111111",
+        "AZURE_AUTHORITY_HOST": "https://login.microsoftonline.com/",
+        "AZURE_FEDERATED_TOKEN_FILE": str(tmp_path / "token"),
+    }
+    profile = load_profile(tmp_path / "reconcile.toml", params["profile"], environ={}, dotenv=None)
+    settings = Settings.load({}, environ=injected, dotenv=None, defaults=profile.settings)
+    assert settings.credential_kind == "federated"
+    assert settings.tenant_id == injected["AZURE_TENANT_ID"]
+    assert settings.token_url == f"https://login.microsoftonline.com/{injected['AZURE_TENANT_ID']}/oauth2/v2.0/token"

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 import trustme
+from click.testing import CliRunner
 from multidict import CIMultiDictProxy
 
 import reconcile.emulator
@@ -30,13 +32,18 @@ from reconcile.emulator import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     DEMO_TENANT_ID,
+    FAULT_MIXES,
     Dataset,
     Emulator,
     EmulatorConfig,
     Faults,
+    Stats,
     make_call_id,
     synthetic_manifest_rows,
 )
+from reconcile.emulator.app import EmulatorState, _TokenBucket
+from reconcile.emulator.command import emulator as emulator_command
+from reconcile.emulator.faults import ApiFault, FaultPicker
 
 FIELDS = ("company", "organisation", "folder", "filename")
 ROOT = Path(__file__).resolve().parent.parent
@@ -349,7 +356,8 @@ async def test_429_retry_after_alternates_forms(session: aiohttp.ClientSession) 
         second = (await ask(session, emu, token))[2]["Retry-After"]
     assert first == "1"
     assert second.endswith(" GMT")
-    assert 0 <= parsedate_to_datetime(second).timestamp() - time.time() <= 1.5
+    # Whole seconds, rounded up: never less than the second the other form says, never more than two.
+    assert 0.9 <= parsedate_to_datetime(second).timestamp() - time.time() <= 2.0
     assert emu.stats.by_status[429] == 2
     assert emu.stats.rate_limited == 0
 
@@ -500,6 +508,257 @@ async def test_stats_count_requests(emu: Emulator, session: aiohttp.ClientSessio
     assert stats.first_request_at <= time.monotonic()
 
 
+def test_rate_cap_retry_after_is_the_wait_for_the_next_admission() -> None:
+    """Below one request a second the cap's Retry-After is the whole seconds until a request would pass."""
+    bucket = _TokenBucket(0.5, burst_seconds=2.0)  # a burst of one request, then one every 2 s
+    assert bucket.take()
+    assert not bucket.take()
+    assert bucket.retry_after() == "2"
+    assert _TokenBucket(300, burst_seconds=0.1).retry_after() == "1"  # never 0: at least a second
+
+
+# ---- platform shapes: a capacity-limited backend, fault mixes ---------------------------------
+
+
+class Gate:
+    """Holds every request the backend works on until opened, and counts how many it holds at once."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.open = asyncio.Event()
+        self.running = 0
+        self.max_running = 0
+        answer = EmulatorState._answer
+
+        async def held(state: EmulatorState, request: Any, arrived: float) -> Any:
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+            try:
+                await self.open.wait()
+                return await answer(state, request, arrived)
+            finally:
+                self.running -= 1
+
+        monkeypatch.setattr(EmulatorState, "_answer", held)
+
+
+async def until(condition: Any, what: str) -> None:
+    """Wait (at most 10 s) for ``condition()`` to hold: requests take a moment to arrive."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+async def test_capacity_bounds_the_requests_worked_on(
+    session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With capacity 3, nine requests at once: three are worked on, six wait, and all nine are answered."""
+    gate = Gate(monkeypatch)
+    async with Emulator(EmulatorConfig(capacity=3)) as emu:
+        token = await get_token(session, emu)
+        asks = [asyncio.ensure_future(ask(session, emu, token)) for _ in range(9)]
+        await until(lambda: emu.stats.in_flight == 9, "nine requests in flight")
+        assert (gate.running, emu.stats.in_work, emu.stats.queued) == (3, 3, 6)
+        gate.open.set()
+        results = await asyncio.gather(*asks)
+    assert [status for status, _, _ in results] == [200] * 9
+    assert gate.max_running == emu.stats.max_in_work == 3
+    assert emu.stats.max_queued == 6
+    assert emu.stats.max_in_flight == 9
+    assert (emu.stats.queued, emu.stats.in_work, emu.stats.shed) == (0, 0, 0)
+
+
+async def test_latency_grows_with_load_beyond_capacity(session: aiohttp.ClientSession) -> None:
+    """At capacity 2 and 50 ms, eight requests at once are answered in four waves and the stats see the wait."""
+    async with Emulator(EmulatorConfig(capacity=2, latency_ms=50)) as emu:
+        token = await get_token(session, emu)
+        await asyncio.gather(*(ask(session, emu, token) for _ in range(2)))
+        assert emu.stats.max_queued == 0  # at the capacity nothing waits
+        light = sorted(emu.stats.latencies)
+        await asyncio.gather(*(ask(session, emu, token) for _ in range(8)))
+    heavy = sorted(emu.stats.latencies[2:])
+    assert len(light) == 2
+    assert len(heavy) == 8
+    assert min(light) >= 0.045
+    # Lower bounds only (a loaded machine is slower, never faster): wave k is answered after k × 50 ms.
+    for index, seconds in enumerate(heavy):
+        assert seconds >= 0.045 * (index // 2 + 1), heavy
+    assert emu.stats.max_queued == 6
+    median = emu.stats.latency_ms(0.5)
+    assert median is not None
+    assert median >= 90
+
+
+async def test_queue_limit_sheds_503_beyond_it(session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Capacity 2 and a queue of 3: of ten requests at once five are shed with a 503 without Retry-After."""
+    gate = Gate(monkeypatch)
+    async with Emulator(EmulatorConfig(capacity=2, queue_limit=3)) as emu:
+        token = await get_token(session, emu)
+        asks = [asyncio.ensure_future(ask(session, emu, token)) for _ in range(10)]
+        await until(lambda: emu.stats.api_requests == 10 and emu.stats.queued == 3, "ten requests to arrive")
+        await until(lambda: emu.stats.shed == 5, "five sheds")
+        gate.open.set()
+        results = await asyncio.gather(*asks)
+    shed = [(body, headers) for status, body, headers in results if status == 503]
+    assert len(shed) == 5
+    assert sorted(status for status, _, _ in results).count(200) == 5
+    assert all("Retry-After" not in headers and "capacity" in body["message"] for body, headers in shed)
+    assert emu.stats.by_status == {200: 5, 503: 5}
+    assert (emu.stats.shed, emu.stats.max_queued, emu.stats.max_in_work) == (5, 3, 2)
+    assert not emu.stats.faults  # shed 503s are not injected faults
+
+
+async def test_shed_retry_after_is_sent_when_configured(
+    session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With shed_retry_after, a request shed at a full queue (here of zero) carries that Retry-After."""
+    gate = Gate(monkeypatch)
+    async with Emulator(EmulatorConfig(capacity=1, queue_limit=0, shed_retry_after=2)) as emu:
+        token = await get_token(session, emu)
+        held = asyncio.ensure_future(ask(session, emu, token))
+        await until(lambda: emu.stats.in_work == 1, "the first request to be worked on")
+        status, _, headers = await ask(session, emu, token)
+        gate.open.set()
+        assert (await held)[0] == 200
+    assert (status, headers["Retry-After"]) == (503, "2")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"capacity": 0}, "capacity must be >= 1"),
+        ({"queue_limit": 4}, "queue_limit needs a capacity"),
+        ({"capacity": 2, "queue_limit": -1}, "queue_limit must be >= 0"),
+        ({"capacity": 2, "shed_retry_after": 1}, "shed_retry_after needs a queue_limit"),
+    ],
+)
+def test_capacity_config_validates(kwargs: dict[str, int], fragment: str) -> None:
+    """A capacity below one, or a queue limit without a capacity, is refused with the reason."""
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        EmulatorConfig(**kwargs)
+
+
+@pytest.mark.parametrize("mix", FAULT_MIXES)
+def test_fault_mixes_pick_each_kind_in_proportion(mix: str) -> None:
+    """Over 20,000 seeded draws a 10% mix fails ~10% of requests, each kind near its documented share."""
+    faults = Faults.mix(mix, 0.10)
+    expected = {kind: getattr(faults, f"rate_{kind.value}") for kind in ApiFault}
+    picker = FaultPicker(faults, seed=11)
+    drawn = Counter(picker.api() for _ in range(20_000))
+    assert 0.09 <= 1 - drawn[None] / 20_000 <= 0.11
+    for kind, rate in expected.items():
+        # Generous: within a fifth of the expected count, plus a few for the rare kinds.
+        assert abs(drawn[kind] - rate * 20_000) <= 0.2 * rate * 20_000 + 6, (kind, drawn[kind])
+    assert sum(expected.values()) == pytest.approx(0.10)
+
+
+def test_gateway_mix_is_mostly_throttling_with_a_stray_revocation() -> None:
+    """The gateway mix puts 60% of faults on 429 and 503 and 1% on revoked tokens, none on 502/slow/malformed."""
+    faults = Faults.gateway(1.0)
+    assert (faults.rate_429, faults.rate_503, faults.rate_500) == pytest.approx((0.3, 0.3, 0.2))
+    assert (faults.rate_reset, faults.rate_revoke) == pytest.approx((0.19, 0.01))
+    assert faults.rate_502 == faults.rate_slow == faults.rate_malformed == 0
+    with pytest.raises(ValueError, match="HINT: use one of uniform, gateway, flaky"):
+        Faults.mix("stormy", 0.1)
+
+
+def test_flaky_mix_costs_each_fault_its_own_request_only() -> None:
+    """The flaky mix splits evenly over 500, 503, 429, resets and stray 401s, and revokes no token."""
+    faults = Faults.mix("flaky", 0.1)
+    shares = (faults.rate_500, faults.rate_503, faults.rate_429, faults.rate_reset, faults.rate_401)
+    assert shares == pytest.approx((0.02,) * 5)
+    assert faults.rate_revoke == 0
+
+
+async def test_a_stray_401_leaves_the_token_good(session: aiohttp.ClientSession) -> None:
+    """An injected stray 401 refuses that request only: the same token is accepted by the next one."""
+    async with Emulator(EmulatorConfig(faults=Faults(rate_401=1.0))) as emu:
+        token = await get_token(session, emu)
+        status, _, _ = await ask(session, emu, token)
+        assert status == 401
+        emu.faults = Faults()
+        status, _, _ = await ask(session, emu, token)
+        assert status == 200
+
+
+def test_faults_from_rates_names_kinds_by_their_fault() -> None:
+    """from_rates takes {"503": 0.02, "reset": 0.01}, and an unknown kind is refused with the known ones."""
+    faults = Faults.from_rates({"503": 0.02, "reset": 0.01}, slow_seconds=2)
+    assert (faults.rate_503, faults.rate_reset, faults.slow_seconds) == (0.02, 0.01, 2)
+    with pytest.raises(ValueError, match=r"unknown fault kind '504'\. HINT: use one of"):
+        Faults.from_rates({"504": 0.1})
+
+
+async def test_fault_mix_over_http_answers_every_kind(session: aiohttp.ClientSession) -> None:
+    """Over HTTP a 50% uniform mix answers 500, 503, 429 (both Retry-After forms), resets and revocations."""
+    async with Emulator(EmulatorConfig(faults=Faults.uniform(0.5), seed=5)) as emu:
+        token = await get_token(session, emu)
+        seen: Counter[str] = Counter()
+        retry_afters: set[str] = set()
+        for _ in range(200):
+            try:
+                status, _, headers = await ask(session, emu, token)
+            except aiohttp.ClientError:
+                seen["reset"] += 1
+                continue
+            seen[str(status)] += 1
+            if status in (429, 503):
+                after = headers["Retry-After"]
+                retry_afters.add("date" if after.endswith(" GMT") else after)
+                if after.endswith(" GMT"):
+                    assert parsedate_to_datetime(after).timestamp() > time.time()
+            if status == 401:
+                token = await get_token(session, emu)
+        faults = dict(emu.stats.faults)
+    assert faults == {
+        "500": seen["500"],
+        "503": seen["503"],
+        "429": seen["429"],
+        "reset": seen["reset"],
+        "revoke": seen["401"],
+    }
+    assert all(15 <= n <= 35 for n in faults.values()), faults  # 20 expected of each in 200
+    assert seen["200"] == 200 - sum(faults.values())
+    assert retry_afters == {"1", "date"}
+
+
+async def test_stats_summary_is_served_as_json(session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GET /_emulator/stats answers Stats.summary(): statuses, cap 429s, sheds, peaks and latency quantiles."""
+    gate = Gate(monkeypatch)
+    async with Emulator(EmulatorConfig(latency_ms=10, max_rps=1000, capacity=4)) as emu:
+        token = await get_token(session, emu)
+        asks = [asyncio.ensure_future(ask(session, emu, token)) for _ in range(6)]
+        await until(lambda: emu.stats.queued == 2, "two requests to queue")
+        gate.open.set()
+        await asyncio.gather(*asks)
+        await ask(session, emu, token, {**PRESENT, "folder": ""})  # a 400: no latency sample
+        async with session.get(emu.stats_url) as response:
+            assert response.status == 200
+            served = await response.json()
+    assert served == emu.stats.summary()
+    assert served["by_status"] == {"200": 6, "400": 1}
+    assert served["api_requests"] == 7
+    assert served["token_requests"] == 1
+    assert (served["rate_limited"], served["shed"], served["faults"]) == (0, 0, {})
+    assert served["max_in_work"] == 4
+    assert served["max_queued"] == 2
+    latency = served["latency_ms"]
+    assert latency["count"] == 6
+    assert 9.5 <= latency["median"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+
+
+def test_latency_quantiles_are_nearest_rank() -> None:
+    """latency_ms(q) is the nearest-rank quantile in ms; None with no answers; q outside 0..1 is refused."""
+    stats = Stats()
+    assert stats.latency_ms(0.5) is None
+    assert stats.summary()["latency_ms"] == {"count": 0, "median": None, "p90": None, "p99": None, "max": None}
+    stats.latencies.extend(n / 1000 for n in (40, 10, 30, 20, 50, 60, 70, 80, 90, 100))
+    assert [stats.latency_ms(q) for q in (0, 0.5, 0.9, 1)] == pytest.approx([10, 50, 90, 100])
+    assert stats.summary()["latency_ms"]["p90"] == pytest.approx(90)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        stats.latency_ms(50)
+
+
 # ---- TLS and the command ----------------------------------------------------------------------
 
 
@@ -522,7 +781,7 @@ async def test_tls_with_verification_on() -> None:
 
 
 def test_command_serves_until_sigterm() -> None:
-    """`python -m reconcile.emulator --port 0` prints its URL, answers a token request, exits 0 on SIGTERM."""
+    """`python -m reconcile.emulator --port 0` prints its URL and exports, answers a token request, exits 0 on TERM."""
     process = subprocess.Popen(
         [sys.executable, "-m", "reconcile.emulator", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -534,6 +793,10 @@ def test_command_serves_until_sigterm() -> None:
         line = process.stdout.readline()
         match = re.fullmatch(r"emulator listening on (http://127\.0\.0\.1:\d+)\n", line)
         assert match, line
+        # The export lines come in the same write; read here, since communicate() skips what readline buffered.
+        exports = [process.stdout.readline()]
+        while exports[-1] and not exports[-1].startswith("export CALLJOURNEY_AUTHORITY="):
+            exports.append(process.stdout.readline())
         request = urllib.request.Request(
             f"{match[1]}/{DEMO_TENANT_ID}/oauth2/v2.0/token",
             data=urllib.parse.urlencode(token_form()).encode(),
@@ -547,8 +810,53 @@ def test_command_serves_until_sigterm() -> None:
             process.kill()
             process.communicate()
     assert process.returncode == 0, stderr
-    assert DEMO_CLIENT_SECRET in stderr
+    assert f"export CALLJOURNEY_CLIENT_SECRET={DEMO_CLIENT_SECRET}\n" in exports
     assert "1 token requests" in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("emulator stats: ")
+    stats = json.loads(last.removeprefix("emulator stats: "))
+    assert (stats["token_requests"], stats["api_requests"], stats["token_by_status"]) == (1, 0, {"200": 1})
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--queue-limit", "4"], "--queue-limit needs --capacity"),
+        (["--capacity", "4", "--shed-retry-after", "1"], "--shed-retry-after needs --queue-limit"),
+        (["--fault", "503"], "'503' is not KIND=RATE. HINT: e.g. --fault 503=0.02"),
+        (["--fault", "504=0.1"], "unknown fault kind '504'. HINT: use one of"),
+        (["--fault", "503=0.6", "--fault", "500=0.6"], "add up to 1.200"),
+        (["--fault-rate", "0.1", "--fault", "503=0.1"], "alternatives. HINT: give every kind as --fault KIND=RATE"),
+        (["--fault-mix", "stormy", "--fault-rate", "0.1"], "'stormy' is not one of 'uniform', 'gateway', 'flaky'"),
+        (["--capacity", "0"], "x>=1"),
+    ],
+)
+def test_command_refuses_bad_platform_options(args: list[str], fragment: str) -> None:
+    """Contradictory or malformed shape options exit 2 with the reason, before anything listens."""
+    result = CliRunner().invoke(emulator_command, ["--port", "0", *args])
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output
+    assert "listening" not in result.output
+
+
+def test_command_help_documents_the_platform_shapes() -> None:
+    """--help names every fault kind, both mixes, the cap's Retry-After, capacity, queue limit and the stats."""
+    result = CliRunner().invoke(emulator_command, ["--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for text in (
+        "--fault-mix [uniform|gateway]",
+        "--fault KIND=RATE",
+        "HTTP-date",
+        "--max-rps",
+        "Retry-After",
+        "--capacity",
+        "--queue-limit",
+        "--shed-retry-after",
+        "_emulator/stats",
+        "emulator stats: ",
+    ):
+        assert text in result.output, text
+    assert all(kind.value in result.output for kind in ApiFault)
 
 
 # ---- dataset and sample manifests -------------------------------------------------------------
@@ -649,10 +957,14 @@ def test_public_names() -> None:
             "DEMO_CLIENT_ID",
             "DEMO_CLIENT_SECRET",
             "DEMO_TENANT_ID",
+            "FAULT_MIXES",
+            "STATS_PATH",
             "Dataset",
             "Emulator",
             "EmulatorConfig",
+            "FEDERATED_AUDIENCE",
             "Faults",
+            "FederatedIssuer",
             "Key",
             "Stats",
             "create_app",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import OUR_COLUMNS, SAMPLES, read_results, settings_for, write_manifest
 
 from reconcile import Reconciler, RunOptions, run
@@ -220,12 +221,10 @@ def stop_later(loop: asyncio.AbstractEventLoop, reconciler: Reconciler, delay: f
     loop.call_later(delay, reconciler.stop, "test deadline")
 
 
-async def test_ten_percent_faults_with_five_second_tokens(
-    make_emulator: Callable[..., Emulator], tmp_path: Path
-) -> None:
-    """10% injected faults and 5 s tokens over a run outlasting two token lifetimes: no error row, every row right,
+async def test_ten_percent_faults_with_short_tokens(make_emulator: Callable[..., Emulator], tmp_path: Path) -> None:
+    """10% injected faults and 3 s tokens over a run outlasting two token lifetimes: no error row, every row right,
     and tokens fetched stay near run time / lifetime (plus one per token the platform revoked)."""
-    rows, lifetime, deadline = 350, 5, 30.0
+    rows, lifetime, deadline = 700, 3, 30.0
     dataset = Dataset.synthetic(rows, 0.5)
     path = write_manifest(tmp_path / "synthetic.csv", list(synthetic_manifest_rows(rows, 0.5)))
     config = EmulatorConfig(token_lifetime=lifetime, faults=Faults.uniform(0.10), latency_ms=50, seed=7)
@@ -393,3 +392,71 @@ async def test_first_request_goes_out_before_the_manifest_is_read(
     assert 0 < observed["at_first_request"] <= 2 * BATCH
     assert observed["after_40_requests"] <= 3 * BATCH + 2 * settings.concurrency
     assert counter.read < total // 10
+
+
+# -- pacing: the platform shapes ----------------------------------------------------------------------------
+
+
+async def paced_run(
+    make_emulator: Callable[..., Emulator], tmp_path: Path, rows: int, config: EmulatorConfig, **settings: Any
+) -> tuple[Summary, Emulator]:
+    """Run ``rows`` synthetic rows against an emulator of ``config``; assert the report exact, error-free."""
+    dataset = Dataset.synthetic(rows, 0.9)
+    path = write_manifest(tmp_path / "m.csv", list(synthetic_manifest_rows(rows, 0.9)))
+    async with make_emulator(config, dataset=dataset) as emu:
+        summary = await reconcile([path], settings_for(emu, **settings), tmp_path / "out")
+    assert summary.complete
+    assert summary.counts["error"] == 0
+    check_against_dataset([path], read_results(tmp_path / "out" / "results.csv"), dataset)
+    return summary, emu
+
+
+@pytest.mark.slow
+async def test_automatic_concurrency_grows_on_a_platform_that_keeps_up(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    """50 ms answers however many are in flight: from 16 the concurrency grows, and the run beats a fixed 16."""
+    summary, _ = await paced_run(make_emulator, tmp_path, 2500, EmulatorConfig(latency_ms=50), concurrency=None)
+    pacing = summary.data["pacing"]
+    assert pacing["concurrency"] == "auto"
+    assert pacing["concurrency_highest"] >= 40
+    assert summary.data["rows_per_second"] > 16 / 0.050  # what 16 in flight can do at most
+
+
+@pytest.mark.slow
+async def test_automatic_concurrency_backs_off_a_backend_that_queues(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    """A backend working on 8 requests at once (50 ms each): the concurrency comes down to it, so the platform's
+    median latency stays near its no-load value while the run gets most of the 160 rows/s it can serve."""
+    config = EmulatorConfig(latency_ms=50, capacity=8)
+    summary, emu = await paced_run(make_emulator, tmp_path, 1200, config, concurrency=None)
+    pacing = summary.data["pacing"]
+    assert pacing["concurrency_lowest"] <= 12
+    assert 8 <= pacing["concurrency_final"] <= 20
+    median = emu.stats.latency_ms(0.5)
+    assert median is not None
+    assert median <= 2.5 * 50
+    assert summary.data["rows_per_second"] >= 0.6 * 160
+
+
+@pytest.mark.slow
+async def test_load_shed_with_503s_ends_no_row_in_error(make_emulator: Callable[..., Emulator], tmp_path: Path) -> None:
+    """32 fixed in flight against capacity 8 and a queue of 4: most first answers are shed 503s; they are pacing,
+    so the rate comes down and every row still ends right."""
+    config = EmulatorConfig(latency_ms=20, capacity=8, queue_limit=4)
+    summary, emu = await paced_run(make_emulator, tmp_path, 800, config, concurrency=32)
+    assert emu.stats.shed > 0
+    assert summary.data["pacing"]["throttled"] == emu.stats.shed
+
+
+@pytest.mark.slow
+async def test_a_flaky_platform_costs_retries_not_pace(make_emulator: Callable[..., Emulator], tmp_path: Path) -> None:
+    """10% random faults (500, 503, 429 with Retry-After, resets, stray 401s): no rate cut, no pause for everyone,
+    no row in error."""
+    config = EmulatorConfig(latency_ms=10, faults=Faults.mix("flaky", 0.10), seed=3)
+    summary, emu = await paced_run(make_emulator, tmp_path, 1500, config, concurrency=16)
+    pacing = summary.data["pacing"]
+    assert (pacing["rate_cuts"], pacing["pauses"], pacing["rate_limit"]) == (0, 0, None)
+    assert sum(emu.stats.faults.values()) >= 0.05 * 1500
+    assert pacing["throttled"] + pacing["faults"] > 0

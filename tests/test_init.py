@@ -35,4 +35,4 @@ def test_public_classes_claim_the_package() -> None:
 
 def test_version_matches_the_installed_metadata() -> None:
     """__version__ agrees with the version pip installed."""
-    assert reconcile.__version__ == importlib.metadata.version("reconcile")
+    assert reconcile.__version__ == importlib.metadata.version("calljourney-reconcile")

@@ -57,7 +57,9 @@ def values_for(field: str, tmp_path: Path) -> tuple[dict[str, Any], Any, Callabl
         "endpoint_path": ("/api/{}/exists", DEFAULT_ENDPOINT_PATH),
     }
     numbers: dict[str, tuple[list[Any], Any]] = {
-        "concurrency": ([11, 12, 13, 14, 15], 16),
+        "concurrency": ([11, 12, 13, 14, 15], None),  # None: automatic
+        "max_concurrency": ([21, 22, 23, 24, 25], 256),
+        "outage_tolerance": ([61.0, 62.0, 63.0, 64.0, 65.0], 180.0),
         "timeout": ([1.5, 2.5, 3.5, 4.5, 5.5], 30.0),
         "max_attempts": ([7, 8, 9, 10, 11], 5),
         "max_retry_time": ([10.0, 20.0, 30.0, 40.0, 50.0], 120.0),
@@ -84,6 +86,8 @@ FIELDS = (
     "scope",
     "endpoint_path",
     "concurrency",
+    "max_concurrency",
+    "outage_tolerance",
     "timeout",
     "max_attempts",
     "max_retry_time",
@@ -252,6 +256,31 @@ def test_client_secret_file_is_allowed_and_relative_to_the_config(tmp_path: Path
     assert profile.settings["ca_bundle"] == str(tmp_path / "conf" / "ca.pem")
 
 
+def test_credential_and_network_keys_are_allowed_and_paths_relative_to_the_config(tmp_path: Path) -> None:
+    """client_certificate and federated_token_file name files (not secrets); proxy, trust_store, assertion_alg load."""
+    (tmp_path / "conf").mkdir()
+    values = {
+        "client_certificate": "client.pem",
+        "federated_token_file": "token",
+        "proxy": "http://proxy.corp:3128",
+        "trust_store": "system",
+        "assertion_alg": "RS256",
+    }
+    profile = load_profile(write_config(tmp_path / "conf" / "r.toml", values, {}), None, environ={}, dotenv=None)
+    assert profile.settings["client_certificate"] == str(tmp_path / "conf" / "client.pem")
+    assert profile.settings["federated_token_file"] == str(tmp_path / "conf" / "token")
+    assert (profile.settings["proxy"], profile.settings["trust_store"]) == ("http://proxy.corp:3128", "system")
+
+
+def test_a_proxy_url_with_a_password_in_the_config_file_is_refused(tmp_path: Path) -> None:
+    """A config file may not hold the proxy's password: the error says where to put it, and never shows it."""
+    config = write_config(tmp_path / "r.toml", {"proxy": "http://alice:hunter2-proxy@proxy.corp:3128"}, {})
+    with pytest.raises(ConfigError, match=r"proxy must be a proxy URL without a password") as caught:
+        load_profile(config, None, environ={}, dotenv=None)
+    assert "CALLJOURNEY_PROXY" in str(caught.value)
+    assert "hunter2-proxy" not in str(caught.value)
+
+
 def test_unknown_keys_are_refused_with_a_suggestion(tmp_path: Path) -> None:
     """A typo anywhere (even in a profile not used) names the key, the table and the likely intended key."""
     config = write_config(tmp_path / "r.toml", {"concurency": 4}, {"p": {}, "q": {"max_rpss": 5, "colour": "red"}})
@@ -268,8 +297,9 @@ def test_unknown_keys_are_refused_with_a_suggestion(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("entry", "problem"),
     [
-        ({"concurrency": "8"}, "concurrency must be a whole number"),
-        ({"concurrency": True}, "concurrency must be a whole number"),
+        ({"concurrency": "8"}, 'concurrency must be "auto" or a whole number'),
+        ({"concurrency": True}, 'concurrency must be "auto" or a whole number'),
+        ({"concurrency": "lots"}, 'concurrency must be "auto" or a whole number'),
         ({"max_rps": -1}, "max_rps must be a positive number"),
         ({"timeout": "30"}, "timeout must be a positive number"),
         ({"formats": ["csv", "pdf"]}, "formats must be a list of formats among csv"),

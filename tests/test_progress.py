@@ -57,10 +57,10 @@ class Clock:
 
 def fake_run(total: int | None = None, rate: float | None = None) -> Any:
     """What a Sampler reads from a Reconciler: progress, the client's throttle, the settings."""
-    throttle = SimpleNamespace(retries=0, rate=rate)
+    throttle = SimpleNamespace(retries=0, rate=rate, throttled=0, faults=0, unreachable_for=None)
     return SimpleNamespace(
         progress=Progress(total=total),
-        client=SimpleNamespace(throttle=throttle),
+        client=SimpleNamespace(throttle=throttle, slots=SimpleNamespace(total=16)),
         settings=SimpleNamespace(concurrency=16, max_rps=None),
     )
 

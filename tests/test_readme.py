@@ -35,3 +35,16 @@ def test_every_command_has_help_with_an_example() -> None:
     for name, command in cli.commands.items():
         assert command.help, name
         assert "Example" in command.help, name
+
+
+def test_every_connection_option_is_in_the_configuration_table() -> None:
+    """Each flag of `run` and `doctor` that configures the connection has a row in the README's configuration table."""
+    import click
+
+    from reconcile.cli import connection_options
+
+    table = README.split("## Configuration", 1)[1].split("\n\n- ", 1)[0]
+    command = click.command()(connection_options(lambda **_: None))
+    flags = [opt for param in command.params for opt in param.opts if opt.startswith("--")]
+    assert "--client-certificate" in flags
+    assert [flag for flag in flags if f"`{flag}" not in table and flag not in ("--config", "--profile")] == []

@@ -95,6 +95,18 @@ def test_token_shapes_are_masked_even_unregistered() -> None:
     assert redact("nothing secret here") == "nothing secret here"
 
 
+def test_assertion_fields_and_url_passwords_are_masked_even_unregistered() -> None:
+    """A client_assertion= form field and the password of any URL's user:password@ are masked; the user stays."""
+    assert redact("client_id=c&client_assertion=opaque-assertion&scope=x") == (
+        f"client_id=c&client_assertion={MASK}&scope=x"
+    )
+    assert redact("via http://alice:s3cr3t@proxy.corp:3128 failed") == f"via http://alice:{MASK}@proxy.corp:3128 failed"
+    assert (
+        redact("https://host:8443/path@x and http://127.0.0.1:3128")
+        == "https://host:8443/path@x and http://127.0.0.1:3128"
+    )
+
+
 def test_short_values_are_not_registered() -> None:
     """A 'secret' of under four characters would mask innocent text everywhere: it is not registered."""
     register("ab")

@@ -429,3 +429,52 @@ def test_persistent_500s_spend_the_retry_budget_and_the_run_is_resumable(runs: R
     # The budget (500 units, 5 per retry, 16 workers) stopped it long before 5 attempts for each of the rows.
     assert sent < len(rows)
     print(f"persistent 500s: {sent} requests before the run stopped")
+
+
+def test_a_five_second_outage_mid_run_is_ridden_out(big: Manifest, clean: Report, runs: Runs, tmp_path: Path) -> None:
+    """The platform killed mid-run and back on the same address 5 s later: the run pauses, probes, resumes and ends
+    complete with the clean report; no row is charged for the outage, the progress line said so meanwhile."""
+    out = tmp_path / "out"
+    emulator = EmulatorProcess(*synthetic_args("--latency-ms", "20"))
+    with emulator:
+        run = runs.start(emulator.url, big.path, out, "--concurrency", "16", "--progress-interval", "0.5")
+        wait_until(lambda: answered_in_journal(out) > 1000, 30, "a thousand answers", run)
+        emulator.kill()
+        killed = time.monotonic()
+        time.sleep(5)
+        assert run.running(), "the run must ride out a 5 s outage, not stop"
+        with EmulatorProcess(*synthetic_args("--latency-ms", "20", "--port", str(emulator.port))):
+            finished = run.wait(90)
+    assert finished.code == EXIT_ROW_PROBLEMS, finished.stderr
+    assert "Traceback" not in finished.stderr
+    assert finished.seconds > time.monotonic() - killed - 60
+    report = read_report(out)
+    assert_same_report(report, clean)
+    pacing = report.summary["pacing"]
+    assert pacing["outages"] >= 1
+    assert pacing["outage_seconds"] >= 4
+    assert "platform unreachable for" in finished.stderr
+    assert "answers again" in finished.stderr
+
+
+def test_an_outage_longer_than_the_tolerance_stops_the_run_resumably(
+    big: Manifest, clean: Report, runs: Runs, tmp_path: Path
+) -> None:
+    """With --outage-tolerance 2 a platform that does not come back ends the run: exit 4 naming the tolerance,
+    rows not reached unchecked (none called missing), and a re-run resumes to the clean report."""
+    out = tmp_path / "out"
+    emulator = EmulatorProcess(*synthetic_args("--latency-ms", "20"))
+    with emulator:
+        run = runs.start(emulator.url, big.path, out, "--concurrency", "16", "--outage-tolerance", "2")
+        wait_until(lambda: answered_in_journal(out) > 500, 30, "five hundred answers", run)
+        emulator.kill()
+        finished = run.wait(60)
+    assert finished.code == EXIT_FATAL, finished.stderr
+    assert "outage tolerance of 2 s" in finished.stderr
+    summary = read_report(out).summary
+    assert summary["counts"]["unchecked"] > 0
+    assert summary["error"]["type"] == "HostUnreachable"
+    with EmulatorProcess(*synthetic_args()) as back:
+        resumed = runs.run(back.url, big.path, out)
+    assert resumed.code == EXIT_ROW_PROBLEMS, resumed.stderr
+    assert_same_report(read_report(out), clean)

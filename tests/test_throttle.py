@@ -1,15 +1,28 @@
-"""The shared throttle (pause, adaptive rate, hard cap) and the retry budget, measured with small spies."""
+"""The shared throttle (adaptive rate, platform-wide pause, outage gate, hard cap) and the retry budget.
+
+The rate tests drive a :class:`Throttle` on a fake clock against a simulated platform: a cap (a token bucket that
+answers 429 above its rate), a share of random throttles that does not depend on the rate, or both.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
 
-from reconcile.errors import PlatformUnavailable, RetryableStatus, TransportError
-from reconcile.throttle import CEILING_SHARE, RECOVER_STEP, RetryBudget, Throttle
+from reconcile.errors import HostUnreachable, PlatformUnavailable, RetryableStatus, TransportError
+from reconcile.throttle import (
+    OUTAGE_FAILURES,
+    OUTAGE_SILENCE,
+    PAUSE_ANSWERS,
+    PROBE_BACKOFF,
+    RetryBudget,
+    Throttle,
+)
 
 
 class Clock:
@@ -22,58 +35,158 @@ class Clock:
         return self.now
 
 
-def succeed(throttle: Throttle, clock: Clock, start: float, end: float, rate: float) -> None:
-    """Record successes at ``rate`` per second from ``start`` to ``end`` on the fake clock, leaving it at ``end``."""
-    step = 1.0 / rate
-    clock.now = start
-    while clock.now < end:
+@dataclass
+class Seen:
+    """What the simulated platform answered in the measured part of a simulation."""
+
+    seconds: float = 0.0
+    accepted: int = 0
+    capped: int = 0  # 429s of the cap
+    noise: int = 0  # random throttles
+
+    @property
+    def answers(self) -> int:
+        return self.accepted + self.capped + self.noise
+
+    @property
+    def accepted_rate(self) -> float:
+        return self.accepted / self.seconds
+
+    @property
+    def capped_share(self) -> float:
+        return self.capped / self.answers
+
+
+def simulate(
+    throttle: Throttle,
+    clock: Clock,
+    seconds: float,
+    *,
+    demand: float,
+    cap: float | None = None,
+    noise: float = 0.0,
+    measure_after: float = 0.0,
+    seed: int = 1,
+) -> Seen:
+    """Send as fast as the throttle allows (at most ``demand``/s) for ``seconds`` against the simulated platform.
+
+    Answers come at once; a throttle carries ``Retry-After: 1``.  Counts answers after ``measure_after`` seconds.
+    """
+    rng = random.Random(seed)
+    start, tokens, last = clock.now, 0.0, clock.now
+    seen = Seen()
+    while clock.now < start + seconds:
+        if clock.now < throttle.paused_until:
+            clock.now = throttle.paused_until
+        rate = throttle.rate
+        clock.now += 1.0 / (min(demand, rate) if rate is not None else demand)
+        throttle.sent()
+        measured = clock.now - start >= measure_after
+        if cap is not None:
+            tokens = min(cap * 0.1, tokens + (clock.now - last) * cap)  # a 0.1 s burst, as the emulator allows
+        last = clock.now
+        if cap is not None and tokens < 1:
+            throttle.on_throttle(429, 1.0)
+            seen.capped += measured
+            continue
+        tokens -= 1
+        if rng.random() < noise:
+            throttle.on_throttle(rng.choice((429, 503)), 1.0)
+            seen.noise += measured
+            continue
         throttle.on_success()
-        clock.now += step
-    clock.now = end
+        seen.accepted += measured
+    seen.seconds = seconds - measure_after
+    return seen
 
 
-def settled(throttle: Throttle, rate: int = 1000) -> Throttle:
-    """Record a second's worth of successes at ``rate``/s so a later throttle cut does not limit the test."""
-    for _ in range(rate):
+@pytest.mark.parametrize("share", [0.01, 0.03, 0.05])
+def test_random_throttles_leave_the_rate_untouched(share: float) -> None:
+    """1–5 % of answers throttled at random, whatever the rate: no cut, no limit, no platform-wide pause."""
+    clock = Clock()
+    throttle = Throttle(clock=clock)
+    seen = simulate(throttle, clock, 60, demand=2000, noise=share)
+    assert throttle.rate is None
+    assert (throttle.cuts, throttle.pauses) == (0, 0)
+    assert seen.accepted_rate >= 0.99 * (1 - share) * 2000
+
+
+def test_a_cap_is_found_and_held() -> None:
+    """Against a 300 requests/s cap the limit settles just under it: ≥ 90 % of the cap, ≤ 5 % of answers 429."""
+    clock = Clock()
+    throttle = Throttle(clock=clock)
+    seen = simulate(throttle, clock, 90, demand=3200, cap=300, measure_after=10)
+    assert seen.accepted_rate >= 0.9 * 300
+    assert seen.capped_share <= 0.05
+    assert throttle.rate is not None
+    assert 250 <= throttle.rate <= 340
+
+
+def test_a_cap_is_found_through_random_throttles() -> None:
+    """A 300/s cap with 3 % random throttles on top: the cap is still found, ≤ 5 % of answers its 429s."""
+    clock = Clock()
+    throttle = Throttle(clock=clock)
+    seen = simulate(throttle, clock, 90, demand=3200, cap=300, noise=0.03, measure_after=10)
+    assert seen.accepted_rate >= 0.85 * 300
+    assert seen.capped_share <= 0.05
+
+
+def test_a_cap_that_rises_is_followed() -> None:
+    """After the cap moves from 200 to 400 requests/s, probing (slow near the old cap, then faster) finds it."""
+    clock = Clock()
+    throttle = Throttle(clock=clock)
+    simulate(throttle, clock, 30, demand=3200, cap=200)
+    assert throttle.rate is not None
+    assert throttle.rate < 230
+    seen = simulate(throttle, clock, 120, demand=3200, cap=400, measure_after=90)
+    assert seen.accepted_rate >= 0.85 * 400
+
+
+def test_a_cut_that_does_not_lower_the_throttle_share_is_undone() -> None:
+    """15 % random throttles pass for a cap at first; sending slower does not lower the share, so the cut is undone."""
+    clock = Clock()
+    throttle = Throttle(clock=clock)
+    seen = simulate(throttle, clock, 60, demand=2000, noise=0.15, measure_after=20)
+    assert throttle.rate is None, "the cut should have been taken back"
+    assert seen.accepted_rate >= 0.8 * 2000
+
+
+def test_a_lone_retry_after_pauses_nobody() -> None:
+    """One 429 with Retry-After among successes is that row's business: no sender has to wait."""
+    clock = Clock()
+    throttle = Throttle(clock=clock)
+    for _ in range(50):
         throttle.on_success()
-    return throttle
-
-
-async def test_retry_after_pauses_every_sender() -> None:
-    """After a Retry-After, all concurrent senders wait until the pause has passed, not just the one throttled."""
-    throttle = settled(Throttle())
-    started = time.monotonic()
-    throttle.on_throttle(0.25)
-
-    async def send() -> float:
-        await throttle.before_send()
-        return time.monotonic() - started
-
-    waited = await asyncio.gather(*(send() for _ in range(6)))
-    assert min(waited) >= 0.24
-    assert max(waited) < 1.0
-    assert throttle.pauses == 1
+    throttle.on_throttle(429, 30.0)
+    assert not throttle.holding
+    assert throttle.pauses == 0
     assert throttle.throttled == 1
 
 
-async def test_a_shorter_retry_after_does_not_shorten_a_pause() -> None:
-    """A second throttle asking for less time keeps the longer pause in force."""
-    throttle = settled(Throttle())
-    started = time.monotonic()
-    throttle.on_throttle(0.2)
-    throttle.on_throttle(0.01)
-    await throttle.before_send()
-    assert time.monotonic() - started >= 0.19
+def test_most_answers_throttled_pauses_everyone_for_the_retry_after() -> None:
+    """When most of the last answers are throttles the platform as a whole refuses: every sender waits it out."""
+    clock = Clock(100.0)
+    throttle = Throttle(clock=clock)
+    for _ in range(PAUSE_ANSWERS):
+        clock.now += 0.001
+        throttle.sent()
+        throttle.on_throttle(429, 2.0)
     assert throttle.pauses == 1
+    assert throttle.paused_until == pytest.approx(102.02)
+    assert throttle.holding
+    clock.now = 102.5
+    assert throttle.rate is not None  # the same evidence set a rate limit ...
+    assert throttle.rate < 10_000  # ... from what got through
 
 
-async def test_no_pause_without_throttling() -> None:
-    """An unthrottled, uncapped throttle lets senders through at once."""
+async def test_a_pause_makes_senders_wait_in_real_time() -> None:
+    """before_send sleeps until a platform-wide pause has passed."""
     throttle = Throttle()
+    for _ in range(PAUSE_ANSWERS):
+        throttle.on_throttle(503, 0.2)
     started = time.monotonic()
-    await asyncio.gather(*(throttle.before_send() for _ in range(100)))
-    assert time.monotonic() - started < 0.05
-    assert throttle.rate is None
+    await asyncio.gather(*(throttle.before_send() for _ in range(4)))
+    assert time.monotonic() - started >= 0.18
 
 
 async def test_max_rps_caps_the_send_rate() -> None:
@@ -93,242 +206,113 @@ async def test_max_rps_caps_the_send_rate() -> None:
     assert throttle.rate == 40
 
 
-async def test_sending_resumes_evenly_spaced_after_a_pause() -> None:
-    """At the end of a pause the waiting senders leave one slot apart, not in the burst an idle limit allows.
-
-    Against a platform with a small burst, that bunch drew the next 429 at the end of every pause.
-    """
-    throttle = Throttle(max_rps=200)  # 5 ms apart; an idle limit would let 0.02 s (4 sends) out at once
-    await asyncio.sleep(0.05)  # idle long enough to have earned that burst
-    throttle.on_throttle(0.1, too_fast=False)
-    resumed = time.monotonic() + 0.1
-    sends = []
-
-    async def sender() -> None:
-        await throttle.before_send()
-        sends.append(time.monotonic())
-
-    await asyncio.gather(*(sender() for _ in range(8)))
-    assert min(sends) >= resumed - 0.005
-    # Eight slots 5 ms apart end >= 35 ms after the pause, however the loop is delayed; a burst of four first
-    # would end at 15 ms.
-    assert max(sends) - resumed >= 0.03, [round(t - resumed, 4) for t in sends]
-
-
-def traffic(throttle: Throttle, clock: Clock, start: float, end: float, sent: float, accepted: float) -> None:
-    """Record sends at ``sent``/s and successes at ``accepted``/s from ``start`` to ``end`` (a spy's view)."""
-    clock.now = start
-    step = 1.0 / max(sent, accepted)
-    next_send = next_success = start
-    while clock.now < end:
-        if clock.now >= next_send:
-            throttle._sent.stamps.append(clock.now)
-            next_send += 1.0 / sent
-        if clock.now >= next_success:
-            throttle.on_success()
-            next_success += 1.0 / accepted
-        clock.now += step
-    clock.now = end
-
-
-def overshot(clock: Clock) -> tuple[Throttle, float]:
-    """A throttle whose slow start (from 100/s) just overshot, climbing back from half; returns it and the limit."""
-    throttle = Throttle(clock=clock)
-    succeed(throttle, clock, 0.0, 1.0, 100)
-    throttle.on_throttle(None)
-    traffic(throttle, clock, 2.0, 3.0, sent=100, accepted=100)
-    throttle.on_throttle(None)
-    halved = throttle.rate
-    assert halved is not None
-    return throttle, halved
-
-
-def test_first_throttle_starts_slow_start_from_what_got_through() -> None:
-    """With no limit yet, the first 429 limits sending to what got through in the last second."""
-    clock = Clock(0.0)
-    throttle = Throttle(clock=clock)
-    succeed(throttle, clock, 0.0, 3.0, 100)
-    throttle.on_throttle(None)
-    rate = throttle.rate
-    assert rate is not None
-    assert 95 <= rate <= 105
-
-
-def test_slow_start_overshoot_falls_back_to_the_last_step_that_worked() -> None:
-    """A 429 after slow start doubled past the cap halves the limit, even when a burst made acceptance look high.
-
-    Right after a pause the platform lets its refilled burst through: settling on that rate once left the limit
-    at 1.8x a 200 requests/s cap, and every following second cost a pause of every worker.
-    """
-    clock = Clock(0.0)
-    throttle = Throttle(clock=clock)
-    succeed(throttle, clock, 0.0, 1.0, 50)
-    throttle.on_throttle(None)  # slow start from ~50/s
-    limit = throttle.rate
-    assert limit is not None
-    traffic(throttle, clock, 3.0, 3.5, sent=limit, accepted=400)  # a burst got through at 400/s
-    throttle.on_throttle(None)
-    assert throttle.rate == pytest.approx(limit / 2)
-
-
-def test_settled_throttle_cuts_under_the_accepted_rate() -> None:
-    """Once settled, a 429 while the limit binds cuts to the lower of 95 % of it and 96 % of what got through."""
-    clock = Clock(0.0)
-    throttle, _ = overshot(clock)  # leaves slow start
-    settled_rate = throttle.rate
-    assert settled_rate is not None
-    traffic(throttle, clock, 10.0, 11.0, sent=settled_rate, accepted=settled_rate * 0.8)
-    throttle.on_throttle(None)
-    rate = throttle.rate
-    assert rate is not None
-    assert rate == pytest.approx(min(0.95 * settled_rate, 0.96 * settled_rate * 0.8), rel=0.05)
-
-
-def test_throttle_cuts_once_per_episode() -> None:
-    """Answers to requests sent before a cut, or a lone 429 within the cooldown, do not cut again; a later one does."""
-    clock = Clock(0.0)
-    throttle = Throttle(clock=clock)
-    succeed(throttle, clock, 0.0, 3.0, 100)
-    throttle.on_throttle(None, sent_at=2.99)
-    first = throttle.rate
-    assert first is not None
-    traffic(throttle, clock, 3.0, 3.2, sent=first, accepted=first)
-    throttle.on_throttle(None, sent_at=2.995)  # in flight when the first answer came
-    throttle.on_throttle(None, sent_at=3.15)  # sent under the new limit, but within the cooldown
-    assert throttle.rate == first
-    assert throttle.throttled == 3
-    traffic(throttle, clock, 3.2, 4.5, sent=first, accepted=first)
-    throttle.on_throttle(None, sent_at=4.45)  # past the cooldown, and still too fast
-    assert throttle.rate is not None
-    assert throttle.rate < first
-
-
-def test_a_throttle_while_the_limit_does_not_bind_is_not_about_our_rate() -> None:
-    """A 429 while sending well below the limit pauses but does not cut: random faults must not ratchet it down."""
-    clock = Clock(0.0)
-    throttle = Throttle(clock=clock)
-    succeed(throttle, clock, 0.0, 1.0, 100)
-    throttle.on_throttle(None)
-    limit = throttle.rate
-    assert limit is not None
-    traffic(throttle, clock, 5.0, 6.0, sent=limit * 0.3, accepted=limit * 0.3)
-    throttle.on_throttle(1.0)
-    assert throttle.rate == limit
-    assert throttle.pauses == 1
-
-
-def test_a_503_pauses_but_does_not_cut() -> None:
-    """503 means unavailable, not too fast: it pauses every sender but leaves the rate alone."""
-    clock = Clock(0.0)
-    throttle = Throttle(clock=clock)
-    succeed(throttle, clock, 0.0, 3.0, 100)
-    throttle.on_throttle(2.0, too_fast=False)
-    assert throttle.rate is None
-    assert throttle.pauses == 1
-
-
 def test_adaptive_rate_never_exceeds_max_rps() -> None:
-    """The hard cap wins over a higher adaptive rate."""
-    clock = Clock(0.0)
-    throttle = Throttle(max_rps=10, clock=clock)
-    succeed(throttle, clock, 0.0, 3.0, 100)
-    throttle.on_throttle(None)
+    """A hard cap bounds the adaptive rate too."""
+    clock = Clock()
+    throttle = Throttle(max_rps=50, clock=clock)
+    simulate(throttle, clock, 20, demand=3200, cap=300)
     assert throttle.rate is not None
-    assert throttle.rate <= 10
+    assert throttle.rate <= 50
 
 
-def test_settled_rate_creeps_up_but_not_past_the_last_ceiling() -> None:
-    """While binding, a settled limit rises, but stays under CEILING_SHARE of the lowest limit throttled."""
-    clock = Clock(0.0)
-    throttle, _ = overshot(clock)  # recover phase
-    traffic(throttle, clock, 6.0, 7.0, sent=200, accepted=100)
-    ceiling = throttle.rate
-    assert ceiling is not None
-    throttle.on_throttle(None)  # settled, remembering the ceiling
-    settled_rate = throttle.rate
-    assert settled_rate is not None
-    assert settled_rate < ceiling
-    seen = []
-    for second in range(10, 60, 5):
-        rate = throttle.rate
-        assert rate is not None
-        traffic(throttle, clock, second, second + 5, sent=rate, accepted=rate)
-        throttle._probe(clock.now, rate)
-        seen.append(throttle.rate)
-    assert seen[-1] is not None
-    assert seen[-1] > settled_rate
-    assert max(r or 0 for r in seen) <= CEILING_SHARE * ceiling + 1e-9
+def test_health_follows_the_share_of_failed_attempts() -> None:
+    """10 % of attempts failing is a healthy platform (retry soon); half of them failing is not."""
+    throttle = Throttle()
+    rng = random.Random(3)
+    for _ in range(2000):
+        if rng.random() < 0.1:
+            throttle.on_fault(RetryableStatus("HTTP 500", status=500), outage=False)
+        else:
+            throttle.on_success()
+    assert throttle.healthy()
+    for _ in range(200):
+        throttle.on_fault(RetryableStatus("HTTP 500", status=500), outage=False)
+        throttle.on_success()
+    assert not throttle.healthy()
 
 
-def recovering(clock: Clock) -> tuple[Throttle, float]:
-    """A throttle that left slow start and has just raised its limit one recover step; returns it and the limit."""
-    throttle, halved = overshot(clock)
-    traffic(throttle, clock, 4.0, 5.0, sent=halved, accepted=halved)
-    throttle._probe(clock.now, halved)
-    raised = throttle.rate
-    assert raised == pytest.approx(halved * (1 + RECOVER_STEP))
-    return throttle, raised
+# -- outages ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("into_step", "steps_back"), [(0.2, 2), (0.8, 1)])
-def test_a_recover_overshoot_falls_back_past_steps_the_burst_hid(into_step: float, steps_back: int) -> None:
-    """Throttled late in a recover step, the limit falls back one step; early in it, two.
-
-    Early means the step before had already spent the platform's burst, so it was over the cap too.  The limit
-    then stays under the step it skipped instead of probing straight back into it.
-    """
-    clock = Clock(0.0)
-    throttle, raised = recovering(clock)
-    traffic(throttle, clock, clock.now, clock.now + into_step, sent=raised, accepted=raised)
-    throttle.on_throttle(None)
-    assert throttle.rate == pytest.approx(raised / (1 + RECOVER_STEP) ** steps_back)
-    too_high = raised / (1 + RECOVER_STEP) ** (steps_back - 1)
-    for second in range(10, 60, 5):
-        rate = throttle.rate
-        assert rate is not None
-        traffic(throttle, clock, second, second + 5, sent=rate, accepted=rate)
-        throttle._probe(clock.now, rate)
-        assert throttle.rate is not None
-        assert throttle.rate <= CEILING_SHARE * too_high + 1e-9
+def reset() -> TransportError:
+    return TransportError("cannot connect to 127.0.0.1:1: refused", connect=True)
 
 
-def test_a_throttle_straight_after_each_of_many_pauses_still_cuts() -> None:
-    """Throttled 0.08 s after every 1 s pause, the limit is judged on the sending between pauses, and cut.
-
-    Counting the pauses as idle time made a limit over the cap look unused: the run paused every 1.08 s for a
-    quarter of an hour and never cut.
-    """
-    clock = Clock(0.0)
-    throttle, limit = overshot(clock)
-    start = 10.0
-    for _ in range(15):  # a pause, then 0.08 s of sending at the limit, then the next 429
-        clock.now = start
-        throttle.on_throttle(1.0, sent_at=start - 0.01)
-        traffic(throttle, clock, start + 1.0, start + 1.08, sent=limit, accepted=limit)
-        start += 1.08
-    clock.now = start
-    throttle.on_throttle(1.0)
-    assert throttle.rate is not None
-    assert throttle.rate < limit
+def go_dark(throttle: Throttle, clock: Clock) -> None:
+    """The platform answered, then every connection fails for longer than OUTAGE_SILENCE."""
+    throttle.on_success()
+    for _ in range(OUTAGE_FAILURES):
+        clock.now += OUTAGE_SILENCE / OUTAGE_FAILURES + 0.01
+        throttle.on_fault(reset(), outage=True)
 
 
-def test_a_throttle_early_in_the_run_does_not_collapse_the_rate() -> None:
-    """0.3 s into a run, one 429 starts slow start from what got through, never from an imagined idle second.
-
-    The clock is monotonic, so the run may start at any reading of it, here 1000 s: time before the run started
-    is not evidence of a low accepted rate.
-    """
-    clock = Clock(1000.0)
+def test_failures_after_answers_start_an_outage_that_rows_are_not_charged_for() -> None:
+    """Connections failing for a while after the platform answered is an outage: failures stop counting."""
+    clock = Clock()
     throttle = Throttle(clock=clock)
-    succeed(throttle, clock, 1000.0, 1000.3, 100)
-    throttle.on_throttle(None)
-    assert throttle.rate is not None
-    assert throttle.rate >= 25
-    for _step in range(1, 5):  # binding traffic doubles it every quarter second
-        rate = throttle.rate
-        traffic(throttle, clock, clock.now, clock.now + 0.25, sent=rate, accepted=rate)
-        throttle._probe(clock.now, rate)
-    assert throttle.rate >= 200
+    throttle.on_success()
+    assert throttle.on_fault(reset(), outage=True)  # the first failure counts against its row
+    go_dark(throttle, clock)
+    assert throttle.unreachable_for is not None
+    assert throttle.outages == 1
+    assert not throttle.on_fault(reset(), outage=True)  # during the outage, failures are not the row's
+    assert throttle.holding
+    clock.now += 3
+    throttle.on_success()
+    assert throttle.unreachable_for is None
+    assert not throttle.holding
+    assert throttle.outage_seconds() >= 3
+
+
+def test_a_platform_never_reached_is_no_outage() -> None:
+    """Failing from the very start is not an outage to ride out: the rows' attempts run out and the run stops."""
+    clock = Clock()
+    throttle = Throttle(clock=clock)
+    for _ in range(3 * OUTAGE_FAILURES):
+        clock.now += 1
+        assert throttle.on_fault(reset(), outage=True)
+    assert throttle.unreachable_for is None
+
+
+def test_random_resets_among_answers_are_no_outage() -> None:
+    """Resets between successes reset the count: a flaky platform is not a gone one."""
+    clock = Clock()
+    throttle = Throttle(clock=clock)
+    for _ in range(100):
+        clock.now += 0.2
+        throttle.on_fault(reset(), outage=True)
+        throttle.on_success()
+    assert throttle.unreachable_for is None
+
+
+async def test_one_probe_at_a_time_during_an_outage() -> None:
+    """While the platform is out one sender probes, after the backoff; the rest wait until an answer comes."""
+    clock = Clock()
+    throttle = Throttle(clock=clock)
+    go_dark(throttle, clock)
+    clock.now += PROBE_BACKOFF[0]  # the first probe is due
+    probe = asyncio.create_task(throttle.before_send())
+    others = [asyncio.create_task(throttle.before_send()) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert probe.done()
+    assert not any(task.done() for task in others)
+    throttle.on_success()  # the probe was answered
+    await asyncio.wait_for(asyncio.gather(*others), 1)
+
+
+async def test_an_outage_longer_than_the_tolerance_stops_the_run() -> None:
+    """When the outage outlasts the tolerance the next probe raises HostUnreachable (exit 4), naming the fix."""
+    clock = Clock()
+    throttle = Throttle(clock=clock, outage_tolerance=30)
+    go_dark(throttle, clock)
+    clock.now += 31
+    with pytest.raises(HostUnreachable, match="outage tolerance of 30 s") as caught:
+        await throttle.before_send()
+    assert "--outage-tolerance" in str(caught.value)
+    assert caught.value.exit_code == 4
+
+
+# -- the retry budget -------------------------------------------------------------------------------------
 
 
 def test_retry_budget_spends_and_refunds() -> None:
@@ -343,6 +327,27 @@ def test_retry_budget_spends_and_refunds() -> None:
     for _ in range(100):
         budget.refund()
     assert budget.available == 20
+
+
+def test_paced_retries_cost_little() -> None:
+    """A retry the server timed (Retry-After) or one during an outage costs the paced cost, not a full retry."""
+    budget = RetryBudget(capacity=20, retry_cost=5, paced_cost=1)
+    budget.spend(RetryableStatus("HTTP 429", status=429, retry_after=1.0))
+    outage = TransportError("refused", connect=True)
+    outage.counted = False
+    budget.spend(outage)
+    assert budget.available == 18
+
+
+def test_the_budget_follows_the_concurrency() -> None:
+    """More slots in flight get a larger budget (one failed burst must not drain it); fewer, a smaller one."""
+    budget = RetryBudget.for_concurrency(16)
+    assert budget.capacity == 500
+    budget.spend(RetryableStatus("HTTP 500", status=500))
+    budget.resize(100)
+    assert (budget.capacity, budget.available) == (2000, 1995)
+    budget.resize(16)
+    assert (budget.capacity, budget.available) == (500, 495)
 
 
 def test_empty_retry_budget_stops_the_run() -> None:
@@ -372,25 +377,3 @@ def test_throttle_charges_retries_to_the_shared_budget() -> None:
         throttle.on_retry(state)
     throttle.on_success()
     assert budget.available == 3
-
-
-def test_time_paused_on_the_platforms_request_does_not_count_as_low_acceptance() -> None:
-    """A cut that follows a Retry-After pause is based on the rate accepted while sending, not on the idle pause.
-
-    Random 429/503s with ``Retry-After: 1`` otherwise ratchet the rate towards 1 request/s: each cut measures
-    successes over the last second, most of which was spent paused as the server asked.
-    """
-    clock = Clock(0.0)
-    throttle = Throttle(clock=clock)
-
-    succeed(throttle, clock, 0.0, 3.0, 100)
-    throttle.on_throttle(1.0)  # first cut; pause until 4.0
-    before = throttle.rate
-    assert before is not None
-    succeed(throttle, clock, 4.0, 4.5, before)
-    throttle.on_throttle(1.0, sent_at=3.9)  # answers a request sent before the cut: no new cut; pause until 5.5
-    succeed(throttle, clock, 5.5, 5.6, before)
-    throttle.on_throttle(1.0)  # sent after the cut: may cut, measuring the last second, 0.9 s of which was a pause
-    after = throttle.rate
-    assert after is not None
-    assert after >= 0.5 * before, f"one throttle cut the rate from {before:.0f}/s to {after:.0f}/s"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import socket
 import struct
 import time
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from reconcile.emulator.assertions import JWT_BEARER, AssertionChecker, FederatedIssuer
 from reconcile.emulator.dataset import Dataset, Key
 from reconcile.emulator.faults import ApiFault, FaultPicker, Faults, TokenFault
 from reconcile.emulator.tokens import (
@@ -50,8 +53,15 @@ class EmulatorConfig:
     jitter_ms: float = 0
     max_rps: float | None = None
     burst_seconds: float = 0.1  # the rate limiter's token bucket holds this many seconds' worth of requests
+    capacity: int | None = None  # requests the backend works on at once; the rest wait in arrival order
+    queue_limit: int | None = None  # with capacity: a request that finds this many waiting is shed with 503
+    shed_retry_after: int | None = None  # seconds of Retry-After on a shed 503; None sends none
     faults: Faults = field(default_factory=Faults)
     seed: int = 0
+    # Certificate credentials: PEM certificates whose assertions authenticate the app (beside the secret).
+    certificates: tuple[bytes, ...] = ()
+    # Workload identity: federated credentials of the app (issuer, subject, the issuer's signing key).
+    federated: tuple[FederatedIssuer, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.endpoint_path.startswith("/"):
@@ -64,23 +74,80 @@ class EmulatorConfig:
             raise ValueError(f"max_rps must be > 0 (or None for no cap), got {self.max_rps}")
         if self.burst_seconds <= 0:
             raise ValueError(f"burst_seconds must be > 0, got {self.burst_seconds}")
+        if self.capacity is not None and self.capacity < 1:
+            raise ValueError(f"capacity must be >= 1 (or None for no limit), got {self.capacity}")
+        if self.queue_limit is not None:
+            if self.capacity is None:
+                raise ValueError("queue_limit needs a capacity: without one nothing ever waits. HINT: set capacity")
+            if self.queue_limit < 0:
+                raise ValueError(f"queue_limit must be >= 0, got {self.queue_limit}")
+        if self.shed_retry_after is not None:
+            if self.queue_limit is None:
+                raise ValueError("shed_retry_after needs a queue_limit: nothing is shed without one")
+            if self.shed_retry_after < 0:
+                raise ValueError(f"shed_retry_after must be >= 0, got {self.shed_retry_after}")
 
 
 @dataclass(slots=True)
 class Stats:
-    """Counters a test or benchmark reads after (or during) a run."""
+    """Counters a test or benchmark reads after (or during) a run; :meth:`summary` is their JSON form."""
 
     token_requests: int = 0
     api_requests: int = 0
     by_status: Counter[int] = field(default_factory=Counter)  # API answers only
     token_by_status: Counter[int] = field(default_factory=Counter)
-    faults: Counter[str] = field(default_factory=Counter)
-    rate_limited: int = 0
-    in_flight: int = 0
+    tokens_by_credential: Counter[str] = field(default_factory=Counter)  # secret / certificate / federated
+    faults: Counter[str] = field(default_factory=Counter)  # injected, by ApiFault/TokenFault value
+    rate_limited: int = 0  # 429s of the max_rps cap (injected 429s are in faults["429"])
+    shed: int = 0  # 503s of the queue limit (injected 503s are in faults["503"])
+    in_flight: int = 0  # API requests arrived and not yet answered, waiting ones included
     max_in_flight: int = 0
+    in_work: int = 0  # API requests past the rate cap and the capacity queue, being worked on
+    max_in_work: int = 0
+    queued: int = 0  # API requests waiting for capacity
+    max_queued: int = 0
+    # Seconds from arrival to answer (queue wait included) of every correct 200 answer, in answer order.
+    latencies: array[float] = field(default_factory=lambda: array("d"))
     # Every authorised, well-formed question, including those then answered by a fault.
     keys_asked: Counter[Key] = field(default_factory=Counter)
     first_request_at: float | None = None
+
+    def latency_ms(self, quantile: float) -> float | None:
+        """The *quantile* (0..1, nearest rank) of :attr:`latencies` in milliseconds; None before any answer."""
+        if not 0 <= quantile <= 1:
+            raise ValueError(f"quantile must be between 0 and 1, got {quantile}")
+        return _nearest_rank_ms(sorted(self.latencies), quantile)
+
+    def summary(self) -> dict[str, Any]:
+        """What the platform saw, JSON-ready: what ``reconcile emulator`` prints on stop and serves at
+        :data:`STATS_PATH`."""
+        ordered = sorted(self.latencies)
+        quantiles = {
+            name: _nearest_rank_ms(ordered, q) for name, q in (("median", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1))
+        }
+        return {
+            "api_requests": self.api_requests,
+            "token_requests": self.token_requests,
+            "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
+            "token_by_status": {str(status): n for status, n in sorted(self.token_by_status.items())},
+            "faults": dict(sorted(self.faults.items())),
+            "rate_limited": self.rate_limited,
+            "shed": self.shed,
+            "max_in_flight": self.max_in_flight,
+            "max_in_work": self.max_in_work,
+            "max_queued": self.max_queued,
+            "latency_ms": {
+                "count": len(ordered),
+                **{name: None if value is None else round(value, 3) for name, value in quantiles.items()},
+            },
+        }
+
+
+def _nearest_rank_ms(ordered: list[float], quantile: float) -> float | None:
+    """The nearest-rank *quantile* of sorted seconds, in milliseconds."""
+    if not ordered:
+        return None
+    return 1000 * ordered[max(0, math.ceil(quantile * len(ordered)) - 1)]
 
 
 class _TokenBucket:
@@ -103,6 +170,10 @@ class _TokenBucket:
             return True
         return False
 
+    def retry_after(self) -> str:
+        """Whole seconds until a request would be admitted, at least 1: what a gateway's 429 says."""
+        return str(max(1, math.ceil((1 - self._tokens) / self._rate)))
+
 
 _JSON = "application/json"
 _MISSING = orjson.dumps({"exists": False, "callId": ""})
@@ -119,6 +190,8 @@ class EmulatorState:
     __slots__ = (
         "_alternate",
         "_api_path",
+        "_assertions",
+        "_backend",
         "_bucket",
         "_delay",
         "_jitter",
@@ -136,7 +209,10 @@ class EmulatorState:
         self.stats = stats
         self.picker = FaultPicker(config.faults, config.seed)
         self.tokens = TokenBook(config.tenant_id)
+        self._assertions = AssertionChecker(config.client_id, config.certificates, config.federated)
         self._bucket = _TokenBucket(config.max_rps, config.burst_seconds) if config.max_rps else None
+        # asyncio.Semaphore queues in arrival order (a newcomer never passes a waiter), as a backend's queue does.
+        self._backend = asyncio.Semaphore(config.capacity) if config.capacity is not None else None
         self._delay = config.latency_ms / 1000
         self._jitter = config.jitter_ms / 1000
         # Separate from the fault RNG so turning jitter on does not change which faults fire.
@@ -173,7 +249,8 @@ class EmulatorState:
             )
         form = await request.post()
         values: dict[str, str] = {}
-        for name in ("grant_type", "client_id", "client_secret", "scope"):
+        credential = "client_assertion" if form.get("client_assertion_type") else "client_secret"
+        for name in ("grant_type", "client_id", credential, "scope"):
             value = form.get(name)
             if not isinstance(value, str) or not value:
                 return self._aad(
@@ -198,7 +275,14 @@ class EmulatorState:
                 f"Application with identifier '{values['client_id']}' was not found in the directory "
                 f"'{config.tenant_id}'.",
             )
-        if values["client_secret"] != config.client_secret:
+        if credential == "client_assertion":
+            if form.get("client_assertion_type") != JWT_BEARER:
+                return self._aad(400, "invalid_request", 50027, f"client_assertion_type must be '{JWT_BEARER}'.")
+            refusal = self._assertions.check(values["client_assertion"], str(request.url.with_query(None)))
+            if refusal is not None:
+                return self._aad(401, "invalid_client", refusal.code, refusal.message)
+            kind = self._assertions.last_kind
+        elif values["client_secret"] != config.client_secret:
             return self._aad(
                 401,
                 "invalid_client",
@@ -206,6 +290,8 @@ class EmulatorState:
                 "Invalid client secret provided. Ensure the secret being sent in the request is the client "
                 f"secret value, not the client secret ID, for a secret added to app '{config.client_id}'.",
             )
+        else:
+            kind = "secret"
         if values["scope"] != f"api://{config.client_id}/.default":
             return self._aad(
                 400,
@@ -214,6 +300,7 @@ class EmulatorState:
                 f"The provided request must include a 'scope' input parameter. The provided value for the "
                 f"input parameter 'scope' is not valid. The scope {values['scope']} is not valid.",
             )
+        self.stats.tokens_by_credential[kind] += 1
         lifetime = config.token_lifetime
         body: dict[str, Any] = {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime}
         if config.refresh_in is not None:
@@ -243,23 +330,63 @@ class EmulatorState:
 
     # ---- platform API ---------------------------------------------------------------------
 
+    async def stats_summary(self, request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(self.stats.summary()), content_type=_JSON)
+
     async def api(self, request: web.Request) -> web.StreamResponse:
         stats = self.stats
+        arrived = time.monotonic()
         stats.api_requests += 1
         if stats.first_request_at is None:
-            stats.first_request_at = time.monotonic()
+            stats.first_request_at = arrived
         stats.in_flight += 1
         if stats.in_flight > stats.max_in_flight:
             stats.max_in_flight = stats.in_flight
         try:
-            return await self._answer(request)
+            # The gateway's rate cap answers at once; only what it admits reaches the backend and its queue.
+            if self._bucket is not None and not self._bucket.take():
+                stats.rate_limited += 1
+                return self._error(429, "error", "Rate limit exceeded", {"Retry-After": self._bucket.retry_after()})
+            backend = self._backend
+            if backend is None:
+                return await self._work(request, arrived)
+            if backend.locked():
+                limit = self.config.queue_limit
+                if limit is not None and stats.queued >= limit:
+                    return self._shed()
+                stats.queued += 1
+                if stats.queued > stats.max_queued:
+                    stats.max_queued = stats.queued
+                try:
+                    await backend.acquire()
+                finally:
+                    stats.queued -= 1
+            else:
+                await backend.acquire()  # a free slot: returns without yielding
+            try:
+                return await self._work(request, arrived)
+            finally:
+                backend.release()
         finally:
             stats.in_flight -= 1
 
-    async def _answer(self, request: web.Request) -> web.StreamResponse:
-        if self._bucket is not None and not self._bucket.take():
-            self.stats.rate_limited += 1
-            return self._error(429, "error", "Rate limit exceeded", {"Retry-After": "1"})
+    def _shed(self) -> web.Response:
+        self.stats.shed += 1
+        after = self.config.shed_retry_after
+        headers = None if after is None else {"Retry-After": str(after)}
+        return self._error(503, "message", "Service unavailable: the backend is at capacity", headers)
+
+    async def _work(self, request: web.Request, arrived: float) -> web.StreamResponse:
+        stats = self.stats
+        stats.in_work += 1
+        if stats.in_work > stats.max_in_work:
+            stats.max_in_work = stats.in_work
+        try:
+            return await self._answer(request, arrived)
+        finally:
+            stats.in_work -= 1
+
+    async def _answer(self, request: web.Request, arrived: float) -> web.StreamResponse:
         if self._delay or self._jitter:
             await asyncio.sleep(self._delay + self._jitter * self._jitter_rng.random())
 
@@ -287,6 +414,7 @@ class EmulatorState:
                 return self._api_fault(fault, request, token)
 
         call_id = self.dataset.lookup(key)
+        self.stats.latencies.append(time.monotonic() - arrived)
         if call_id is None:
             return self._reply(200, _MISSING)
         return self._reply(200, b'{"exists":true,"callId":' + orjson.dumps(call_id) + b"}")
@@ -317,6 +445,8 @@ class EmulatorState:
         if fault is ApiFault.REVOKE:
             self.tokens.revoke(token)
             return self._unauthorised("token has been revoked")
+        if fault is ApiFault.STRAY_401:
+            return self._unauthorised("token rejected (injected)")
         if fault is ApiFault.MALFORMED:
             self._alternate["malformed"] += 1
             body = _MALFORMED[self._alternate["malformed"] % len(_MALFORMED)]
@@ -328,7 +458,9 @@ class EmulatorState:
         self._alternate["429"] += 1
         if self._alternate["429"] % 2:
             return "1"
-        return format_datetime(datetime.now(UTC) + timedelta(seconds=1), usegmt=True)
+        # An HTTP-date has whole seconds: round up, so the date is never less than a second away.
+        due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+        return format_datetime(due, usegmt=True)
 
     def _reset(self, request: web.Request) -> web.StreamResponse:
         transport = request.transport
@@ -367,6 +499,7 @@ def _parse_key(raw: bytes) -> Key | str:
 
 
 STATE = web.AppKey("reconcile.emulator.state", EmulatorState)
+STATS_PATH = "/_emulator/stats"  # GET: Stats.summary() as JSON, for whoever drives a subprocess emulator
 
 
 def create_app(config: EmulatorConfig, dataset: Dataset, stats: Stats) -> web.Application:
@@ -376,4 +509,5 @@ def create_app(config: EmulatorConfig, dataset: Dataset, stats: Stats) -> web.Ap
     app[STATE] = state
     app.router.add_post(TOKEN_PATH, state.token)
     app.router.add_post(config.endpoint_path, state.api)
+    app.router.add_get(STATS_PATH, state.stats_summary)
     return app

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
 K = TypeVar("K")
+
+#: How ``--fault-rate`` is split over the kinds of fault: each name is a :class:`Faults` constructor.
+FAULT_MIXES = ("uniform", "gateway", "flaky")
 
 
 class ApiFault(StrEnum):
@@ -22,6 +26,7 @@ class ApiFault(StrEnum):
     THROTTLED_429 = "429"
     RESET = "reset"
     REVOKE = "revoke"
+    STRAY_401 = "401"  # this request is refused; the token stays good (a gateway's glitch)
     SLOW = "slow"
     MALFORMED = "malformed"
 
@@ -46,6 +51,7 @@ class Faults:
     rate_429: float = 0
     rate_reset: float = 0
     rate_revoke: float = 0
+    rate_401: float = 0
     rate_slow: float = 0
     rate_malformed: float = 0
     slow_seconds: float = 30.0
@@ -79,6 +85,50 @@ class Faults:
         share = rate / 5
         return cls(rate_500=share, rate_503=share, rate_429=share, rate_reset=share, rate_revoke=share)
 
+    @classmethod
+    def gateway(cls, rate: float) -> Faults:
+        """Split *rate* as an API gateway in front of a flaky platform does: mostly 429s and 503s.
+
+        Of the faults: 30% 429, 30% 503, 20% 500, 19% connection resets and 1% revoked tokens (a stray
+        401), so a 10% mix revokes one token in a thousand requests rather than one in fifty.
+        """
+        return cls(
+            rate_429=rate * 0.30,
+            rate_503=rate * 0.30,
+            rate_500=rate * 0.20,
+            rate_reset=rate * 0.19,
+            rate_revoke=rate * 0.01,
+        )
+
+    @classmethod
+    def flaky(cls, rate: float) -> Faults:
+        """Split *rate* evenly over 500, 503, 429, connection reset and a stray 401 (no token revoked).
+
+        A platform that is merely flaky: every fault costs its own request only, so a client can keep
+        1 - *rate* of its fault-free speed.
+        """
+        share = rate / 5
+        return cls(rate_500=share, rate_503=share, rate_429=share, rate_reset=share, rate_401=share)
+
+    @classmethod
+    def from_rates(cls, rates: Mapping[str, float], **options: float) -> Faults:
+        """Faults from ``{kind: rate}`` with the kinds of :class:`ApiFault` (``"500"``, ``"reset"``, ...)."""
+        known = {kind.value for kind in ApiFault}
+        unknown = sorted(set(rates) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown fault kind {', '.join(map(repr, unknown))}. HINT: use one of {', '.join(sorted(known))}"
+            )
+        return cls(**{f"rate_{kind}": rate for kind, rate in rates.items()}, **options)
+
+    @classmethod
+    def mix(cls, name: str, rate: float) -> Faults:
+        """The named split (:data:`FAULT_MIXES`) of a total *rate*."""
+        if name not in FAULT_MIXES:
+            raise ValueError(f"unknown fault mix {name!r}. HINT: use one of {', '.join(FAULT_MIXES)}")
+        build: Callable[[float], Faults] = getattr(cls, name)
+        return build(rate)
+
     def api_table(self) -> tuple[tuple[float, ApiFault], ...]:
         return _cumulative(
             (
@@ -88,6 +138,7 @@ class Faults:
                 (self.rate_429, ApiFault.THROTTLED_429),
                 (self.rate_reset, ApiFault.RESET),
                 (self.rate_revoke, ApiFault.REVOKE),
+                (self.rate_401, ApiFault.STRAY_401),
                 (self.rate_slow, ApiFault.SLOW),
                 (self.rate_malformed, ApiFault.MALFORMED),
             )

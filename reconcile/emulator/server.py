@@ -8,7 +8,7 @@ from types import TracebackType
 from aiohttp import web
 from aiohttp.log import access_logger
 
-from reconcile.emulator.app import STATE, EmulatorConfig, EmulatorState, Stats, create_app
+from reconcile.emulator.app import STATE, STATS_PATH, EmulatorConfig, EmulatorState, Stats, create_app
 from reconcile.emulator.dataset import Dataset
 from reconcile.emulator.faults import Faults
 
@@ -55,6 +55,11 @@ class Emulator:
     @property
     def api_url(self) -> str:
         return self.base_url + self.config.endpoint_path
+
+    @property
+    def stats_url(self) -> str:
+        """GET it for :meth:`Stats.summary` as JSON (what a subprocess emulator's driver reads)."""
+        return self.base_url + STATS_PATH
 
     @property
     def token_url(self) -> str:
