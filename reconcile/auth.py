@@ -231,11 +231,11 @@ class TokenProvider:
             if exc.connect:
                 raise HostUnreachable(
                     f"cannot reach the identity provider at {self._settings.authority} after "
-                    f"{attempts.count} attempts: {exc}. HINT: check CALLJOURNEY_AUTHORITY and the network"
+                    f"{attempts}: {exc}. HINT: check CALLJOURNEY_AUTHORITY and the network"
                 ) from None
-            raise TokenError(f"token request failed after {attempts.count} attempts: {exc}") from None
+            raise TokenError(f"token request failed after {attempts}: {exc}") from None
         except TransientError as exc:
-            raise TokenError(f"token request failed after {attempts.count} attempts: {exc}") from None
+            raise TokenError(f"token request failed after {attempts}: {exc}") from None
         self.fetches += 1
         register(token.value)
         token = replace(token, generation=self.fetches)

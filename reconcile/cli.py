@@ -1,8 +1,9 @@
 """The command line: parse, call the library, print, exit.  No logic lives here.
 
 Exit codes: 0 every row present · 1 complete, some missing · 2 usage error · 3 some rows invalid, error or
-unchecked · 4 fatal (credentials refused, endpoint not found, host unreachable, bad configuration) ·
-130/143 stopped by SIGINT/SIGTERM (a partial report is written; re-run the same command to resume).
+unchecked · 4 fatal (credentials refused, endpoint not found, host unreachable, bad configuration) · 5 internal
+error (a bug; a crash file is named) · 130/143 stopped by SIGINT/SIGTERM (a partial report is written; re-run the
+same command to resume).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import click
 from ._version import version_report
 from .config import Settings
 from .engine import Reconciler, RunOptions
-from .errors import ReconcileError, UsageError
+from .errors import InternalError, ReconcileError, UsageError
 from .logs import LOG_FORMATS, configure_logging, reset_logging
 from .manifest import expand_manifest_paths
 from .profiles import Profile, load_profile
@@ -34,6 +35,9 @@ from .report import Summary
 from .shard import Shard
 
 T = TypeVar("T")
+
+OUT_DIR_META = "reconcile.out_dir"  # where a crash file goes: the command's --out, beside its journal
+FORCE_HELP = "Write into an --out that holds other files but no reconcile run (only reconcile's own names are written)."
 
 PROFILE_OPTIONS = (
     click.option(
@@ -315,6 +319,25 @@ class _Commands(click.Group):
             self.add_command(getattr(importlib.import_module(module), attribute), name)
         return super().get_command(ctx, name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Exit codes never lie: a reconcile error escaping a command exits with its code, Ctrl-C before a run
+        with 130 (click's "Aborted!" would be 1), and anything unexpected with 5 and a crash file."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except ReconcileError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("stopped (SIGINT) before any row was checked", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            from .crash import report_crash
+
+            click.echo(report_crash(exc, ctx.meta.get(OUT_DIR_META)), err=True)
+            sys.exit(InternalError.exit_code)
+
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value and not ctx.resilient_parsing:
@@ -355,6 +378,7 @@ def cli(verbose: int, log_format: str | None, log_file: Path | None) -> None:
 )
 @connection_options
 @click.option("--fresh", is_flag=True, help="Ignore an earlier run's journal in --out and start over.")
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @click.option("--retry-errors", is_flag=True, help="Re-ask only the error rows of a finished run in --out.")
 @click.option("--label", help="Operator label recorded in summary.json and the reports.")
 @click.option("--format", "formats", help="Report formats, comma-separated: csv, parquet, xlsx, json [default: csv].")
@@ -382,6 +406,7 @@ def run(
     manifests: tuple[Path, ...],
     out_dir: Path,
     fresh: bool,
+    force: bool,
     retry_errors: bool,
     label: str | None,
     formats: str | None,
@@ -391,15 +416,17 @@ def run(
     client_secret_file: Path | None,
     **connection: Any,
 ) -> None:
-    """Reconcile MANIFEST files; write the report into --out.
+    """Reconcile MANIFEST files ('-' reads standard input); write the report into --out.
 
-    Re-running the same command with the same --out resumes an interrupted run.
+    Re-running the same command with the same --out resumes an interrupted run.  One command at a time per
+    --out: a second one exits 2 naming the first.
 
     \b
     Example:
         export CALLJOURNEY_TENANT_ID=... CALLJOURNEY_CLIENT_ID=... CALLJOURNEY_CLIENT_SECRET=...
         reconcile run nightly.csv --out reports/2026-11-26 --concurrency 32
     """
+    click.get_current_context().meta[OUT_DIR_META] = out_dir
     display = _watch(connection)
     profile = _profile(connection)
     settings = _guard(
@@ -411,6 +438,7 @@ def run(
     options = RunOptions(
         out_dir=out_dir,
         fresh=fresh,
+        force=force,
         retry_errors=retry_errors,
         label=label if label is not None else profile.label or "",
         read=read,
@@ -515,8 +543,14 @@ def demo(out_dir: Path, concurrency: int | str, **watch: Any) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="An earlier run's --out (merged or not): write delta.csv of what changed since.",
 )
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 def merge(
-    shard_dirs: tuple[Path, ...], out_dir: Path, allow_incomplete: bool, formats: str | None, compare_to: Path | None
+    shard_dirs: tuple[Path, ...],
+    out_dir: Path,
+    allow_incomplete: bool,
+    formats: str | None,
+    compare_to: Path | None,
+    force: bool,
 ) -> None:
     """Combine the --out directories of `run --shard K/N` (K = 0..N-1) into one report.
 
@@ -530,13 +564,14 @@ def merge(
     """
     from .merge import merge_reports
 
+    click.get_current_context().meta[OUT_DIR_META] = out_dir
     wanted = tuple(f.strip().lower() for f in formats.split(",") if f.strip()) if formats is not None else None
     summary = _guard(
         lambda: merge_reports(
-            shard_dirs, out_dir, allow_incomplete=allow_incomplete, formats=wanted, compare_to=compare_to
+            shard_dirs, out_dir, allow_incomplete=allow_incomplete, formats=wanted, compare_to=compare_to, force=force
         )
     )
-    _print_summary(summary)
+    _print_summary(summary, error_logged=False)
     sys.exit(summary.exit_code)
 
 
@@ -661,7 +696,9 @@ def _guard(fn: Callable[[], T]) -> T:
         sys.exit(exc.exit_code)
 
 
-def _print_summary(summary: Summary) -> None:
+def _print_summary(summary: Summary, *, error_logged: bool = True) -> None:
+    """The counts, what to do next, and the report's files, on stdout.  ``error_logged``: a fatal error was
+    logged to stderr as it happened (a run's), so it is not printed again (a merge reports its shards')."""
     counts = summary.counts
     line = (
         f"{summary.records} records: {counts['present']} present, {counts['missing']} missing, "
@@ -672,8 +709,14 @@ def _print_summary(summary: Summary) -> None:
     if summary.data.get("duplicates"):
         line += f" ({summary.data['duplicates']} duplicates)"
     click.echo(line)
-    if summary.data.get("error"):
-        click.echo(f"error: {summary.data['error']['message']}", err=True)
+    error = summary.data.get("error")
+    if error and not error_logged:
+        click.echo(f"error: {error['message']}", err=True)
+    if error and error_logged:
+        click.echo(
+            f"stopped by a fatal error ({error['type']}, on stderr): the rows not reached are unchecked; once it is "
+            "fixed, re-run the same command to resume"
+        )
     elif not summary.complete:
         click.echo("incomplete: re-run the same command to resume")
     for name, path in summary.paths.items():

@@ -225,12 +225,12 @@ class PlatformClient:
         except TransportError as exc:
             if exc.connect:
                 raise HostUnreachable(
-                    f"cannot reach the platform at {self.settings.base_url} after {_attempts(attempts.count)}: "
+                    f"cannot reach the platform at {self.settings.base_url} after {attempts}: "
                     f"{exc}. HINT: check CALLJOURNEY_BASE_URL and the network"
                 ) from None
-            return Outcome(None, "", f"{exc} (after {_attempts(attempts.count)})", attempts.count)
+            return Outcome(None, "", f"{exc} (after {attempts})", attempts.count)
         except RowError as exc:
-            return Outcome(None, "", f"{exc} (after {_attempts(attempts.count)})", attempts.count)
+            return Outcome(None, "", f"{exc} (after {attempts})", attempts.count)
         return Outcome(exists, call_id, "", attempts.count)
 
     def stop(self) -> None:
@@ -348,10 +348,6 @@ class PlatformClient:
         if self._session is None:
             raise RuntimeError("PlatformClient is not open; use 'async with PlatformClient(...)'")
         return self._session
-
-
-def _attempts(count: int) -> str:
-    return f"{count} attempt" if count == 1 else f"{count} attempts"
 
 
 async def post(session: aiohttp.ClientSession, url: str, route: Route | None, **request: Any) -> Reply:

@@ -333,9 +333,17 @@ def _read_secret(path: Path | None, env: Mapping[str, str], profile_file: Any = 
             return secret
         path = Path(profile_file)
     try:
-        return path.read_text(encoding="utf-8").strip()
+        secret = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"cannot read the client secret file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"the client secret file {path} is not UTF-8 text. HINT: write the secret as text") from None
+    if not secret:  # else "CLIENT_SECRET is not set", as if the file had not been given
+        raise ConfigError(
+            f"the client secret file {path} is empty. HINT: write the client secret into it (one line), or point "
+            "--client-secret-file at the file that holds it"
+        )
+    return secret
 
 
 def _env_path(env: Mapping[str, str], name: str, *, prefix: str = ENV_PREFIX) -> Path | None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from .client import Outcome, PlatformClient
 from .config import Settings
-from .errors import FatalError, ReconcileError, RunStopped
+from .errors import FatalError, RunStopped, UsageError
 from .frontier import Frontier
 from .journal import FLUSH_EVERY, Journal, Result
 from .logs import ROW, error_fields
@@ -72,6 +72,7 @@ class RunOptions:
     formats: tuple[str, ...] = ("csv",)  # report formats: csv, parquet, xlsx, json
     compare_to: Path | None = None  # an earlier run's --out, for delta.csv
     shard: Shard | None = None  # check only this shard's rows
+    force: bool = False  # write into an --out that holds files but no reconcile run
 
 
 @dataclass
@@ -130,7 +131,7 @@ class Reconciler:
 
     def __init__(self, paths: Sequence[str | Path], settings: Settings, options: RunOptions) -> None:
         if not paths:
-            raise ReconcileError("no manifest given")
+            raise UsageError("no manifest given. HINT: name at least one manifest file, directory or glob")
         self.settings = settings
         self.options = options
         self.manifests = tuple(Manifest(p, i, options.read) for i, p in enumerate(paths))

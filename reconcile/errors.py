@@ -4,7 +4,9 @@
     ├── UsageError                 exit 2: the command line or its inputs are wrong
     │   ├── ManifestError          a manifest cannot be read as asked (names file and line)
     │   │   └── JournalMismatch    --out holds a journal of other manifests (use --fresh)
-    │   └── CredentialConflict     two credential kinds configured at once (names both)
+    │   ├── CredentialConflict     two credential kinds configured at once (names both)
+    │   └── OutDirError            --out cannot be created or written, or is not reconcile's (use --force)
+    │       └── OutDirBusy         another command holds --out (its PID, host and start time named)
     ├── FatalError                 exit 4: the run cannot go on; no row is ever called missing because of it
     │   ├── ConfigError            settings missing or unsafe (plain http to a remote host, no secret, ...)
     │   ├── JournalError           the journal in --out is corrupt or not ours
@@ -14,6 +16,7 @@
     │   ├── HostUnreachable        could not connect to a host after every retry
     │   ├── ProxyError             the proxy refused: 407, connection refused, a CONNECT it would not open
     │   └── PlatformUnavailable    the platform kept failing: the shared retry budget ran out
+    ├── InternalError              exit 5: a bug; the crash file it names holds what to report
     ├── RunStopped                 a stop was asked before the row was sent: the row stays ``unchecked``
     └── RowError                   one row could not be checked; the row ends with status ``error``
         ├── RequestRejected        400: the platform refused this row's body
@@ -57,6 +60,20 @@ class ManifestError(UsageError):
 
 class JournalMismatch(ManifestError):
     """The output directory holds a journal of different manifests."""
+
+
+class OutDirError(UsageError):
+    """The output directory cannot be used: not creatable, not writable, or someone else's files."""
+
+
+class OutDirBusy(OutDirError):
+    """Another reconcile command holds the output directory's lock."""
+
+
+class InternalError(ReconcileError):
+    """An unexpected exception: never a user's mistake, never mistaken for a finished report (exit 0 or 1)."""
+
+    exit_code = 5
 
 
 class CredentialConflict(UsageError):

@@ -75,15 +75,30 @@ def open_writers(
     return writers
 
 
+# Every file a writer here may write: what a superseded report loses, and all a partial name may be made of.
+TABLE_NAMES = (
+    "results.csv",
+    "missing.csv",
+    "results.parquet",
+    "missing.parquet",
+    "results.xlsx",
+    "results.jsonl",
+    "missing.jsonl",
+)
+# The rest of a report (report.py and delta.py write them); summary.json first, as it marks a report finished.
+REPORT_NAMES = ("summary.json", "report.html", "delta.csv", *TABLE_NAMES)
+
+
 def partial(path: Path) -> Path:
     """Where ``path`` is written until it is complete."""
     return path.with_name(f".{path.name}.partial")
 
 
 def discard_partials(out_dir: Path) -> None:
-    """Remove the files a killed run left half-written in ``out_dir`` (under :func:`partial` names)."""
-    for path in out_dir.glob(".*.partial"):
-        path.unlink(missing_ok=True)
+    """Remove the files a killed run left half-written in ``out_dir`` (under :func:`partial` names of a report's
+    files only: another program's ``.x.partial`` is not ours to remove)."""
+    for name in REPORT_NAMES:
+        partial(out_dir / name).unlink(missing_ok=True)
 
 
 def _commit(paths: Mapping[str, Path]) -> None:

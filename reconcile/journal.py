@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
@@ -208,7 +209,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _check_or_init(
     db: sqlite3.Connection, path: Path, manifests: Sequence[ManifestInfo], shard: str, reading: str
 ) -> dict[str, str]:
-    wanted = json.dumps([[m.path, m.sha256] for m in manifests])
+    wanted = _manifests_record(manifests)
     try:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if tables and "meta" not in tables:
@@ -240,11 +241,18 @@ def _check_or_init(
             "HINT: pass --fresh to start over"
         )
     if meta.get("manifests") != wanted:
-        raise JournalMismatch(
-            path,
-            "the output directory holds a run of different manifests (their paths or SHA-256 differ). "
-            "HINT: pass --fresh to start over in this directory, or choose another --out",
-        )
+        # (path, SHA-256, absolute path): journals from before recorded no absolute path
+        checked = [(str(e[0]), str(e[1]), str(e[2 if len(e) > 2 else 0])) for e in json.loads(meta["manifests"])]
+        if [sha for _, sha, _ in checked] != [m.sha256 for m in manifests]:
+            raise JournalMismatch(
+                path,
+                f"{_which_differs(checked, manifests)}. HINT: pass --fresh to start over in this directory, or "
+                "choose another --out",
+            )
+        # The same files by content, reached by other paths (another working directory, a symlink): resume, and
+        # remember them as given now.
+        db.execute("UPDATE meta SET value = ? WHERE name = 'manifests'", (wanted,))
+        db.commit()
     recorded = meta.get("reading")
     if recorded is None:  # written before the reading was recorded: keep this one from now on
         db.execute("INSERT INTO meta VALUES ('reading', ?)", (reading,))
@@ -264,6 +272,37 @@ def _check_or_init(
             "HINT: give each shard its own --out",
         )
     return meta
+
+
+def _manifests_record(manifests: Sequence[ManifestInfo]) -> str:
+    """The journal's record of its manifests: each one's path as given, its SHA-256 (what identifies it) and
+    its absolute path (to tell a file that changed from another file)."""
+    return json.dumps([[m.path, m.sha256, os.path.abspath(m.path)] for m in manifests])
+
+
+def _which_differs(recorded: Sequence[tuple[str, str, str]], manifests: Sequence[ManifestInfo]) -> str:
+    """Which manifest differs from the journal's, and how: its content, another file, the order, the count."""
+    if len(recorded) != len(manifests):
+        return (
+            f"the output directory holds a run of {len(recorded)} manifest(s) "
+            f"({', '.join(p for p, _, _ in recorded)}), not of the {len(manifests)} given "
+            f"({', '.join(m.path for m in manifests)})"
+        )
+    if sorted(sha for _, sha, _ in recorded) == sorted(m.sha256 for m in manifests):
+        return "the output directory holds a run of the same manifests given in another order"
+    for number, ((was_path, was_sha, was_absolute), now) in enumerate(zip(recorded, manifests, strict=True), start=1):
+        if was_sha == now.sha256:
+            continue
+        if was_absolute == os.path.abspath(now.path) or was_path == now.path:
+            return (
+                f"{now.path} changed since the run in the output directory checked it: its content (SHA-256) is "
+                f"now {now.sha256[:12]}…, was {was_sha[:12]}…"
+            )
+        return (
+            f"manifest {number}, {now.path} (SHA-256 {now.sha256[:12]}…), is not the file the run in the output "
+            f"directory checked, {was_path} (SHA-256 {was_sha[:12]}…): the content differs, not only the path"
+        )
+    return "the output directory holds a run of different manifests"
 
 
 def _write_results(db: sqlite3.Connection, batch: list[Result]) -> None:

@@ -11,19 +11,30 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
+import re
+import shutil
+import stat
 import string
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
+from typing import IO
 
 from .errors import ManifestError, UsageError
-from .readers import SUFFIXES, TEXT_FORMATS, ReadOptions, Table, manifest_error, open_table
+from .readers import SUFFIXES, TEXT_FORMATS, FlawedRow, ReadOptions, Table, manifest_error, open_table
 
 KEY_FIELDS = ("company", "organisation", "folder", "filename")
 FIELD_FLAGS = {"company": "--company", "organisation": "--organisation", "folder": "--folder"}
 
 Key = tuple[str, str, str, str]
+
+# C0 control characters but the tab: in a key value they are corruption (a NUL byte, a stray line break), never
+# part of a real name, and a platform would only answer "missing" for them.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f]")
+_CONTROL_NAMES = {"\x00": "NUL", "\n": "line feed", "\r": "carriage return", "\x1b": "escape"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,11 +194,21 @@ class Manifest:
         # The common case, kept tight: ~1M rows a few seconds.
         width, source, make = len(self.columns), self.index, make_record
         for row, (line, values) in enumerate(table.rows, start=1):
-            if len(values) != width:
+            if len(values) != width or values.__class__ is not list:  # ragged, or a FlawedRow
                 yield self._ragged(row, line, values)
                 continue
             company, organisation, folder, filename = get(values)
-            if company.strip() and organisation.strip() and folder.strip() and filename.strip():
+            if (
+                company.strip()
+                and organisation.strip()
+                and folder.strip()
+                and filename.strip()
+                # printable: no control character (nor anything else isprintable() rejects; _problem tells)
+                and company.isprintable()
+                and organisation.isprintable()
+                and folder.isprintable()
+                and filename.isprintable()
+            ):
                 yield make(source, row, line, company, organisation, folder, filename)
             else:
                 yield make(
@@ -207,17 +228,20 @@ class Manifest:
         checked = [p for f in self._fields for p in ([f.position] if f.position is not None else [])]
         checked += [p for f in self._fields for _, p, _, _ in f.template if p >= 0]
         for row, (line, values) in enumerate(table.rows, start=1):
-            if len(values) != width:
+            if len(values) != width or values.__class__ is not list:
                 yield self._ragged(row, line, values)
                 continue
             key = get_company(values), get_org(values), get_folder(values), get_filename(values)
-            if all(values[p].strip() for p in checked) and all(v.strip() for v in key):
+            if all(values[p].strip() for p in checked) and all(v.strip() and v.isprintable() for v in key):
                 yield make(source, row, line, *key)
             else:
                 yield make(source, row, line, *key, self._problem(values, key))
 
-    def _problem(self, values: list[str], key: Key) -> str:
+    def _problem(self, values: list[str], key: Key) -> str | None:
+        """Why a row cannot be sent: empty values, control characters; None when neither (a value isprintable()
+        turned down for a no-break space, say)."""
         empty: list[str] = []
+        control: list[str] = []
         for field, value in zip(self._fields, key, strict=True):
             if field.template:
                 blank = [self.columns[p] for _, p, _, _ in field.template if p >= 0 and not values[p].strip()]
@@ -226,11 +250,25 @@ class Manifest:
                     continue
             if not value.strip():
                 empty.append(field.label)
-        return "empty " + ", ".join(empty)
+            elif found := _CONTROL.search(value):
+                char = found.group()
+                control.append(f"{field.label} (U+{ord(char):04X} {_CONTROL_NAMES.get(char, 'control character')})")
+        problems = []
+        if empty:
+            problems.append("empty " + ", ".join(empty))
+        if control:
+            problems.append(
+                "control character in "
+                + ", ".join(control)
+                + ": a value with one is never a real name. HINT: fix the export; tabs are allowed"
+            )
+        return "; ".join(problems) or None
 
     def _ragged(self, row: int, line: int, values: list[str]) -> Record:
         width = len(self.columns)
         company, organisation, folder, filename = self.key_of(values[:width])
+        if isinstance(values, FlawedRow):
+            return make_record(self.index, row, line, company, organisation, folder, filename, values.problem)
         problem = f"row has {len(values)} fields but the header has {width} (line {line})"
         if len(values) > width:
             problem += "; extra values: " + repr(values[width:])[:200]
@@ -392,11 +430,17 @@ def is_manifest_name(name: str) -> bool:
 
 
 def expand_manifest_paths(args: Sequence[str | Path]) -> list[Path]:
-    """Files as given, directories as their manifest files, globs as their matches; each file once, in order."""
+    """Files as given, directories as their manifest files, globs as their matches; each file once, in order.
+    ``-`` (standard input) stays as it is, for :func:`spool_streams`."""
     paths: list[Path] = []
     seen: set[Path] = set()
     for arg in args:
         path = Path(arg)
+        if str(arg) == STDIN:
+            if STDIN in map(str, paths):
+                raise UsageError("- (standard input) is given twice. HINT: give it once")
+            paths.append(path)
+            continue
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_file() and is_manifest_name(p.name))
             if not found:
@@ -427,3 +471,58 @@ def expand_manifest_paths(args: Sequence[str | Path]) -> list[Path]:
                 seen.add(resolved)
                 paths.append(found_path)
     return paths
+
+
+# --- streams: standard input and pipes -------------------------------------------------------------------
+
+STDIN = "-"
+SPOOL_PREFIX = "manifest-from-"
+
+
+def is_stream(path: Path) -> bool:
+    """Whether ``path`` can be read only once: ``-`` (standard input), a pipe such as ``<(zcat export.gz)``."""
+    if str(path) == STDIN:
+        return True
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def spool_streams(paths: Sequence[Path], directory: Path) -> list[Path]:
+    """``paths`` with every stream (:func:`is_stream`) copied into ``directory`` first, streaming.
+
+    A manifest is read several times (its header, its rows for the run, again for the report, its SHA-256), and a
+    stream only once: read directly, every read after the first found an empty file.  In ``--out`` the copy also
+    makes a resume possible: the same input piped in again has the same SHA-256.
+    """
+    spooled: list[Path] = []
+    for number, path in enumerate(paths, start=1):
+        if not is_stream(path):
+            spooled.append(path)
+            continue
+        name = "stdin" if str(path) == STDIN else path.name
+        target = (
+            directory / f"{SPOOL_PREFIX}{name}" if len(paths) == 1 else directory / f"{SPOOL_PREFIX}{number}-{name}"
+        )
+        temporary = target.with_name(f".{target.name}.partial")
+        try:
+            if str(path) == STDIN:
+                if sys.stdin is None or sys.stdin.isatty():
+                    raise UsageError(
+                        "- reads the manifest from standard input, which is a terminal here. "
+                        "HINT: pipe the export in, e.g. zcat export.csv.gz | reconcile run - --out DIR"
+                    )
+                source: IO[bytes] = sys.stdin.buffer
+                with open(temporary, "wb") as handle:
+                    shutil.copyfileobj(source, handle, 1 << 20)
+            else:
+                with open(path, "rb") as source, open(temporary, "wb") as handle:
+                    shutil.copyfileobj(source, handle, 1 << 20)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise ManifestError(path, f"cannot be read: {exc.strerror or exc}") from None
+        os.replace(temporary, target)
+        spooled.append(target)
+    return spooled

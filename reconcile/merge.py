@@ -26,6 +26,7 @@ from ._version import __version__
 from .engine import ERROR, INVALID, MISSING, PRESENT, UNCHECKED
 from .errors import UsageError
 from .manifest import KEY_FIELDS, Key
+from .outdir import claim
 from .report import Summary, check_options, write_rows
 from .report_rows import (
     ATTEMPTS,
@@ -51,17 +52,32 @@ def merge_reports(
     allow_incomplete: bool = False,
     formats: Sequence[str] | None = None,
     compare_to: Path | None = None,
+    force: bool = False,
 ) -> Summary:
-    """Merge the shards' reports in ``directories`` into ``out_dir``; ``formats`` default to the shards'."""
+    """Merge the shards' reports in ``directories`` into ``out_dir``; ``formats`` default to the shards'.
+
+    ``out_dir`` is claimed as a run claims its own (:func:`reconcile.outdir.claim`): created, reconcile's (or
+    empty, or ``force``), and locked for the merge.
+    """
     if not directories:
         raise UsageError(f"no shard to merge. {HINT_SHARDS}")
+    with claim(out_dir, command="merge", force=force):
+        return _merge(directories, out_dir, allow_incomplete, formats, compare_to)
+
+
+def _merge(
+    directories: Sequence[Path],
+    out_dir: Path,
+    allow_incomplete: bool,
+    formats: Sequence[str] | None,
+    compare_to: Path | None,
+) -> Summary:
     reports = check_set([read_shard(Path(d)) for d in directories], out_dir, allow_incomplete=allow_incomplete)
     if formats is None:
         formats = [
             fmt for name, fmt in _FORMAT_OF_OUTPUT.items() if any(name in r.summary.get("outputs", {}) for r in reports)
         ]
     check_options(formats, compare_to)  # refuse a bad --format or --compare-to before writing anything
-    out_dir.mkdir(parents=True, exist_ok=True)
     data, paths, _ = write_rows(
         out_dir,
         list(reports[0].columns),

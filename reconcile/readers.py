@@ -16,7 +16,9 @@ import codecs
 import csv
 import gzip
 import io
+import itertools
 import json
+import re
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass
@@ -206,25 +208,180 @@ def _csv_table(path: Path, opener: Callable[[], IO[bytes]], fmt: str, options: R
                 line=1,
             )
     header[0] = header[0].removeprefix("\ufeff")  # a BOM read with --encoding utf-8
-    return Table(
-        path, tuple(header), _csv_rows(path, reader, options, text, opener), text.close, header_line=reader.line_num
+    rows = _CsvRows(path, opener, options, delimiter, len(header), text, reader.line_num)
+    return Table(path, tuple(header), iter(rows), rows.close, header_line=reader.line_num)
+
+
+class FlawedRow(list[str]):
+    """A row a stray quote broke: its values as far as they can be told, and ``problem``, why it is not sent."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, values: list[str], problem: str) -> None:
+        super().__init__(values)
+        self.problem = problem
+
+
+_LINE_BREAK = re.compile("\r\n|\r|\n")
+
+
+class _CsvRows:
+    """``(line, values)`` for each data row of a CSV file, with every physical line accounted for.
+
+    Rows are read with ``csv``'s strict parser, which reads RFC 4180 exactly (quoted values may hold
+    delimiters, doubled quotes and line breaks) and stops only at a quote that does not close properly.  That
+    is where a lenient parser goes wrong: a stray quote (an inch mark, ``"12 inch``) opens a value that runs on
+    over the rows after it, merged silently into one record.  So at such a stop the lines of the record are
+    read again (from a second handle that only ever walks forward) and judged:
+
+    - a quote that closes on its own line, badly (``"Bob" Smith``), keeps the lenient reading, as before;
+    - a quote whose value runs past the end of its line without closing properly makes the row a
+      :class:`FlawedRow` (invalid, with the line), and reading goes on at the line after the quote's, so the
+      rows it ran over are read as rows.
+
+    A stray quote can also be closed "properly" by a later one (an inch mark at the end of a value, ``6"``),
+    which no parser can tell from a quoted value; a record that spans lines is therefore also looked at (only
+    then: the hot path stays ``csv``'s), and a value holding a line that reads as a whole row of the header's
+    width is taken for rows a quote ran over, with the same outcome.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        opener: Callable[[], IO[bytes]],
+        options: ReadOptions,
+        delimiter: str,
+        width: int,
+        text: io.TextIOWrapper,
+        header_line: int,
+    ) -> None:
+        self.path, self.opener, self.options, self.delimiter, self.width = path, opener, options, delimiter, width
+        self.text, self.header_line = text, header_line
+        self._lag: io.TextIOWrapper | None = None  # the second handle, and the lines it has read
+        self._lag_read = 0
+
+    def close(self) -> None:
+        self.text.close()
+        if self._lag is not None:
+            self._lag.close()
+
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        offset = line_num = self.header_line  # offset: the lines read before the current reader's first
+        reader = csv.reader(self.text, delimiter=self.delimiter, strict=True)
+        try:
+            with _errors_named(self.path, lambda: line_num + 1, self.options, self.opener):
+                while True:
+                    broken: tuple[int, int, int | None] | None = None  # (first line, last line, quote's line)
+                    try:
+                        for values in reader:
+                            start = line_num + 1
+                            line_num = reader.line_num + offset
+                            if line_num != start and (opened := self._swallowed(values, start)) is not None:
+                                broken = (start, line_num, opened)
+                                break
+                            if not values:  # a blank line is not a record
+                                continue
+                            yield start, values
+                        if broken is None:
+                            return
+                    except csv.Error:
+                        start, line_num = line_num + 1, reader.line_num + offset
+                        broken = (start, line_num, None)
+                    values, resume = self._judge(*broken)
+                    yield broken[0], values
+                    if resume is not None:  # read again from the line after the quote's
+                        lines, handle = resume
+                        self.text.close()
+                        self.text, self._lag = handle, None
+                        reader = csv.reader(itertools.chain(lines, handle), delimiter=self.delimiter, strict=True)
+                        offset = line_num = line_num - len(lines)
+        finally:
+            self.close()
+
+    def _swallowed(self, values: list[str], start: int) -> int | None:
+        """The line a quote opened on, when a value holds a line that reads as a whole row of the header's
+        width: evidently rows a stray quote ran over (its closing quote a later inch mark, ``6"``), not text."""
+        if self.width < 2:
+            return None  # a one-column file cannot tell them apart
+        line = start
+        for value in values:
+            pieces = _LINE_BREAK.split(value)
+            for piece in pieces[1:]:
+                if len(next(csv.reader([piece], delimiter=self.delimiter), ())) == self.width:
+                    return line
+            line += len(pieces) - 1
+        return None
+
+    def _judge(
+        self, start: int, failed: int, opened: int | None
+    ) -> tuple[list[str], tuple[list[str], io.TextIOWrapper] | None]:
+        """The row of lines ``start``..``failed`` (where the strict parser stopped, or a record that swallowed
+        rows ended), and, when a quote ran over lines, the lines to read again after it with their handle."""
+        raw = self._lines(start, failed)
+        if opened is None:
+            values, open_end = self._lenient(raw)
+            line = start
+            for value in values:
+                breaks = len(_LINE_BREAK.findall(value))
+                if breaks and line + breaks >= failed:
+                    opened = line  # this value ran from its quote's line to where the parser stopped
+                    break
+                line += breaks
+            if not values:
+                opened = start
+            elif opened is None:
+                if not open_end:
+                    return values, None  # a quote that closed badly on its own line: read as before
+                return FlawedRow(values, _stray_quote_problem(failed, failed, values[-1])), None
+        values, _ = self._lenient(raw[: opened - start + 1])
+        problem = _stray_quote_problem(opened, failed, values[-1] if values else "")
+        assert self._lag is not None  # _lines opened it
+        return FlawedRow(values, problem), (raw[opened - start + 1 :], self._lag)
+
+    def _lenient(self, lines: list[str]) -> tuple[list[str], bool]:
+        """The first record of ``lines`` as a lenient parser reads it, and whether a quote is still open at
+        their end (its value then holds the last line's break, which is dropped)."""
+        last = lines[-1]
+        body = last.rstrip("\r\n")
+        ending = last[len(body) :] or "\n"
+        try:
+            values = next(csv.reader([*lines[:-1], body + ending], delimiter=self.delimiter, strict=False), [])
+        except csv.Error:  # more than the field limit: nothing can be told
+            return [], False
+        open_end = bool(values) and values[-1].endswith(ending)
+        if open_end:
+            values[-1] = values[-1].removesuffix(ending)
+        return values, open_end
+
+    def _lines(self, first: int, last: int) -> list[str]:
+        """Physical lines ``first``..``last`` of the file, read by the second handle."""
+        if self._lag is None or self._lag_read >= first:
+            if self._lag is not None:
+                self._lag.close()
+            self._lag = io.TextIOWrapper(self.opener(), encoding=self.options.encoding, newline="", errors="strict")
+            self._lag_read = 0
+        for _ in itertools.islice(self._lag, first - 1 - self._lag_read):
+            pass
+        lines = list(itertools.islice(self._lag, last - first + 1))
+        self._lag_read = first - 1 + len(lines)
+        return lines or [""]
+
+
+def _stray_quote_problem(quote_line: int, end: int, value: str) -> str:
+    example = '"' + ('"' + value).replace('"', '""') + '"' if 0 < len(value) <= 40 else '"""12 inch"'
+    if end == quote_line:
+        what = f"a quote on line {quote_line} opens a value that never closes"
+    else:
+        swallowed = (
+            f"line {end}, read as a row of its own"
+            if end == quote_line + 1
+            else f"lines {quote_line + 1}-{end}, read as rows of their own"
+        )
+        what = f"a quote on line {quote_line} opens a value that runs on over {swallowed}"
+    return (
+        f"{what}; this row is not sent. HINT: a value that starts with a quote is written quoted, its quote "
+        f"doubled ({example}); or remove the stray quote"
     )
-
-
-def _csv_rows(
-    path: Path, reader: Any, options: ReadOptions, text: io.TextIOWrapper, opener: Callable[[], IO[bytes]]
-) -> Iterator[tuple[int, list[str]]]:
-    line_num = reader.line_num
-    try:
-        with _errors_named(path, lambda: line_num + 1, options, opener):
-            for values in reader:
-                start = line_num + 1
-                line_num = reader.line_num
-                if not values:  # a blank line is not a record
-                    continue
-                yield start, values
-    finally:
-        text.close()
 
 
 def _delimiter(options: ReadOptions) -> str | None:

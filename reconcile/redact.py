@@ -27,13 +27,19 @@ def register(value: str) -> None:
         _known.update({value, quote(value, safe=""), quote_plus(value)})
 
 
+def _mask_url_password(found: re.Match[str]) -> str:
+    if found.group(0).endswith("://USER:PASSWORD@"):
+        return found.group(0)  # the placeholder of a hint ("http://USER:PASSWORD@host:port"), not a password
+    return found.group(1) + MASK + "@"
+
+
 def redact(text: str) -> str:
     """``text`` with every registered secret and anything token-shaped replaced by [REDACTED]."""
     for value in _known:
         if value in text:
             text = text.replace(value, MASK)
     text = _SECRET_FIELD.sub(r"\1" + MASK, text)
-    text = _URL_PASSWORD.sub(r"\1" + MASK + "@", text)
+    text = _URL_PASSWORD.sub(_mask_url_password, text)
     text = _BEARER.sub(r"\1" + MASK, text)
     return _JWT.sub(MASK, text)
 

@@ -267,6 +267,14 @@ class RunReport:
             await self._rows.advance(frontier.committed, self._files)
 
 
+def supersede(out_dir: Path) -> None:
+    """Remove a finished report from ``out_dir``: an attempt that starts changes the journal it was read from,
+    so the report on disk must not outlive that, even if the attempt is killed before writing its own.
+    summary.json goes first: a report without it is never taken for a finished one."""
+    for name in exports.REPORT_NAMES:
+        (out_dir / name).unlink(missing_ok=True)
+
+
 def _discard_leftovers(out_dir: Path) -> None:
     """What a killed run left in ``out_dir``: half-written report files (perhaps of formats not asked for
     now) and the tally's and the comparison's work files.  The run that resumes writes its own."""

@@ -159,6 +159,9 @@ class Attempts:
         if getattr(exc, "counted", True):
             self.failures += 1
 
+    def __str__(self) -> str:
+        return f"{self.count} attempt{'' if self.count == 1 else 's'}"  # "after 1 attempt", never "1 attempts"
+
 
 async def call_with_retries(
     attempt: Callable[[], Awaitable[T]],

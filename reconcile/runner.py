@@ -14,9 +14,10 @@ from .config import Settings
 from .engine import Reconciler, RunOptions
 from .errors import ManifestError, UsageError
 from .journal import Journal
-from .manifest import ManifestInfo
+from .manifest import ManifestInfo, spool_streams
+from .outdir import claim
 from .readers import options_record
-from .report import RunReport, Summary, check_options
+from .report import RunReport, Summary, check_options, supersede
 
 
 async def run(
@@ -29,8 +30,20 @@ async def run(
     """Check every row of ``paths`` and write the report into ``options.out_dir``.
 
     ``on_start`` receives the :class:`Reconciler` before any request is sent: the CLI uses it to install
-    signal handlers (``reconciler.stop``) and to watch ``reconciler.progress``.
+    signal handlers (``reconciler.stop``) and to watch ``reconciler.progress``.  ``--out`` is claimed first
+    (:func:`reconcile.outdir.claim`): nothing in it is read, cleared or opened before this run holds its lock.
     """
+    with claim(options.out_dir, command="run", force=options.force):
+        return await _run_claimed(paths, settings, options, on_start)
+
+
+async def _run_claimed(
+    paths: Sequence[str | Path],
+    settings: Settings,
+    options: RunOptions,
+    on_start: Callable[[Reconciler], None] | None,
+) -> Summary:
+    paths = spool_streams([Path(p) for p in paths], options.out_dir)  # stdin and pipes: read once, kept in --out
     reconciler = Reconciler(paths, settings, options)
     check_options(options.formats, options.compare_to)  # a bad --format or --compare-to fails before any request
     if options.retry_errors and not Journal.exists(options.out_dir):
@@ -38,6 +51,8 @@ async def run(
             f"--retry-errors: {options.out_dir} holds no earlier run to retry. HINT: give the --out of a finished run"
         )
     infos = [m.info() for m in reconciler.manifests]
+    if options.fresh:
+        supersede(options.out_dir)  # the journal it describes is about to go
     journal = Journal.open(
         options.out_dir,
         infos,
@@ -57,6 +72,8 @@ async def run(
         shard=options.shard,
     )
     try:
+        # This attempt is about to change the journal: a finished report beside it would no longer describe it.
+        supersede(options.out_dir)
         if on_start is not None:
             on_start(reconciler)
         async with report.following(reconciler.frontier):

@@ -13,13 +13,14 @@ digests, +98 MB and no "first row" to point at; a SQLite temp table, +5 MB but 6
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ManifestError
-from .manifest import Manifest
+from .manifest import Manifest, spool_streams
 from .readers import ReadOptions, table_format
 
 LISTED_INVALID = 20
@@ -124,8 +125,10 @@ def validate(
     options = options or ReadOptions()
     digests = _Digests()
     partial: list[_Partial] = []
-    for index, path in enumerate(paths):
-        partial.append(_read(Path(path), index, options, digests))
+    with tempfile.TemporaryDirectory(prefix="reconcile-validate-") as spool:
+        readable = spool_streams([Path(p) for p in paths], Path(spool))
+        for index, (given, path) in enumerate(zip(paths, readable, strict=True)):
+            partial.append(_read(path, index, options, digests, shown=str(given)))
     duplicates = digests.duplicates(len(partial))
     checks = []
     for index, part in enumerate(partial):
@@ -167,8 +170,8 @@ class _Partial:
     error: str | None = None
 
 
-def _read(path: Path, index: int, options: ReadOptions, digests: _Digests) -> _Partial:
-    part = _Partial(str(path))
+def _read(path: Path, index: int, options: ReadOptions, digests: _Digests, *, shown: str) -> _Partial:
+    part = _Partial(shown)
     try:
         fmt, gzipped = table_format(path, options)
         part.format = fmt + (".gz" if gzipped else "")

@@ -135,6 +135,7 @@ async def test_400_is_a_row_error_with_the_servers_message(mocked: tuple[Platfor
     assert outcome.exists is None
     assert "HTTP 400" in outcome.detail
     assert "'filename' must not be empty" in outcome.detail
+    assert outcome.detail.endswith("(after 1 attempt)")  # not "1 attempts"
     assert count(mock, API) == 1
 
 

@@ -136,6 +136,18 @@ def test_unreadable_client_secret_file_is_a_config_error(tmp_path: Path) -> None
         load(client_secret_file=missing)
 
 
+def test_an_empty_client_secret_file_says_so(tmp_path: Path) -> None:
+    """An empty (or blank) secret file is named as empty, not reported as "--client-secret-file not passed"."""
+    empty = tmp_path / "secret.txt"
+    empty.write_text("\n  \n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load(client_secret_file=empty)
+    assert str(caught.value) == (
+        f"the client secret file {empty} is empty. HINT: write the client secret into it (one line), or point "
+        "--client-secret-file at the file that holds it"
+    )
+
+
 def test_missing_settings_are_all_listed_in_one_error() -> None:
     """With nothing configured, one ConfigError names tenant, client id and secret (and the secret-file hint)."""
     with pytest.raises(ConfigError) as caught:

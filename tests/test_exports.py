@@ -112,7 +112,7 @@ async def test_run_writes_only_the_formats_asked(emulator: Emulator, tmp_path: P
     """--format parquet adds the Parquet files to csv (always written) and nothing else."""
     manifest = write_manifest(tmp_path / "m.csv", [("acme", "acme-ca", "2026/11/24", "x.mp3")])
     summary = await run([manifest], settings_for(emulator), RunOptions(out_dir=tmp_path / "o", formats=("parquet",)))
-    written = sorted(p.name for p in (tmp_path / "o").iterdir() if not p.name.startswith("journal"))
+    written = sorted(p.name for p in (tmp_path / "o").iterdir() if not p.name.startswith(("journal", ".reconcile")))
     assert written == [
         "missing.csv",
         "missing.parquet",

@@ -232,6 +232,59 @@ async def test_other_manifests_are_a_journal_mismatch(tmp_path: Path) -> None:
         Journal.open(tmp_path, [INFO, OTHER])
 
 
+def test_the_same_manifest_by_another_path_resumes(tmp_path: Path) -> None:
+    """A manifest is its content: the same SHA-256 reached as ./a.csv, or from another directory, opens the journal."""
+    journal = Journal.open(tmp_path, [INFO])
+    run_id = journal.run_id
+    journal.close()
+    elsewhere = ManifestInfo("../somewhere/else/a.csv", INFO.sha256, INFO.size, INFO.columns)
+    again = Journal.open(tmp_path, [elsewhere])
+    try:
+        assert again.run_id == run_id
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            [ManifestInfo(INFO.path, "c" * 64, 1, INFO.columns)],
+            "exports/a.csv changed since the run in the output directory checked it: its content (SHA-256) is now "
+            "cccccccccccc…, was aaaaaaaaaaaa…",
+        ),
+        (
+            [OTHER],
+            "manifest 1, exports/b.csv (SHA-256 bbbbbbbbbbbb…), is not the file the run in the output directory "
+            "checked, exports/a.csv (SHA-256 aaaaaaaaaaaa…): the content differs, not only the path",
+        ),
+        (
+            [INFO, OTHER],
+            "the output directory holds a run of 1 manifest(s) (exports/a.csv), not of the 2 given "
+            "(exports/a.csv, exports/b.csv)",
+        ),
+    ],
+)
+def test_a_refusal_names_the_manifest_that_differs_and_how(
+    given: list[ManifestInfo], expected: str, tmp_path: Path
+) -> None:
+    """Which manifest differs, and whether its content changed or it is another file, or how many there are."""
+    Journal.open(tmp_path, [INFO]).close()
+    with pytest.raises(JournalMismatch) as caught:
+        Journal.open(tmp_path, given)
+    assert str(caught.value) == (
+        f"{tmp_path / 'journal.sqlite'}: {expected}. HINT: pass --fresh to start over in this directory, or "
+        "choose another --out"
+    )
+
+
+def test_manifests_in_another_order_are_named_so(tmp_path: Path) -> None:
+    """The same two files in the other order: results belong to positions, so it is refused, saying why."""
+    Journal.open(tmp_path, [INFO, OTHER]).close()
+    with pytest.raises(JournalMismatch, match="the same manifests given in another order"):
+        Journal.open(tmp_path, [OTHER, INFO])
+
+
 async def test_fresh_starts_over(tmp_path: Path) -> None:
     """fresh=True discards the old journal: new run id, no results, no mismatch."""
     first = Journal.open(tmp_path, [INFO])

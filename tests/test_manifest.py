@@ -276,3 +276,41 @@ def test_expand_with_nothing_found_is_an_error(
     with pytest.raises(ManifestError, match=expected) as caught:
         expand_manifest_paths([arg])
     assert str(caught.value).startswith(arg)
+
+
+def test_control_characters_in_a_key_make_the_row_invalid(tmp_path: Path) -> None:
+    """A NUL byte or a line break in a key value is invalid, naming field and character; tabs, NBSP and notes pass."""
+    path = write_manifest(
+        tmp_path / "m.csv",
+        [
+            ("acme", "o", "f", "call\x00.mp3", "n"),
+            ("acme", "o", "f\nmore", "call.mp3", "n"),
+            ("acme", "o\tx", "f", "caf\u00e9\u00a0.mp3", "notes may hold \x00 and\nbreaks"),
+            ("", "o", "f", "x\x1b.mp3", "n"),
+        ],
+        header=("company", "organisation", "folder", "filename", "notes"),
+    )
+    problems = [r.problem for r in Manifest(path).records()]
+    assert problems == [
+        "control character in filename (U+0000 NUL): a value with one is never a real name. "
+        "HINT: fix the export; tabs are allowed",
+        "control character in folder (U+000A line feed): a value with one is never a real name. "
+        "HINT: fix the export; tabs are allowed",
+        None,
+        "empty company; control character in filename (U+001B escape): a value with one is never a real name. "
+        "HINT: fix the export; tabs are allowed",
+    ]
+
+
+def test_control_characters_from_a_template_or_map_make_the_row_invalid(tmp_path: Path) -> None:
+    """The mapped and templated path checks the values sent just the same."""
+    path = write_manifest(tmp_path / "m.csv", [("RE1\x00", "AC1"), ("RE2", "AC1")], header=("Sid", "Account"))
+    options = ReadOptions(
+        columns=(("folder", "Account"),),
+        constants=(("company", "acme"), ("organisation", "o")),
+        filename_template="{Sid}.mp3",
+    )
+    records = list(Manifest(path, options=options).records())
+    assert [r.filename for r in records] == ["RE1\x00.mp3", "RE2.mp3"]
+    assert str(records[0].problem).startswith("control character in filename (U+0000 NUL)")
+    assert records[1].problem is None

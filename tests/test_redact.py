@@ -107,6 +107,14 @@ def test_assertion_fields_and_url_passwords_are_masked_even_unregistered() -> No
     )
 
 
+def test_a_hints_url_placeholder_is_not_masked() -> None:
+    """The placeholder http://USER:PASSWORD@host:port in a hint is left as written; a real password still goes."""
+    hint = "HINT: give them in the proxy URL, http://USER:PASSWORD@host:port, in HTTPS_PROXY"
+    assert redact(hint) == hint
+    assert redact("http://USER:hunter22@proxy:3128") == f"http://USER:{MASK}@proxy:3128"
+    assert redact("http://alice:PASSWORD@proxy:3128") == f"http://alice:{MASK}@proxy:3128"
+
+
 def test_short_values_are_not_registered() -> None:
     """A 'secret' of under four characters would mask innocent text everywhere: it is not registered."""
     register("ab")

@@ -31,6 +31,7 @@ from reconcile.emulator import Dataset, Emulator, EmulatorConfig
 from reconcile.engine import STATUSES, Reconciler, RunOptions, RunOutcome
 from reconcile.journal import Journal
 from reconcile.manifest import Key, Manifest
+from reconcile.outdir import LOCK_NAME
 from reconcile.readers import ReadOptions
 from reconcile.report import ReportFiles, RunReport
 from reconcile.report_rows import OUR_COLUMNS, ReportRows, output_columns
@@ -105,18 +106,19 @@ async def test_no_partial_or_work_file_is_left(emulator: Emulator, tmp_path: Pat
     await sample_run(emulator, tmp_path / "one")
     await sample_run(emulator, tmp_path / "two", formats=("xlsx", "parquet", "json"), compare_to=tmp_path / "one")
     hidden = [p.name for p in (tmp_path / "two").iterdir() if p.name.startswith(".")]
-    assert hidden == []
+    assert hidden == [LOCK_NAME]  # the directory's mark stays
 
 
 async def test_a_killed_runs_leftovers_are_removed(emulator: Emulator, tmp_path: Path) -> None:
-    """Files a killed run left half-written (of other formats too) and its work files are gone after the next run."""
+    """Files a killed run left half-written (of other formats too) and its work files are gone after the next run;
+    another program's hidden file is not touched."""
     out = tmp_path / "out"
     out.mkdir()
     leftovers = [".results.parquet.partial", ".results.csv.partial", ".report-folders-k1.sqlite", ".delta-k2.sqlite"]
-    for name in leftovers:
+    for name in [*leftovers, LOCK_NAME, ".notes.partial"]:
         (out / name).write_text("half-written by a run killed with -9")
     await sample_run(emulator, out)
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".notes.partial", LOCK_NAME]
     assert not (out / "results.parquet").exists()
     assert read_results(out / "results.csv")[0]["status"] in STATUSES
 

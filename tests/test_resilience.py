@@ -34,6 +34,7 @@ from chaos_helpers import (
 )
 
 from reconcile.emulator import EmulatorConfig, Faults, Key
+from reconcile.outdir import LOCK_NAME
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +155,8 @@ def test_kill_9_three_times_then_resume_gives_the_clean_report(
     assert final.code == EXIT_ROW_PROBLEMS, final.stderr
     report = read_report(out)
     assert_same_report(report, clean)
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # nothing half-written is left
+    # nothing half-written is left; the lock file stays, as the directory's mark
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [LOCK_NAME]
     assert report.summary["resumed"] is True
     attempts = report.summary["attempts"]
     assert [a["attempt"] for a in attempts] == list(range(1, KILLS + 2))

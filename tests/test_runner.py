@@ -12,6 +12,7 @@ import reconcile
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
 from reconcile.engine import Reconciler, RunOptions
 from reconcile.errors import JournalMismatch, ManifestError
+from reconcile.outdir import LOCK_NAME
 
 ROWS = [("acme", "acme-ca", "2026/11/25", f"call-{i:03d}.wav") for i in range(40)]
 
@@ -36,7 +37,7 @@ async def test_a_manifest_changed_during_the_run_gets_no_report(tmp_path: Path) 
         with pytest.raises(ManifestError, match=r"export\.csv: changed while it was being reconciled .*--fresh"):
             await run
         assert not (out / "results.csv").exists()
-        assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # nor any part of one
+        assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [LOCK_NAME]  # nor any part of one
         with pytest.raises(JournalMismatch):  # the journal holds the run of the file as it was
             await reconcile.run([manifest], settings, RunOptions(out_dir=out))
         summary = await reconcile.run([manifest], settings, RunOptions(out_dir=out, fresh=True))
