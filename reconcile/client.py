@@ -269,6 +269,7 @@ class PlatformClient:
                 return _parse_answer(raw)
             if status != 401:
                 break
+            throttle.on_refused()  # an answer: a probe that meets a platform back with new tokens ends the outage
             # The token was refused: get this request a new one and try again at once.  Fatal only on evidence
             # that fresh tokens are refused as such (see TokenProvider.refused), never on a revocation race.
             refreshes += 1

@@ -242,6 +242,10 @@ class Throttle:
         self._answer()
         self._judge()
 
+    def on_refused(self) -> None:
+        """A 401: the platform answered (an outage is over), though not to this token."""
+        self._answer()
+
     def on_throttle(self, status: int, retry_after: float | None, sent_at: float | None = None) -> None:
         """A 429 or 503 arrived; pause everyone only when most recent answers are throttles."""
         self.throttled += 1

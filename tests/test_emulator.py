@@ -844,7 +844,7 @@ def test_command_help_documents_the_platform_shapes() -> None:
     result = CliRunner().invoke(emulator_command, ["--help"], terminal_width=200)
     assert result.exit_code == 0
     for text in (
-        "--fault-mix [uniform|gateway]",
+        "--fault-mix [uniform|gateway|flaky]",
         "--fault KIND=RATE",
         "HTTP-date",
         "--max-rps",

@@ -80,7 +80,7 @@ async def test_every_row_before_the_bound_is_in_the_journal(tmp_path: Path, shar
         write_manifest(tmp_path / "a.csv", rows_for("a", 200)),
         write_manifest(tmp_path / "b.csv", rows_for("b", 120)),
     ]
-    config = EmulatorConfig(latency_ms=5, jitter_ms=10, faults=Faults(rate_500=0.1), seed=7)
+    config = EmulatorConfig(latency_ms=20, jitter_ms=20, faults=Faults(rate_500=0.1), seed=7)
     seen: list[Position] = []
     async with Emulator(config, Dataset({})) as emulator:
         reconciler = Reconciler(
