@@ -64,7 +64,8 @@ PAUSE_ANSWERS = 20  # the platform as a whole refuses when, of the last this man
 PAUSE_SHARE = 0.6  # ... at least this share are throttles
 PAUSE_WITHOUT_RETRY_AFTER = 1.0  # seconds to pause for when those throttles give no Retry-After
 OUTAGE_FAILURES = 8  # failures in a row, with no answer between (0.04**8: never by chance), ...
-OUTAGE_SILENCE = 0.05  # ... and no answer for this long make an outage
+OUTAGE_SILENCE = 0.05  # ... and no answer for this long make an outage; when the failures are HTTP statuses
+OUTAGE_SILENCE_ANSWERED = 1.0  # (a gateway answering 502/503/504, or shedding load), this long
 PROBE_BACKOFF = (0.25, 0.5, 1.0, 2.0)  # seconds between outage probes; the last repeats
 DEFAULT_OUTAGE_TOLERANCE = 180.0  # seconds an outage may last before the run stops
 HEALTHY_SHARE = 0.25  # the platform is healthy while fewer than this share of recent attempts fail ...
@@ -200,19 +201,19 @@ class Throttle:
         return self.sent()
 
     async def _wait_for_probe(self) -> None:
-        assert self._outage_start is not None
-        while True:
+        # An answer to a request sent before the outage may end it while this probe waits for its turn.
+        while (start := self._outage_start) is not None:
             now = self._clock()
-            if now - self._outage_start > self.outage_tolerance:
+            if now - start > self.outage_tolerance:
                 raise HostUnreachable(
-                    f"the platform has not answered for {now - self._outage_start:.0f} s "
+                    f"the platform has not answered for {now - start:.0f} s "
                     f"(last: {self._outage_cause}); the outage tolerance of {self.outage_tolerance:.0f} s ran out. "
                     "Rows not checked are 'unchecked'. HINT: re-run the same command to resume; "
                     "--outage-tolerance sets how long to wait"
                 )
             if now >= self._probe_at:
                 return
-            await asyncio.sleep(min(self._probe_at, self._outage_start + self.outage_tolerance + 0.01) - now)
+            await asyncio.sleep(min(self._probe_at, start + self.outage_tolerance + 0.01) - now)
 
     async def _next_slot_free(self) -> None:
         while (rate := self.rate) is not None:
@@ -256,7 +257,8 @@ class Throttle:
         self._throttles += 1
         self._recent.append(True)
         if status == 503 and retry_after is None:
-            self._fault(f"HTTP {status} without Retry-After")  # a 503 with no advice may be an outage too
+            # A 503 with no advice may be an outage too, or load shed by a platform that is alive.
+            self._fault(f"HTTP {status} without Retry-After", silence=OUTAGE_SILENCE_ANSWERED)
         else:
             self._answer()
         if len(self._recent) == PAUSE_ANSWERS and sum(self._recent) >= PAUSE_SHARE * PAUSE_ANSWERS:
@@ -271,7 +273,8 @@ class Throttle:
         self.faults += 1
         self._failing += (1 - self._failing) / HEALTH_MEMORY
         if outage:
-            self._fault(str(exc))
+            answered = not isinstance(exc, TransportError)  # a gateway's 502/504: something still answers
+            self._fault(str(exc), silence=OUTAGE_SILENCE_ANSWERED if answered else OUTAGE_SILENCE)
         else:
             self._answer()
         return self._outage_start is None
@@ -289,7 +292,7 @@ class Throttle:
             self._gate.set()
             log.warning("the platform answers again after %.1f s; resuming", lasted, extra={"outage": lasted})
 
-    def _fault(self, cause: str) -> None:
+    def _fault(self, cause: str, *, silence: float = OUTAGE_SILENCE) -> None:
         now = self._clock()
         self._failures_in_a_row += 1
         self._outage_cause = cause
@@ -301,7 +304,7 @@ class Throttle:
             self._gate.set()
             self._gate.clear()  # wake the waiters, one of which takes the probe
             return
-        if self._answered and self._failures_in_a_row >= OUTAGE_FAILURES and now - self._last_answer >= OUTAGE_SILENCE:
+        if self._answered and self._failures_in_a_row >= OUTAGE_FAILURES and now - self._last_answer >= silence:
             self.outages += 1
             self._outage_start = self._last_answer
             self._probes = 0

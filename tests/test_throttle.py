@@ -300,6 +300,19 @@ async def test_one_probe_at_a_time_during_an_outage() -> None:
     await asyncio.wait_for(asyncio.gather(*others), 1)
 
 
+async def test_an_outage_that_ends_while_the_probe_waits_lets_it_send() -> None:
+    """An answer to a request sent before the outage may end it while the next probe waits: that one just sends."""
+    clock = Clock()
+    throttle = Throttle(clock=clock)
+    go_dark(throttle, clock)
+    probe = asyncio.create_task(throttle.before_send())  # its turn is PROBE_BACKOFF[0] away
+    await asyncio.sleep(0.01)
+    assert not probe.done()
+    throttle.on_success()  # a late answer: the platform is back
+    await asyncio.wait_for(probe, 2)
+    assert not throttle.holding
+
+
 async def test_an_outage_longer_than_the_tolerance_stops_the_run() -> None:
     """When the outage outlasts the tolerance the next probe raises HostUnreachable (exit 4), naming the fix."""
     clock = Clock()
