@@ -240,13 +240,13 @@ class PlatformClient:
     async def _attempt(self, body: bytes) -> tuple[bool, str]:
         """One attempt, holding a concurrency slot from before the send until the answer is read."""
         slots = self._require_slots()
-        ticket = await slots.acquire()
+        await slots.acquire()
         try:
             if self.stopped:
                 raise RunStopped("the run is stopping; the row was not sent")
             return await self._send(body)
         finally:
-            slots.release(ticket)
+            slots.release()
 
     async def _send(self, body: bytes) -> tuple[bool, str]:
         throttle, controller = self.throttle, self.concurrency

@@ -375,3 +375,13 @@ def make_token_issuer(issuer: str = SERVICE_ACCOUNT_ISSUER) -> TokenIssuer:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     return TokenIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), issuer)
+
+
+class Clock:
+    """A clock the test moves by hand, for the controllers that accept one."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

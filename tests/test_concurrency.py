@@ -8,6 +8,7 @@ import statistics
 from collections.abc import Callable
 
 import pytest
+from conftest import Clock
 
 from reconcile.concurrency import (
     INITIAL,
@@ -17,16 +18,6 @@ from reconcile.concurrency import (
     ConcurrencyController,
     Slots,
 )
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def drive(
@@ -164,18 +155,53 @@ def test_the_ceiling_is_never_passed_and_the_floor_holds() -> None:
 
 
 async def test_slots_bound_concurrent_holders_and_follow_a_new_size() -> None:
-    """At most ``total`` tickets are out at once; raising the total lets waiters through at once."""
+    """At most ``total`` holders at once, first come first served; raising the total lets waiters through at once."""
     slots = Slots(2)
-    first, second = await slots.acquire(), await slots.acquire()
-    waiter = asyncio.create_task(slots.acquire())
+    await slots.acquire()
+    await slots.acquire()
+    order: list[int] = []
+
+    async def wait(n: int) -> None:
+        await slots.acquire()
+        order.append(n)
+
+    waiters = [asyncio.create_task(wait(n)) for n in range(3)]
     await asyncio.sleep(0.01)
-    assert not waiter.done()
+    assert order == []
     slots.total = 3
-    third = await asyncio.wait_for(waiter, 1)
+    await asyncio.sleep(0.01)
+    assert order == [0]
     assert slots.on_wire == 3
+    slots.release()
+    await asyncio.sleep(0.01)
+    assert order == [0, 1]
     assert slots.take_peak() == 3
-    for ticket in (first, second, third):
-        slots.release(ticket)
+    slots.total = 1  # shrinking waits for holders to leave: none is taken away
+    for _ in range(3):
+        slots.release()
+    await asyncio.sleep(0.01)
+    assert order == [0, 1, 2]
+    assert slots.on_wire == 1
+    await asyncio.gather(*waiters)
+
+
+async def test_a_cancelled_waiter_neither_takes_nor_loses_a_slot() -> None:
+    """A wait cancelled before or as it is handed a slot leaves the count right for the next waiter."""
+    slots = Slots(1)
+    await slots.acquire()
+    cancelled = asyncio.create_task(slots.acquire())
+    later = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    await asyncio.sleep(0.01)
+    slots.release()
+    await asyncio.wait_for(later, 1)
+    assert slots.on_wire == 1
+    # Cancelled and, before its task runs again, passed over by a release: it must not fail or take a slot.
+    passed_over = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0.01)
+    passed_over.cancel()
+    slots.release()
+    with pytest.raises(asyncio.CancelledError):
+        await passed_over
     assert slots.on_wire == 0
-    assert slots.take_peak() == 3  # the peak since the last call, then it starts again from now
-    assert slots.take_peak() == 0

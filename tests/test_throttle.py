@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
+from conftest import Clock
 
 from reconcile.errors import HostUnreachable, PlatformUnavailable, RetryableStatus, TransportError
 from reconcile.throttle import (
@@ -23,16 +24,6 @@ from reconcile.throttle import (
     RetryBudget,
     Throttle,
 )
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
