@@ -30,7 +30,8 @@ def test_a_bug_during_a_run_exits_5_naming_a_redacted_crash_file_in_out(
 
     monkeypatch.setattr(reconcile.report.RunReport, "finish", broken)
     manifest = write_manifest(tmp_path / "m.csv", PRESENT)
-    result = CliRunner().invoke(cli, ["run", str(manifest), "--out", "out"], env=env)
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/reconcile", "run", str(manifest), "--out", "out"])
+    result = CliRunner().invoke(cli, sys.argv[1:], env=env)
     assert result.exit_code == 5, result.output
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
@@ -42,7 +43,12 @@ def test_a_bug_during_a_run_exits_5_naming_a_redacted_crash_file_in_out(
     )
     text = crash.read_text(encoding="utf-8")
     assert text.startswith(f"reconcile {__version__} crashed (exit 5) at ")
-    for part in ("command line: reconcile ", "python: 3.", "packages: aiohttp ", "Traceback (most recent call last)"):
+    for part in (
+        f"command line: reconcile run {manifest} --out out\n",
+        "python: 3.",
+        "packages: aiohttp ",
+        "Traceback (most recent call last)",
+    ):
         assert part in text
     assert "RuntimeError: boom with [REDACTED] in it" in text
     assert DEMO_CLIENT_SECRET not in text + result.output
