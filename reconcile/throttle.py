@@ -6,10 +6,10 @@ Shared by every worker of a run:
   share of throttling answers (429 and 503) stands well above the background share seen in calm windows, and
   the cut goes to just under what the platform let through in it: sending rate × (1 − excess share).  So a
   small share of 429s that does not rise with the rate costs nothing, and a real cap is landed on in one step.
-  Below the last such peak the limit closes half the gap per window; at the peak it probes up, starting at 2 %
-  and doubling while no throttle comes.  A cut after which the throttle share does not fall, although the
-  rate fell, was background after all: it is undone and the background raised.  No limit at all until the
-  first cut.
+  Well below the last such peak the limit closes half the gap per window; near it, it probes up 1 % every
+  3 s, faster once well past it (the cap moved).  A cut on too little evidence (the first burst) slow-starts.
+  A run of cuts after which the throttle share does not fall, although the rate fell, was background after
+  all: it is undone and the background raised.  No limit at all until the first cut.
 * **Platform-wide pause.** A ``Retry-After`` is honoured by the row it came with (:mod:`reconcile.retry`).
   Every worker waits only when most recent answers are throttles: then the platform as a whole is refusing.
 * **Outage.** When the platform, after answering, stops answering (connections refused or reset, DNS
@@ -240,30 +240,32 @@ class Throttle:
         if sent_at is None or sent_at >= self._epoch:
             self._accepted += 1
             self._recent.append(False)
-        self._answer()
-        self._judge()
+        now = self._clock()  # once per answer: the hot path
+        self._answer(now)
+        self._judge(now)
 
     def on_refused(self) -> None:
         """A 401: the platform answered (an outage is over), though not to this token."""
-        self._answer()
+        self._answer(self._clock())
 
     def on_throttle(self, status: int, retry_after: float | None, sent_at: float | None = None) -> None:
         """A 429 or 503 arrived; pause everyone only when most recent answers are throttles."""
         self.throttled += 1
         self._failing += (1 - self._failing) / HEALTH_MEMORY
+        now = self._clock()
         if sent_at is not None and sent_at < self._epoch:
-            self._answer()  # an answer to a request sent before the last cut: it says nothing of the limit now
+            self._answer(now)  # an answer to a request sent before the last cut: it says nothing of the limit now
             return
         self._throttles += 1
         self._recent.append(True)
         if status == 503 and retry_after is None:
             # A 503 with no advice may be an outage too, or load shed by a platform that is alive.
-            self._fault(f"HTTP {status} without Retry-After", silence=OUTAGE_SILENCE_ANSWERED)
+            self._fault(f"HTTP {status} without Retry-After", now, silence=OUTAGE_SILENCE_ANSWERED)
         else:
-            self._answer()
+            self._answer(now)
         if len(self._recent) == PAUSE_ANSWERS and sum(self._recent) >= PAUSE_SHARE * PAUSE_ANSWERS:
-            self._pause(status, retry_after)
-        self._judge()
+            self._pause(status, retry_after, now)
+        self._judge(now)
 
     def on_fault(self, exc: BaseException, *, outage: bool) -> bool:
         """A failure that is no throttle (5xx, reset, timeout); ``outage`` when it may mean the platform is gone.
@@ -272,15 +274,15 @@ class Throttle:
         """
         self.faults += 1
         self._failing += (1 - self._failing) / HEALTH_MEMORY
+        now = self._clock()
         if outage:
             answered = not isinstance(exc, TransportError)  # a gateway's 502/504: something still answers
-            self._fault(str(exc), silence=OUTAGE_SILENCE_ANSWERED if answered else OUTAGE_SILENCE)
+            self._fault(str(exc), now, silence=OUTAGE_SILENCE_ANSWERED if answered else OUTAGE_SILENCE)
         else:
-            self._answer()
+            self._answer(now)
         return self._outage_start is None
 
-    def _answer(self) -> None:
-        now = self._clock()
+    def _answer(self, now: float) -> None:
         self._answered = True
         self._last_answer = now
         self._failures_in_a_row = 0
@@ -292,8 +294,7 @@ class Throttle:
             self._gate.set()
             log.warning("the platform answers again after %.1f s; resuming", lasted, extra={"outage": lasted})
 
-    def _fault(self, cause: str, *, silence: float = OUTAGE_SILENCE) -> None:
-        now = self._clock()
+    def _fault(self, cause: str, now: float, *, silence: float = OUTAGE_SILENCE) -> None:
         self._failures_in_a_row += 1
         self._outage_cause = cause
         if self._outage_start is not None:
@@ -316,8 +317,7 @@ class Throttle:
                 self.outage_tolerance,
             )
 
-    def _pause(self, status: int, retry_after: float | None) -> None:
-        now = self._clock()
+    def _pause(self, status: int, retry_after: float | None, now: float) -> None:
         wait = PAUSE_WITHOUT_RETRY_AFTER if retry_after is None else retry_after
         if now + wait <= self._paused_until:
             return
@@ -332,13 +332,12 @@ class Throttle:
         self._paused_until = self._epoch = now + wait
         self._next_slot = max(self._next_slot, self._paused_until)  # resume evenly spaced, not in a burst
         self._recent.clear()
-        self._judge(force=True)
+        self._judge(now, force=True)
 
     # -- the adaptive rate ------------------------------------------------------------------------------
 
-    def _judge(self, force: bool = False) -> None:
+    def _judge(self, now: float, force: bool = False) -> None:
         """Close the current window when it holds enough answers, and act on what it says."""
-        now = self._clock()
         elapsed = now - self._start
         answers = self._accepted + self._throttles
         if self._slow_start:
@@ -369,27 +368,28 @@ class Throttle:
                 # A fraction of a second, maybe the platform's burst: too little to measure a cap from.  Back to
                 # just under the cap measured before, if there is one; else slow start from what got through.
                 if self._peak:
-                    self._cut_to(CUT_SHARE * self._peak, share, send_rate, peak=self._peak)
+                    self._cut_to(now, CUT_SHARE * self._peak, share, send_rate, peak=self._peak)
                 else:
-                    self._cut_to(max(SLOW_START_FLOOR, accepted / WINDOW), share, send_rate, slow_start=True)
+                    self._cut_to(now, max(SLOW_START_FLOOR, accepted / WINDOW), share, send_rate, slow_start=True)
             else:
                 through = send_rate * (1 - (share - self._background))  # what the platform let through
                 if self._slow_start:
                     # Doubling overshot: back to the step that sent without complaint (TCP's ssthresh); a
                     # quarter second's measure, swollen by the platform's burst, is only the peak to recover to.
-                    self._cut_to((self._adaptive or through) / 2, share, send_rate, peak=through)
+                    self._cut_to(now, (self._adaptive or through) / 2, share, send_rate, peak=through)
                 else:
                     # Only a cut measured over a whole window may later prove to have been background.
                     undoable = elapsed >= WINDOW
-                    self._cut_to(CUT_SHARE * through, share, send_rate, peak=through, undoable=undoable)
+                    self._cut_to(now, CUT_SHARE * through, share, send_rate, peak=through, undoable=undoable)
         elif share <= threshold:
             # A window of few answers (slow start's) says little of the background: it moves it little.
             weight = BACKGROUND_WEIGHT * min(1.0, answers / MIN_ANSWERS)
             self._background += weight * (share - self._background)
-            self._raise(send_rate)
+            self._raise(now, send_rate)
 
     def _cut_to(
         self,
+        now: float,
         target: float,
         share: float,
         send_rate: float,
@@ -406,7 +406,7 @@ class Throttle:
             self._cut = None
         elif self._cut is None:  # a run of cuts is judged against where it began
             self._cut = _Cut(share, send_rate, self._adaptive, self._peak)
-        self._epoch = max(self._epoch, self._clock())
+        self._epoch = max(self._epoch, now)
         self._adaptive, self._peak, self._calm, self._slow_start = target, peak, 0, slow_start
         self.cuts += 1
         self.lowest_rate = target if self.lowest_rate is None else min(self.lowest_rate, target)
@@ -442,11 +442,10 @@ class Throttle:
         )
         return True
 
-    def _raise(self, send_rate: float) -> None:
+    def _raise(self, now: float, send_rate: float) -> None:
         adaptive = self._adaptive
         if adaptive is None or send_rate < BINDING * adaptive:
             return  # a limit the workers do not fill says nothing about the platform
-        now = self._clock()
         if self._slow_start:
             raised, why = 2 * adaptive, "slow start"
             self._epoch = now  # only answers to requests sent at the new step judge it
