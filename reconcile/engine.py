@@ -119,8 +119,7 @@ class RunOutcome:
     requests: int
     token_fetches: int
     retries: int
-    throttled: int
-    pacing: Pacing | None = None
+    pacing: Pacing  # the concurrency and rate used, throttles and faults
     fatal: FatalError | None = None
     interrupted: str | None = None  # "SIGINT"/"SIGTERM" when stopped by a signal
     attempt: int = 1
@@ -178,7 +177,6 @@ class Reconciler:
             requests=self.progress.sent,
             token_fetches=client.tokens.fetches,
             retries=client.throttle.retries,
-            throttled=client.throttle.throttled,
             pacing=_pacing(client),
             fatal=fatal,
             interrupted=self._stop_reason,

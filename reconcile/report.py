@@ -362,14 +362,14 @@ def _summary_data(
             "api": settings.proxies.describe(settings.endpoint_url),
             "identity_provider": settings.proxies.describe(settings.token_url),
         },
-        "concurrency": outcome.pacing.concurrency_final if outcome.pacing else settings.concurrency,
+        "concurrency": outcome.pacing.concurrency_final,
         "max_attempts": settings.max_attempts,
         "timeout_seconds": settings.timeout,
         "max_rps": settings.max_rps,
         "requests": outcome.requests,
         "token_fetches": outcome.token_fetches,
         "retries": outcome.retries,
-        "throttled": outcome.throttled,
+        "throttled": outcome.pacing.throttled,
         "pacing": _pacing_data(outcome.pacing),
         "resumed": outcome.attempt > 1,
         "attempts": journal.attempts(),
@@ -379,10 +379,8 @@ def _summary_data(
     }
 
 
-def _pacing_data(pacing: Pacing | None) -> dict[str, Any] | None:
+def _pacing_data(pacing: Pacing) -> dict[str, Any]:
     """The run's concurrency and rate, and what the platform answered, as summary.json shows them."""
-    if pacing is None:
-        return None
     data = dataclasses.asdict(pacing)
     data["concurrency"] = "auto" if pacing.concurrency is None else pacing.concurrency
     for name in ("rate_limit", "rate_limit_lowest"):
