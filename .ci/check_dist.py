@@ -22,7 +22,7 @@ PACKAGE_DATA = {
     "reconcile/py.typed",
     "reconcile/__main__.py",
     "reconcile/emulator/demo_dataset.csv",
-    *(f"reconcile/demo_manifests/{name}" for name in SAMPLES),
+    *(f"reconcile/ops/demo_manifests/{name}" for name in SAMPLES),
 }
 
 
@@ -32,7 +32,7 @@ def check_wheel(wheel: Path) -> list[str]:
         names = set(archive.namelist())
         problems = [f"the wheel lacks {name}" for name in sorted(PACKAGE_DATA - names)]
         for name, content in SAMPLES.items():
-            member = f"reconcile/demo_manifests/{name}"
+            member = f"reconcile/ops/demo_manifests/{name}"
             if member in names and archive.read(member) != content:
                 problems.append(f"the wheel's {member} differs from sample_manifests/{name}")
         tops = {PurePosixPath(name).parts[0] for name in names}

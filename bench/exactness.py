@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.emulator import Dataset
-from reconcile.engine import ERROR, MISSING, PRESENT, UNCHECKED
+from reconcile.engine._engine import ERROR, MISSING, PRESENT, UNCHECKED
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,14 +5,15 @@ connect and with which credentials; :class:`RunOptions` how the run behaves;
 :func:`load_report` opens a finished report in pandas.
 """
 
+from reconcile.config._settings import Secret, Settings
+from reconcile.engine._engine import Progress, Reconciler, RunOptions
+from reconcile.input._manifest import Manifest, Record
+from reconcile.report._build import Summary
+from reconcile.report._load import ReportFrames, load_report
+
 from ._version import __version__
-from .config import Secret, Settings
-from .engine import Progress, Reconciler, RunOptions
+from .api import run
 from .errors import ReconcileError
-from .frames import ReportFrames, load_report
-from .manifest import Manifest, Record
-from .report import Summary
-from .runner import run
 
 __all__ = [
     "Manifest",

@@ -23,10 +23,10 @@ import pytest
 import trustme
 from click.testing import CliRunner, Result
 
-from reconcile.config import Settings
-from reconcile.demo import demo_settings
+from reconcile.config._logs import reset_logging
+from reconcile.config._settings import Settings
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID, Emulator, EmulatorConfig
-from reconcile.logs import reset_logging
+from reconcile.ops._demo import demo_settings
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "sample_manifests"
@@ -123,7 +123,7 @@ def emulator_process_url() -> Iterator[str]:
 
 def invoke_cli(args: list[str], env: Mapping[str, str | None]) -> Result:
     """Run the CLI with CliRunner; whatever happens, no traceback reaches the user."""
-    from reconcile.cli import cli
+    from reconcile.cli._main import cli
 
     result = CliRunner().invoke(cli, args, env=env)
     assert "Traceback" not in result.output, result.output

@@ -158,7 +158,7 @@ def test_first_429s_before_any_answer_do_not_collapse_the_send_rate() -> None:
     back before any 200, and a rate measured from that start "measures" 0/s, so the run crawls at a few rows/s
     against a 300 requests/s cap.  No evidence should mean slow start from a floor, not zero.
     """
-    from reconcile.throttle import PAUSE_ANSWERS, SLOW_START_FLOOR, Throttle
+    from reconcile.platform._throttle import PAUSE_ANSWERS, SLOW_START_FLOOR, Throttle
 
     now = [10_000.0]  # a monotonic clock long past zero, as in a real process
     throttle = Throttle(clock=lambda: now[0])

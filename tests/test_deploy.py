@@ -22,13 +22,13 @@ import click
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import REPO, SAMPLES
 
-from reconcile.cli import cli
-from reconcile.config import Settings, check_url
+from reconcile.cli._main import cli
+from reconcile.cli._profiles import load_profile
+from reconcile.config._settings import Settings, check_url
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID
 from reconcile.emulator.command import emulator as emulator_command
-from reconcile.profiles import load_profile
+from tests.conftest import REPO, SAMPLES
 
 COMMANDS: dict[str, click.Command] = {**cli.commands, "emulator": emulator_command}
 KUBERNETES = REPO / "deploy" / "kubernetes"
@@ -169,7 +169,7 @@ def test_every_copied_file_exists_and_is_in_the_build_context() -> None:
         assert (REPO / source).exists(), source
         assert not docker_ignores(source), f"{source} is copied but .dockerignore excludes it"
     assert not docker_ignores("reconcile/cli.py")
-    assert not docker_ignores("reconcile/demo_manifests/smoke-10.csv")
+    assert not docker_ignores("reconcile/ops/demo_manifests/smoke-10.csv")
     for kind, args in stages["runtime"]:
         if kind == "COPY" and (stage := re.search(r"--from=(\S+)", args)):
             assert stage[1] in stages, args

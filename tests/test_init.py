@@ -23,9 +23,9 @@ def test_star_import_gives_exactly_all() -> None:
 
 def test_public_classes_claim_the_package() -> None:
     """The exported classes and the run function are the library's real objects (not re-wrapped copies)."""
-    from reconcile.config import Settings
-    from reconcile.engine import Reconciler, RunOptions
-    from reconcile.runner import run
+    from reconcile.api import run
+    from reconcile.config._settings import Settings
+    from reconcile.engine._engine import Reconciler, RunOptions
 
     assert reconcile.Settings is Settings
     assert reconcile.Reconciler is Reconciler

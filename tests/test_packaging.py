@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, SAMPLES
 
 import reconcile
-from reconcile.cli import cli
-from reconcile.demo import DEMO_MANIFESTS, sample_manifests
+from reconcile.cli._main import cli
+from reconcile.ops._demo import DEMO_MANIFESTS, sample_manifests
+from tests.conftest import REPO, SAMPLES
 
 PACKAGE = REPO / "reconcile"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
@@ -31,13 +31,13 @@ def test_the_demo_manifests_are_the_sample_manifests() -> None:
     """The copies shipped in the package are sample_manifests/ byte for byte, no file more or less."""
     shipped = {path.name: path.read_bytes() for path in DEMO_MANIFESTS.glob("*.csv")}
     samples = {path.name: path.read_bytes() for path in SAMPLES.glob("*.csv")}
-    assert shipped == samples, "HINT: cp sample_manifests/*.csv reconcile/demo_manifests/ (and remove any extra)"
+    assert shipped == samples, "HINT: cp sample_manifests/*.csv reconcile/ops/demo_manifests/ (and remove any extra)"
     assert [path.name for path in sample_manifests()] == sorted(samples)
 
 
 def test_an_installation_without_its_manifests_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A copy whose demo manifests are gone is a broken installation: exit 4 with the fix, not a usage error."""
-    monkeypatch.setattr("reconcile.demo.DEMO_MANIFESTS", tmp_path)
+    monkeypatch.setattr("reconcile.ops._demo.DEMO_MANIFESTS", tmp_path)
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["demo", "-q"])
     assert result.exit_code == 4, result.output

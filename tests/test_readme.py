@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import REPO
-
-from reconcile.cli import cli, main  # noqa: F401 - main registers the emulator command
+from reconcile.cli._main import cli, main  # noqa: F401 - main registers the emulator command
+from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -41,7 +40,7 @@ def test_every_connection_option_is_in_the_configuration_table() -> None:
     """Each flag of `run` and `doctor` that configures the connection has a row in the README's configuration table."""
     import click
 
-    from reconcile.cli import connection_options
+    from reconcile.cli._main import connection_options
 
     table = README.split("## Configuration", 1)[1].split("\n\n- ", 1)[0]
     command = click.command()(connection_options(lambda **_: None))

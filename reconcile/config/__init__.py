@@ -1,0 +1,27 @@
+"""Configuration: where to connect and how (settings, certificates, proxies), logging, and redaction of secrets."""
+
+from ._certificates import Certificate, load_certificate
+from ._logs import LOG_FORMATS, ROW, configure_logging, error_fields, reset_logging, utc_stamp
+from ._proxies import Route
+from ._redact import redact, register
+from ._settings import DEFAULT_ENDPOINT_PATH, ENV_PREFIX, Secret, Settings, environment, is_loopback
+
+__all__ = [
+    "DEFAULT_ENDPOINT_PATH",
+    "ENV_PREFIX",
+    "LOG_FORMATS",
+    "ROW",
+    "Certificate",
+    "Route",
+    "Secret",
+    "Settings",
+    "configure_logging",
+    "environment",
+    "error_fields",
+    "is_loopback",
+    "load_certificate",
+    "redact",
+    "register",
+    "reset_logging",
+    "utc_stamp",
+]

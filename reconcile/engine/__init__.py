@@ -1,0 +1,39 @@
+"""The run: the engine that checks every record, its journal, the commit watermark, the output directory."""
+
+from ._engine import (
+    ERROR,
+    INVALID,
+    MISSING,
+    PRESENT,
+    STATUSES,
+    UNCHECKED,
+    Pacing,
+    Progress,
+    Reconciler,
+    RunOptions,
+    RunOutcome,
+)
+from ._journal import PAGE, Journal, ResultRow
+from ._outdir import claim
+from ._watermark import END, CommitWatermark, Position
+
+__all__ = [
+    "END",
+    "ERROR",
+    "INVALID",
+    "MISSING",
+    "PAGE",
+    "PRESENT",
+    "STATUSES",
+    "UNCHECKED",
+    "CommitWatermark",
+    "Journal",
+    "Pacing",
+    "Position",
+    "Progress",
+    "Reconciler",
+    "ResultRow",
+    "RunOptions",
+    "RunOutcome",
+    "claim",
+]

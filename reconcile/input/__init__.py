@@ -1,0 +1,20 @@
+"""Input: manifest files read as tables, turned into records; path expansion, shards of a manifest, validation."""
+
+from ._manifest import Manifest, ManifestInfo, Record, expand_manifest_paths, spool_streams
+from ._shard import Shard
+from ._table import ReadOptions, changed_options, options_record
+from ._validate import render, validate
+
+__all__ = [
+    "Manifest",
+    "ManifestInfo",
+    "ReadOptions",
+    "Record",
+    "Shard",
+    "changed_options",
+    "expand_manifest_paths",
+    "options_record",
+    "render",
+    "spool_streams",
+    "validate",
+]

@@ -1,0 +1,18 @@
+"""Operations: the doctor, progress display, crash files and the demo."""
+
+from ._crash import report_crash
+from ._demo import run_demo
+from ._doctor import can_print_unicode, diagnose, exit_code, parse_probe, render
+from ._progress import DisplayOptions, Watcher
+
+__all__ = [
+    "DisplayOptions",
+    "Watcher",
+    "can_print_unicode",
+    "diagnose",
+    "exit_code",
+    "parse_probe",
+    "render",
+    "report_crash",
+    "run_demo",
+]

@@ -1,0 +1,28 @@
+"""The report: rows joined with results, statistics, the writers of each format, report.html, the delta."""
+
+from ._build import RunReport, Summary, check_options, supersede, write_rows
+from ._load import ReportFrames, load_report
+from ._rows import ATTEMPTS, CHUNK, DETAIL, OUR_COLUMNS, ROW, SOURCE, STATUS, rename_clash
+from ._statistics import ReportStatistics, day_reader
+from ._writers import FORMATS
+
+__all__ = [
+    "ATTEMPTS",
+    "CHUNK",
+    "DETAIL",
+    "FORMATS",
+    "OUR_COLUMNS",
+    "ROW",
+    "SOURCE",
+    "STATUS",
+    "ReportFrames",
+    "ReportStatistics",
+    "RunReport",
+    "Summary",
+    "check_options",
+    "day_reader",
+    "load_report",
+    "rename_clash",
+    "supersede",
+    "write_rows",
+]

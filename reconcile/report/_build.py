@@ -1,0 +1,412 @@
+"""The report: results.csv, missing.csv and summary.json, plus any of Parquet, XLSX, JSON Lines, report.html and
+delta.csv, assembled from the manifests and the journal.
+
+Rows are streamed (:mod:`reconcile.report._rows`): each manifest is read again (its own columns verbatim) beside
+the journal's results in row order, in chunks that every writer, the tally and the comparison with an earlier run
+take in turn, so memory stays flat however long the manifest.  A run's report is written *while the run goes*,
+following the rows whose results are committed (:mod:`reconcile.engine._watermark`), so that when the last answer comes
+back only the last rows and the summary are left to write.  Files are written under temporary names and renamed,
+so a crash never leaves a half-written report behind.  The same input gives the same report, row for row and
+count for count, in the same order, however it was streamed: everything listed is sorted, ties by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconcile._version import __version__
+from reconcile.config import Settings
+from reconcile.engine import (
+    END,
+    ERROR,
+    INVALID,
+    MISSING,
+    PRESENT,
+    STATUSES,
+    UNCHECKED,
+    CommitWatermark,
+    Journal,
+    Pacing,
+    RunOutcome,
+)
+from reconcile.input import Manifest, Shard
+from reconcile.model import Key
+
+from . import _delta as delta
+from . import _html as html_report
+from . import _writers as exports
+from ._rows import ATTEMPTS, CALL_ID, ROW, SOURCE, STATUS, ReportRows, Unchecked
+from ._statistics import SPILL_PREFIX, ReportStatistics
+
+log = logging.getLogger("reconcile.report._build")
+
+# Formats cheap enough to write between requests; a workbook (openpyxl, ~9,000 rows/s) would hold the event loop
+# for half a second per chunk, so with xlsx the report is written after the run.
+STREAMED_FORMATS = frozenset({"csv", "json", "parquet"})
+
+EXIT_ALL_PRESENT, EXIT_SOME_MISSING, EXIT_USAGE, EXIT_ROW_PROBLEMS, EXIT_FATAL = 0, 1, 2, 3, 4
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What the report says, for the CLI to print and exit on."""
+
+    counts: dict[str, int]
+    records: int
+    complete: bool
+    exit_code: int
+    paths: dict[str, Path]
+    data: dict[str, Any]
+
+
+def check_options(formats: Sequence[str], compare_to: Path | None) -> None:
+    """Refuse report options that cannot work before any request is sent, not after the run."""
+    exports.check_formats(formats)
+    if compare_to is not None:
+        delta.open_previous(compare_to)
+
+
+class ReportFiles:
+    """The report's files while rows stream into them: every format's writer, the tally, the comparison."""
+
+    def __init__(self, out_dir: Path, columns: list[str], formats: Sequence[str], compare_to: Path | None) -> None:
+        width = len(columns)
+        self.statistics = ReportStatistics(STATUSES, MISSING, spill_dir=out_dir)
+        self._out_dir = out_dir
+        self._compare_to = compare_to
+        self._comparison: delta.Comparison | None = None
+        self._writers: list[exports.Writer] = []
+        try:
+            self._writers = exports.open_writers(out_dir, columns, formats, [width + ROW, width + ATTEMPTS])
+            if compare_to is not None:
+                self._comparison = delta.Comparison(delta.open_previous(compare_to), out_dir)
+        except BaseException:
+            self.abort()
+            raise
+        self.paths = {name: path for writer in self._writers for name, path in writer.paths.items()}
+
+    def add(self, rows: list[list[Any]], keys: list[Key]) -> None:
+        missing = [row for row in rows if row[STATUS] == MISSING]
+        for writer in self._writers:
+            writer.add(rows, missing)
+        if self._comparison is not None:
+            self._comparison.add(
+                (key, row[STATUS], row[CALL_ID], row[SOURCE], row[ROW]) for key, row in zip(keys, rows, strict=True)
+            )
+
+    def finish(
+        self, summarize: Callable[[ReportStatistics, dict[str, Path], dict[str, Any] | None], dict[str, Any]]
+    ) -> tuple[dict[str, Any], dict[str, Path], int]:
+        """Close every file under its final name, then write delta.csv, report.html and summary.json from
+        ``summarize``'s data.  Returns (data, paths, records)."""
+        paths, out_dir = self.paths, self._out_dir
+        try:
+            changes = None
+            if self._comparison is not None:
+                paths["delta"] = out_dir / "delta.csv"
+                changes = {
+                    "compared_to": str(self._compare_to),
+                    "run_id": self._comparison.previous.run_id,
+                    "engine_version": self._comparison.previous.engine_version,
+                    "counts": self._comparison.write(paths["delta"]),
+                }
+            paths["report_html"] = out_dir / "report.html"
+            paths["summary"] = out_dir / "summary.json"
+            data = summarize(self.statistics, paths, changes)
+            for writer in self._writers:
+                writer.finish(data)
+            self._writers = []
+            top, folders_missing = self.statistics.top_folders(html_report.TOP_FOLDERS)
+            views = html_report.Views(
+                tuple(top), folders_missing, tuple(self.statistics.day_counts()), tuple(self.statistics.first_missing)
+            )
+            html_report.write(paths["report_html"], data, views)
+        finally:
+            self.abort()
+        _write_json(paths["summary"], data)
+        return data, paths, self.statistics.records
+
+    def abort(self) -> None:
+        """Remove what is not finished; what :meth:`finish` renamed stays."""
+        writers, self._writers = self._writers, []
+        for writer in writers:
+            writer.abort()
+        if self._comparison is not None:
+            self._comparison.close()
+            self._comparison = None
+        self.statistics.close()
+
+
+Chunks = Iterator[tuple[list[list[Any]], list[Key]]]
+
+
+def write_rows(
+    out_dir: Path,
+    columns: list[str],
+    formats: Sequence[str],
+    chunks: Callable[[list[str], ReportStatistics], Chunks],
+    summarize: Callable[[ReportStatistics, dict[str, Path], dict[str, Any] | None], dict[str, Any]],
+    *,
+    compare_to: Path | None = None,
+) -> tuple[dict[str, Any], dict[str, Path], int]:
+    """Stream report rows to every writer, the tally and the comparison; then summary.json and report.html.
+
+    ``chunks`` yields the rows (counting them in the tally it is given); ``summarize`` builds summary.json's
+    data from the tally.  Used by ``reconcile merge``.  Returns (data, paths, records).
+    """
+    files = ReportFiles(out_dir, columns, formats, compare_to)
+    try:
+        for rows, keys in chunks(columns, files.statistics):
+            files.add(rows, keys)
+    except BaseException:
+        files.abort()
+        raise
+    return files.finish(summarize)
+
+
+class RunReport:
+    """A run's report: written while the run goes (:meth:`following`), completed by :meth:`finish`."""
+
+    def __init__(
+        self,
+        manifests: Sequence[Manifest],
+        journal: Journal,
+        settings: Settings,
+        *,
+        run_id: str,
+        label: str,
+        out_dir: Path,
+        formats: Sequence[str] = ("csv",),
+        compare_to: Path | None = None,
+        shard: Shard | None = None,
+    ) -> None:
+        self._manifests, self._journal, self._settings, self._shard = manifests, journal, settings, shard
+        self._run_id, self._label, self._out_dir = run_id, label, out_dir
+        self._formats, self._compare_to = tuple(formats), compare_to
+        self._rows: ReportRows | None = None
+        self._files: ReportFiles | None = None
+
+    @contextlib.asynccontextmanager
+    async def following(self, watermark: CommitWatermark) -> AsyncIterator[None]:
+        """Write the report's rows as ``frontier`` commits them, for as long as the block runs.
+
+        Anything that goes wrong here only costs time: the rows written so far are dropped and :meth:`finish`
+        writes the report from the start, as a run did before it streamed.
+        """
+        if not set(exports.check_formats(self._formats)) <= STREAMED_FORMATS:
+            yield
+            return
+        self._open()
+        stop = asyncio.Event()
+        task = asyncio.create_task(self._follow(watermark, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            watermark.moved.set()
+            try:
+                await task
+            except Exception as exc:  # only the streaming is lost: finish() starts over
+                log.warning("writing the report during the run failed (%s); it is written after the run", exc)
+                self.abort()
+
+    async def finish(self, outcome: RunOutcome) -> Summary:
+        """Write the rest of the rows, then the summary: the report is complete."""
+        rows, files = (self._rows, self._files) if self._rows and self._files else self._open()
+        try:
+            await rows.advance(END, files, _unchecked(outcome))
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            rows.close()
+
+        def summarize(
+            statistics: ReportStatistics, paths: dict[str, Path], changes: dict[str, Any] | None
+        ) -> dict[str, Any]:
+            data = _summary_data(
+                outcome,
+                self._journal,
+                self._settings,
+                statistics,
+                run_id=self._run_id,
+                label=self._label,
+                paths=paths,
+                changes=changes,
+            )
+            data["shard"] = str(self._shard) if self._shard is not None else None
+            return data
+
+        self._rows = self._files = None
+        data, paths, records = files.finish(summarize)
+        return Summary(
+            counts=data["counts"],
+            records=records,
+            complete=data["complete"],
+            exit_code=exit_code(data["counts"], outcome),
+            paths=paths,
+            data=data,
+        )
+
+    def abort(self) -> None:
+        """Drop what was written (a run whose report must not be written, or a stream that failed)."""
+        if self._rows is not None:
+            self._rows.close()
+            self._rows = None
+        if self._files is not None:
+            self._files.abort()
+            self._files = None
+
+    def _open(self) -> tuple[ReportRows, ReportFiles]:
+        _discard_leftovers(self._out_dir)
+        rows = self._rows = ReportRows(self._manifests, self._journal, self._shard)
+        files = self._files = ReportFiles(self._out_dir, rows.columns, self._formats, self._compare_to)
+        return rows, files
+
+    async def _follow(self, watermark: CommitWatermark, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await watermark.moved.wait()
+            watermark.moved.clear()
+            if self._rows is None or self._files is None:
+                return
+            await self._rows.advance(watermark.committed, self._files)
+
+
+def supersede(out_dir: Path) -> None:
+    """Remove a finished report from ``out_dir``: an attempt that starts changes the journal it was read from,
+    so the report on disk must not outlive that, even if the attempt is killed before writing its own.
+    summary.json goes first: a report without it is never taken for a finished one."""
+    for name in exports.REPORT_NAMES:
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _discard_leftovers(out_dir: Path) -> None:
+    """What a killed run left in ``out_dir``: half-written report files (perhaps of formats not asked for
+    now) and the tally's and the comparison's work files.  The run that resumes writes its own."""
+    exports.discard_partials(out_dir)
+    for prefix in (SPILL_PREFIX, delta.WORK_PREFIX):
+        for path in out_dir.glob(f"{prefix}*.sqlite"):
+            path.unlink(missing_ok=True)
+
+
+def exit_code(counts: dict[str, int], outcome: RunOutcome) -> int:
+    if outcome.fatal is not None:
+        return EXIT_FATAL
+    if outcome.interrupted:
+        return EXIT_SIGNAL.get(outcome.interrupted, EXIT_FATAL)
+    if counts.get(INVALID, 0) or counts.get(ERROR, 0) or counts.get(UNCHECKED, 0):
+        return EXIT_ROW_PROBLEMS
+    if counts.get(MISSING, 0):
+        return EXIT_SOME_MISSING
+    return EXIT_ALL_PRESENT
+
+
+def _unchecked(outcome: RunOutcome) -> Unchecked:
+    """What a row that was never resolved shows: why it was not."""
+    if outcome.fatal is not None:
+        detail = f"not checked: the run stopped ({type(outcome.fatal).__name__})"
+    elif outcome.interrupted:
+        detail = f"not checked: the run was interrupted ({outcome.interrupted}); re-run the same command to resume"
+    else:
+        detail = "not checked"
+    return (UNCHECKED, "", detail, 0, "")
+
+
+def _summary_data(
+    outcome: RunOutcome,
+    journal: Journal,
+    settings: Settings,
+    statistics: ReportStatistics,
+    *,
+    run_id: str,
+    label: str,
+    paths: dict[str, Path],
+    changes: dict[str, Any] | None,
+) -> dict[str, Any]:
+    counts = {status: statistics.counts[status] for status in (PRESENT, MISSING, INVALID, ERROR, UNCHECKED)}
+    complete = outcome.fatal is None and not outcome.interrupted and counts[UNCHECKED] == 0
+    duration = max(outcome.duration, 1e-9)
+    error = None
+    if outcome.fatal is not None:
+        error = {"type": type(outcome.fatal).__name__, "message": str(outcome.fatal)}
+        for name in ("error", "error_codes", "trace_id", "correlation_id"):
+            if getattr(outcome.fatal, name, None):
+                error[name] = getattr(outcome.fatal, name)
+    return {
+        "counts": counts,
+        "records": statistics.records,
+        "duplicates": statistics.duplicates,
+        "complete": complete,
+        "outcome": "fatal" if outcome.fatal else ("interrupted" if outcome.interrupted else "complete"),
+        "error": error,
+        "run_id": run_id,
+        "label": label,
+        "engine_version": __version__,
+        "started_at": outcome.started_at,
+        "finished_at": outcome.finished_at,
+        "duration_seconds": round(outcome.duration, 3),
+        "rows_per_second": round(outcome.checked / duration, 1),
+        "manifests": [
+            {
+                "path": info.path,
+                "sha256": info.sha256,
+                "bytes": info.size,
+                "records": records,
+                "columns": list(info.columns),
+            }
+            for info, records in zip(outcome.infos, statistics.per_manifest, strict=True)
+        ],
+        "endpoint": settings.endpoint_url,
+        "base_url": settings.base_url,
+        "endpoint_path": settings.endpoint_path,
+        "authority": settings.authority,
+        "tenant_id": settings.tenant_id,
+        "client_id": settings.client_id,
+        "credential": settings.credential_kind,
+        "proxy": {  # redacted: a proxy's password is never written
+            "api": settings.proxies.describe(settings.endpoint_url),
+            "identity_provider": settings.proxies.describe(settings.token_url),
+        },
+        "concurrency": outcome.pacing.concurrency_final,
+        "max_attempts": settings.max_attempts,
+        "timeout_seconds": settings.timeout,
+        "max_rps": settings.max_rps,
+        "requests": outcome.requests,
+        "token_fetches": outcome.token_fetches,
+        "retries": outcome.retries,
+        "throttled": outcome.pacing.throttled,
+        "pacing": _pacing_data(outcome.pacing),
+        "resumed": outcome.attempt > 1,
+        "attempts": journal.attempts(),
+        "delta": changes,
+        **statistics.breakdowns(),
+        "outputs": {name: str(path) for name, path in paths.items()},
+    }
+
+
+def _pacing_data(pacing: Pacing) -> dict[str, Any]:
+    """The run's concurrency and rate, and what the platform answered, as summary.json shows them."""
+    data = dataclasses.asdict(pacing)
+    data["concurrency"] = "auto" if pacing.concurrency is None else pacing.concurrency
+    for name in ("rate_limit", "rate_limit_lowest"):
+        if data[name] is not None:
+            data[name] = round(data[name], 1)
+    return data
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    temporary = exports.partial(path)
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+    os.replace(temporary, path)
