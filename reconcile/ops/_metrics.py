@@ -75,10 +75,11 @@ class MetricsOptions:
         """Refuse what could not work, before any request: a bad label, an unsafe URL, an unwritable file."""
         for name, _ in self.labels:
             if not _LABEL_NAME.fullmatch(name) or name.startswith("__") or name in RESERVED_LABELS:
+                reserved = ", ".join(sorted(RESERVED_LABELS))
                 raise UsageError(
-                    f"--metrics-label: {name!r} cannot be a label name (letters, digits and _, not starting with "
-                    f"a digit or __, and not one of {', '.join(sorted(RESERVED_LABELS))}). HINT: e.g. "
-                    "--metrics-label region=ca"
+                    f"metrics label {name!r} (--metrics-label, or the profile's metrics_labels) cannot be a label "
+                    f"name (letters, digits and _, not starting with a digit or __, and not one of {reserved}). "
+                    "HINT: e.g. --metrics-label region=ca"
                 )
         if not self.job.strip():
             raise UsageError("--metrics-job is empty. HINT: name the job, e.g. --metrics-job reconcile-nightly")
