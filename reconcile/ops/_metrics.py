@@ -24,14 +24,14 @@ import ssl
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from reconcile.config import Settings, check_url, redact
-from reconcile.engine import STATUSES, Reconciler, RunOptions
+from reconcile.engine import STATUSES, UNCHECKED, Progress, Reconciler, RunOptions
 from reconcile.errors import ConfigError, ReconcileError, UsageError
 from reconcile.report import Summary
 
@@ -314,25 +314,24 @@ def _pushgateway_handler(context: ssl.SSLContext) -> Callable[..., Callable[[], 
     return handler
 
 
-@dataclass
 class MetricsExporter:
     """Writes a run's textfile while it goes and at its end, and pushes its end to the Pushgateway."""
 
-    options: MetricsOptions
-    labels: dict[str, str]
-    settings: Settings
-    clock: Callable[[], float] = time.monotonic
-    wall: Callable[[], float] = time.time
-    previous: tuple[Sample, ...] = ()
-    _started: float = 0.0
-    _start_tick: float = 0.0
-    _reconciler: Reconciler | None = None
-    _task: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        self._started, self._start_tick = self.wall(), self.clock()
-        if self.options.file is not None:
-            self.previous = read_previous(self.options.file, self.labels)
+    def __init__(
+        self,
+        options: MetricsOptions,
+        labels: Mapping[str, str],
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.options, self.labels, self.settings = options, dict(labels), settings
+        self._clock, self._wall = clock, wall
+        self._started, self._start_tick = wall(), clock()
+        self.previous = read_previous(options.file, self.labels) if options.file is not None else ()
+        self._reconciler: Reconciler | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def watch(self, reconciler: Reconciler) -> None:
         """Rewrite the textfile now and every ``interval`` seconds until :meth:`close` (call in the loop)."""
@@ -346,22 +345,21 @@ class MetricsExporter:
             await asyncio.sleep(self.options.interval)
 
     def live(self) -> RunMetrics:
-        """The run's metrics so far, from its live counters."""
-        elapsed = self.clock() - self._start_tick
-        reconciler = self._reconciler
-        progress = reconciler.progress if reconciler is not None else None
-        client = reconciler.client if reconciler is not None else None
-        done = progress.done if progress is not None else 0
+        """The run's metrics so far, from its live counters (zeros before it started)."""
+        elapsed = self._clock() - self._start_tick
+        progress = self._reconciler.progress if self._reconciler is not None else Progress()
+        client = self._reconciler.client if self._reconciler is not None else None
+        throttle = client.throttle if client is not None else None
         return RunMetrics(
             started=self._started,
             duration=elapsed,
-            rows={s: progress.counts.get(s, 0) if progress else 0 for s in STATUSES if s != "unchecked"},
-            requests=progress.sent if progress is not None else 0,
-            retries=client.throttle.retries if client is not None else 0,
-            throttled=client.throttle.throttled if client is not None else 0,
-            faults=client.throttle.faults if client is not None else 0,
+            rows={status: progress.counts.get(status, 0) for status in STATUSES if status != UNCHECKED},
+            requests=progress.sent,
+            retries=throttle.retries if throttle is not None else 0,
+            throttled=throttle.throttled if throttle is not None else 0,
+            faults=throttle.faults if throttle is not None else 0,
             token_fetches=client.tokens.fetches if client is not None else 0,
-            rows_per_second=round(done / elapsed, 1) if elapsed > 0 else 0.0,
+            rows_per_second=round(progress.done / elapsed, 1) if elapsed > 0 else 0.0,
         )
 
     def close(self) -> None:
@@ -371,7 +369,7 @@ class MetricsExporter:
 
     async def finished(self, summary: Summary) -> None:
         """The run ended with a report (complete, fatal or interrupted): write and push it."""
-        await self._end(summary_metrics(summary, self._started, self.wall()), push=True)
+        await self._end(summary_metrics(summary, self._started, self._wall()), push=True)
 
     async def failed(self, exc: BaseException) -> None:
         """The run ended without a report: record how (a second signal's stop is not pushed: it was asked at once)."""
@@ -383,7 +381,7 @@ class MetricsExporter:
         else:
             code = exc.exit_code if isinstance(exc, ReconcileError) else 5
             outcome = OUTCOME_OF_EXIT.get(code, "internal")
-        end = dataclasses.replace(self.live(), finished=self.wall(), exit_code=code, outcome=outcome)
+        end = dataclasses.replace(self.live(), finished=self._wall(), exit_code=code, outcome=outcome)
         await self._end(end, push=not stopped)
 
     async def _end(self, run: RunMetrics, *, push: bool) -> None:

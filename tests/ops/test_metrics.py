@@ -216,6 +216,61 @@ async def test_sigterm_partial_report_is_recorded_as_interrupted(
     assert "reconcile_last_success_timestamp_seconds" not in families
 
 
+async def test_a_second_signal_records_the_stop_and_pushes_nothing(
+    make_emulator: Callable[..., Emulator], pushgateway: Pushgateway, ca_bundle: Path, tmp_path: Path
+) -> None:
+    """Stopped at once (a second SIGTERM cancels the run: no report), the textfile still says interrupted with
+    exit 143 while nothing is pushed: the user asked to stop now, not after a push."""
+    textfile = tmp_path / "reconcile.prom"
+    started = asyncio.Event()
+    reconcilers: list[Reconciler] = []
+
+    def keep(reconciler: Reconciler) -> None:
+        reconcilers.append(reconciler)
+        started.set()
+
+    async with make_emulator(EmulatorConfig(latency_ms=20)) as emu:
+        settings = settings_for(emu, concurrency=2, ca_bundle=ca_bundle)
+        metrics = MetricsOptions(file=textfile, pushgateway=pushgateway.url)
+        options = RunOptions(out_dir=tmp_path / "out")
+        task = asyncio.create_task(
+            reconcile_with_metrics([manifest(tmp_path, emu, 200)], settings, options, metrics, keep)
+        )
+        await started.wait()
+        while reconcilers[0].progress.done < 3:  # noqa: ASYNC110 - the engine keeps counters, not events
+            await asyncio.sleep(0.005)
+        reconcilers[0].stop("SIGTERM")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    families = parse(textfile.read_text(encoding="utf-8"))
+    assert value(families, "reconcile_last_run_exit_code") == 143
+    assert value(families, "reconcile_last_run_outcome", outcome="interrupted") == 1
+    assert value(families, "reconcile_running") == 0
+    assert pushgateway.pushes == []
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+async def test_an_internal_error_is_recorded_as_exit_5(emulator: Emulator, tmp_path: Path) -> None:
+    """A bug during the run (here in the start hook) is recorded as exit 5, outcome internal, and still raised."""
+    textfile = tmp_path / "reconcile.prom"
+
+    def broken(_: Reconciler) -> None:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        await reconcile_with_metrics(
+            [manifest(tmp_path, emulator, 4)],
+            settings_for(emulator),
+            RunOptions(out_dir=tmp_path / "out"),
+            MetricsOptions(file=textfile),
+            broken,
+        )
+    families = parse(textfile.read_text(encoding="utf-8"))
+    assert value(families, "reconcile_last_run_exit_code") == 5
+    assert value(families, "reconcile_last_run_outcome", outcome="internal") == 1
+
+
 def test_an_unreadable_earlier_file_carries_nothing_over(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An earlier file that does not parse is reported and carried over as nothing, never half-read; another
     series' samples (other labels) are not taken for ours."""
