@@ -189,9 +189,11 @@ def _changes_line(summary: Mapping[str, Any], views: Views) -> str:
         return ""
     counts = delta["counts"]
     changed = [f"{n:,} {name.replace('_', ' ')}" for name, n in counts.items() if n and name != "unchanged"]
-    previous = (
-        f'<a href="{esc(views.previous_report)}">the previous run</a>' if views.previous_report else "the previous run"
-    )
+    name = Path(str(delta.get("compared_to") or "")).name
+    previous = f"the previous run ({esc(name)})" if name else "the previous run"
+    if views.previous_report:
+        previous = f'<a href="{esc(views.previous_report)}">{previous}</a>'
+
     text = ", ".join(esc(c) for c in changed) if changed else "no change"
     return f'<p class="changes" id="changes">Since {previous}: {text} (<a href="#delta">details</a>).</p>'
 

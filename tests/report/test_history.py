@@ -18,6 +18,8 @@ from reconcile.engine import RunOptions
 from reconcile.errors import UsageError
 from reconcile.report import load_history, write_history
 from reconcile.report._delta import CHANGES
+from reconcile.report._html import Views
+from reconcile.report._html import render as render_report
 from tests.conftest import invoke_cli, read_results, settings_for, write_manifest
 from tests.report.test_html import parse
 
@@ -174,7 +176,7 @@ async def test_report_html_links_the_previous_night_and_shows_its_changes_at_the
     header = text.split("</header>", 1)[0]
     assert 'id="changes"' in header
     assert "2 newly missing, 1 recovered" in header
-    assert f'<a href="../{NIGHTS[0]}/report.html">the previous run</a>' in header
+    assert f'<a href="../{NIGHTS[0]}/report.html">the previous run ({NIGHTS[0]})</a>' in header
     assert (reports / NIGHTS[1] / f"../{NIGHTS[0]}/report.html").is_file()
     assert f"../{NIGHTS[0]}/report.html" in page.links
     first = (reports / NIGHTS[0] / "report.html").read_text(encoding="utf-8")
@@ -289,3 +291,35 @@ def test_a_run_outside_a_dated_directory_takes_its_start_date_and_has_no_changes
     (row,) = read_results(tmp_path / "history.csv")
     assert [row[change] for change in CHANGES] == [""] * len(CHANGES)
     assert row["compared_to"] == ""
+
+
+@pytest.mark.parametrize(
+    ("outcome", "counts", "expected"),
+    [
+        ("complete", {"missing": 0}, 0),
+        ("complete", {"missing": 1}, 1),
+        ("complete", {"missing": 1, "error": 1}, 3),
+        ("fatal", {"missing": 0, "unchecked": 4}, 4),
+        ("interrupted", {"missing": 0, "unchecked": 4}, None),  # 130 or 143: summary.json does not say which
+    ],
+)
+def test_the_exit_code_is_the_one_run_exited_with(
+    tmp_path: Path, outcome: str, counts: dict[str, int], expected: int | None
+) -> None:
+    """The exit code of each run is derived from its summary's outcome and counts as `run` derives it."""
+    full = {"present": 0, "missing": 0, "invalid": 0, "error": 0, "unchecked": 0} | counts
+    fake_summary(tmp_path / "2026-11-25", outcome=outcome, counts=full)
+    (run,) = load_history([tmp_path]).runs
+    assert run.exit_code == expected
+    assert run.failed is (outcome != "complete")
+
+
+def test_without_the_previous_report_the_changes_are_shown_unlinked(tmp_path: Path) -> None:
+    """A run compared with a directory that holds no report.html (an older engine's) still shows the changes
+    under its verdict, naming that run, with no link to follow."""
+    delta = {"compared_to": "reports/2026-11-24", "run_id": "r1", "counts": {"newly_missing": 3, "recovered": 0}}
+    summary = {"counts": {"present": 1, "missing": 3}, "records": 4, "outcome": "complete", "delta": delta}
+    (tmp_path / "r.html").write_text(render_report(summary, Views((), 0, (), ())), encoding="utf-8")
+    page = parse(tmp_path / "r.html")
+    assert "Since the previous run (2026-11-24): 3 newly missing (details)." in "".join(page.text)
+    assert [link for link in page.links if "report.html" in link] == []
