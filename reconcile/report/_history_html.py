@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from reconcile.engine import ERROR, MISSING, STATUSES
 
-from ._html import _COLOURS, _CSS, esc, relative_href
+from ._html import _COLOURS, _CSS, esc, relative_href, x_label
 
 if TYPE_CHECKING:
     from ._history import History, HistoryRun
@@ -143,11 +143,7 @@ def _chart(
             )
             stacked += 0 if grouped else bar
         if index % every == 0:
-            cx, cy = x + slot / 2, base + 12
-            parts.append(
-                f'<text x="{cx:.1f}" y="{cy}" transform="rotate(-60 {cx:.1f} {cy})" text-anchor="end" '
-                f'class="tick">{esc(run.night)}</text>'
-            )
+            parts.append(x_label(x + slot / 2, base, run.night))
     return "".join(parts) + "</svg>"
 
 

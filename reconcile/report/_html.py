@@ -338,12 +338,17 @@ def _column_chart(chart_id: str, items: Sequence[tuple[str, int, int]]) -> str:
                     f'class="tick">{n:,}</text>'
                 )
         if index % every == 0:
-            cx, cy = x + slot / 2, base + 12
-            parts.append(
-                f'<text x="{cx:.1f}" y="{cy}" transform="rotate(-60 {cx:.1f} {cy})" text-anchor="end" '
-                f'class="tick">{esc(label)}</text>'
-            )
+            parts.append(x_label(x + slot / 2, base, label))
     return "".join(parts) + "</svg>"
+
+
+def x_label(x: float, base: float, label: str) -> str:
+    """A time axis' label under a column centred on ``x``, slanted so that dates do not overlap."""
+    y = base + 12
+    return (
+        f'<text x="{x:.1f}" y="{y}" transform="rotate(-60 {x:.1f} {y})" text-anchor="end" '
+        f'class="tick">{esc(label)}</text>'
+    )
 
 
 def _folders_section(views: Views) -> str:
