@@ -66,11 +66,11 @@ def render(history: History, out_dir: Path) -> str:
 def _verdict(history: History) -> str:
     runs = history.runs
     text = f"{len(runs):,} runs, {runs[0].night} to {runs[-1].night}; {len(history.failed):,} failed."
-    latest = next((r for r in reversed(runs) if r.counts), None)
+    latest = next((r for r in reversed(runs) if not r.failed), None)
     if latest is not None:
         text += (
-            f" Latest report ({latest.night}): {latest.counts[MISSING]:,} missing and {latest.counts[ERROR]:,} "
-            f"error of {latest.records or 0:,} rows."
+            f" Latest complete run ({latest.night}): {latest.counts[MISSING]:,} missing and "
+            f"{latest.counts[ERROR]:,} error of {latest.records or 0:,} rows."
         )
     return text
 
@@ -198,7 +198,8 @@ def _companies_section(runs: Sequence[HistoryRun]) -> str:
 
 
 def _runs_section(history: History, out_dir: Path) -> str:
-    headers = ["Night", "Label", "Outcome", "Exit code", "Records", *STATUSES, "Newly missing", "Recovered"]
+    headers = ["Night", "Label", "Outcome", "Exit code", "Records", *(s.capitalize() for s in STATUSES)]
+    headers += ["Newly missing", "Recovered"]
     headers += ["Duration (s)", "Rows/s", "Report"]
     rows = []
     for run in reversed(history.runs):
@@ -256,5 +257,5 @@ def _table(
 
 _EXTRA_CSS = """
 svg.chart rect.failed { fill: #757575; fill-opacity: 0.15; }
-table.runs tr.failed td, table.failed td { background: #fff4e5; }
+table.runs tr.failed td, table.failed td { background: #fff4e5; } table.runs { font-size: 12px; }
 """
