@@ -2,7 +2,7 @@
 of many runs."""
 
 from ._build import RunReport, Summary, check_options, supersede, write_rows
-from ._history import History, HistoryRun, default_out_dir, load_history, read_summary, write_history
+from ._history import History, HistoryRun, default_out_dir, load_history, write_history
 from ._load import ReportFrames, load_report
 from ._rows import ATTEMPTS, CHUNK, DETAIL, OUR_COLUMNS, ROW, SOURCE, STATUS, rename_clash
 from ._statistics import ReportStatistics, day_reader
@@ -28,7 +28,6 @@ __all__ = [
     "default_out_dir",
     "load_history",
     "load_report",
-    "read_summary",
     "rename_clash",
     "supersede",
     "write_history",

@@ -193,7 +193,6 @@ def _changes_line(summary: Mapping[str, Any], views: Views) -> str:
     previous = f"the previous run ({esc(name)})" if name else "the previous run"
     if views.previous_report:
         previous = f'<a href="{esc(views.previous_report)}">{previous}</a>'
-
     text = ", ".join(esc(c) for c in changed) if changed else "no change"
     return f'<p class="changes" id="changes">Since {previous}: {text} (<a href="#delta">details</a>).</p>'
 
@@ -204,7 +203,7 @@ def _delta_section(summary: Mapping[str, Any], views: Views) -> str:
         return ""
     rows = [(name.replace("_", " "), f"{n:,}") for name, n in delta["counts"].items()]
     previous = f" (run {esc(delta['run_id'])})" if delta.get("run_id") else ""
-    report = f', whose report is <a href="{esc(views.previous_report)}">here</a>' if views.previous_report else ""
+    report = f' (<a href="{esc(views.previous_report)}">its report</a>)' if views.previous_report else ""
     return (
         f'<section id="delta"><h2>Changes since the previous run</h2>'
         f"<p>Compared with <code>{esc(delta['compared_to'])}</code>{previous}{report}; every change is listed in "
