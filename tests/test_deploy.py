@@ -261,9 +261,38 @@ def objects() -> dict[str, dict[str, Any]]:
 def jobs() -> tuple[dict[str, Any], dict[str, Any]]:
     all_jobs = [o for o in objects().values() if o["kind"] == "Job"]
     indexed = [j for j in all_jobs if j["spec"].get("completionMode") == "Indexed"]
-    merging = [j for j in all_jobs if j not in indexed]
+    merging = [j for j in all_jobs if j not in indexed and _component(j) == "merge"]
     assert len(indexed) == len(merging) == 1
     return indexed[0], merging[0]
+
+
+def _component(job: dict[str, Any]) -> str:
+    return str(job["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def test_the_history_job_puts_every_run_of_the_volume_side_by_side() -> None:
+    """After the merge, a Job runs `reconcile history` (a real command) over the reports volume the others write,
+    non-root and bounded like them, named for the same run."""
+    (history,) = [j for j in objects().values() if j["kind"] == "Job" and _component(j) == "history"]
+    indexed, merging = jobs()
+    spec, pod = container(history), history["spec"]["template"]["spec"]
+    params = parse_command(reconcile_argv(spec)).params
+    reports = {m["name"]: m["mountPath"] for m in container(merging)["volumeMounts"]}["reports"]
+    assert params["directories"] == (Path(reports),)
+    assert params["out_dir"] is None  # the history goes beside the runs, into the volume's root
+    assert str(parse_command(reconcile_argv(container(merging))).params["out_dir"]).startswith(f"{reports}/$(RUN_ID)")
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["allowPrivilegeEscalation"] is False
+    assert {"requests", "limits"} <= set(spec["resources"])
+    claims = {v["name"]: v.get("persistentVolumeClaim") for v in pod["volumes"]}
+    assert (
+        claims["reports"]
+        == {v["name"]: v.get("persistentVolumeClaim") for v in indexed["spec"]["template"]["spec"]["volumes"]}[
+            "reports"
+        ]
+    )
+    run_id = {e["name"]: e.get("value") for e in container(merging)["env"]}["RUN_ID"]
+    assert history["metadata"]["name"].endswith(run_id)
 
 
 def container(job: dict[str, Any]) -> dict[str, Any]:
@@ -453,6 +482,17 @@ def test_nightly_script_runs_real_commands() -> None:
         assert parse_command(argv).params["out_dir"] == Path("$out")
 
 
+def test_nightly_script_writes_the_history_after_each_night() -> None:
+    """nightly.sh runs `reconcile history` over the reports directory (a real command), after the night's run,
+    and a failed history changes nothing of the night's exit code."""
+    script = (CRON / "nightly.sh").read_text(encoding="utf-8")
+    (line,) = [line for line in script.splitlines() if "reconcile history" in line]
+    words = shlex.split(line.split("reconcile ", 1)[1].split(">>", 1)[0])
+    assert parse_command(words).params["directories"] == (Path("$reports"),)
+    assert script.index("reconcile history") > script.index("code=$?")
+    assert script.rstrip().endswith('exit "$code"')
+
+
 def nightly(tmp_path: Path, url: str, day: str, *manifests: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {
         **extra,
@@ -479,7 +519,8 @@ def nightly(tmp_path: Path, url: str, day: str, *manifests: str, **extra: str) -
 
 def test_nightly_script_end_to_end(emulator_process_url: str, tmp_path: Path) -> None:
     """Two nights against the emulator: dated reports, a log each, the second compared with the first, exit 1
-    with a one-line message because recordings are missing; a third start while one runs exits 75."""
+    with a one-line message because recordings are missing, the history of both nights beside them; a third
+    start while one runs exits 75."""
     manifest = str(SAMPLES / "smoke-10.csv")
     first = nightly(tmp_path, emulator_process_url, "2026-11-25", manifest)
     second = nightly(tmp_path, emulator_process_url, "2026-11-26", manifest)
@@ -496,6 +537,9 @@ def test_nightly_script_end_to_end(emulator_process_url: str, tmp_path: Path) ->
         ]
         == 10
     )
+    history = [line.split(",")[0] for line in (reports / "history.csv").read_text(encoding="utf-8").splitlines()]
+    assert history == ["night", "2026-11-25", "2026-11-26"]
+    assert (reports / "history.html").is_file()
     log = (reports / "logs" / "2026-11-26.log").read_text(encoding="utf-8")
     assert "=== exit 1" in log
     assert "10 records" in log

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Nightly reconciliation, for cron: one dated report directory per night, compared with the previous night's,
-# a log file per night, and a one-line message (mailed by cron) only when something needs a person.
+# a log file per night, the history of all nights (history.csv, history.html) beside them, and a one-line
+# message (mailed by cron) only when something needs a person.
 #
 # Usage: nightly.sh MANIFEST_OR_DIRECTORY...
 # Environment:
@@ -55,6 +56,12 @@ else
 fi
 code=$?
 echo "=== exit $code" >>"$log"
+
+# Every night so far side by side ($reports/history.csv, history.html), whatever this night's outcome; it reads
+# only each night's summary.json, so it takes seconds even after years.  Its failure does not change the exit code.
+if ! reconcile history "$reports" >>"$log" 2>&1; then
+    echo "reconcile nightly $day: the history of the nights could not be written: see $log" >&2
+fi
 
 case "$code" in
     0) ;;

@@ -631,6 +631,41 @@ def merge(
 
 
 @cli.command()
+@click.argument(
+    "directories", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR..."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for history.csv, history-by-company.csv and history.html [default: the first DIR when it "
+    "holds runs, else that run directory's parent].",
+)
+def history(directories: tuple[Path, ...], out_dir: Path | None) -> None:
+    """Put the runs of many nights side by side: history.csv, history-by-company.csv and history.html.
+
+    Each DIR is a run's --out (or merge's), or a directory holding them, such as the dated ones
+    deploy/cron/nightly.sh writes.  Only each run's summary.json (and delta.csv) is read, never its results.
+    A directory holding no report is skipped with a warning.  Exits 0, or 2 when no DIR holds a report.
+
+    \b
+    Example:
+        reconcile history /var/lib/reconcile/reports
+        reconcile history reports/2026-11-25 reports/2026-11-26 --out reports
+    """
+    from reconcile.report import default_out_dir, load_history, write_history
+
+    found = _guard(lambda: load_history(directories))
+    for warning in found.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    paths = _guard(lambda: write_history(found, out_dir or default_out_dir(directories)))
+    runs = found.runs
+    click.echo(f"{len(runs)} runs, {runs[0].night} to {runs[-1].night}: {len(found.failed)} failed")
+    for name, path in paths.items():
+        click.echo(f"{name.replace('_', ' ') + ':':19} {path}")
+
+
+@cli.command()
 @connection_options
 @click.option(
     "--probe",
