@@ -7,6 +7,8 @@
 # Environment:
 #   RECONCILE_REPORTS  where the dated report directories and logs/ go   [/var/lib/reconcile/reports]
 #   RECONCILE_DAY      the night to run or resume, YYYY-MM-DD              [today]
+#   RECONCILE_METRICS_DIR  node_exporter's textfile collector directory: the run's metrics go to
+#                      reconcile-nightly.prom there, during the run and at its end   [no metrics]
 #   CALLJOURNEY_*      the settings, as for `reconcile run` (e.g. CALLJOURNEY_PROFILE, CALLJOURNEY_CONFIG,
 #                      CALLJOURNEY_CLIENT_SECRET_FILE)
 #
@@ -43,6 +45,10 @@ for dir in "$reports"/[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]; do
 done
 
 echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) nightly $day: $*" >>"$log"
+# Metrics for Prometheus: a failed night keeps the last success in the file, for the 26-hour alert.
+if [ -n "${RECONCILE_METRICS_DIR:-}" ]; then
+    set -- "$@" --metrics-file "$RECONCILE_METRICS_DIR/reconcile-nightly.prom"
+fi
 if [ -n "$previous" ]; then
     reconcile run "$@" --out "$out" --compare-to "$previous" >>"$log" 2>&1
 else
