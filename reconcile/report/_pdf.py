@@ -360,9 +360,10 @@ td.num { text-align: right; white-space: nowrap; }
 table.meta th { width: 30mm; background: #f6f8fa; font-weight: bold; }
 table.counts { width: 90mm; }
 table.rows { font-size: 7.5pt; table-layout: fixed; }
-table.rows th:nth-child(1) { width: 16%; } table.rows th:nth-child(2) { width: 5%; }
-table.rows th:nth-child(3) { width: 8%; } table.rows th:nth-child(4) { width: 9%; }
-table.rows th:nth-child(5) { width: 14%; } table.rows th:nth-child(6) { width: 26%; }
+table.rows th:nth-child(1) { width: 15%; } table.rows th:nth-child(2) { width: 5%; }
+table.rows th:nth-child(3) { width: 9%; } table.rows th:nth-child(4) { width: 13%; }
+table.rows th:nth-child(5) { width: 14%; } table.rows th:nth-child(6) { width: 25%; }
+table.rows thead th { overflow-wrap: normal; }
 .sha, code { font-family: "DejaVu Sans Mono", Courier, monospace; font-size: 7pt; white-space: nowrap; }
 .sha { color: #1f2328; margin-top: 1pt; }
 svg.chart { display: block; width: 100%; height: auto; margin: 4pt 0; }
