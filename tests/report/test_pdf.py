@@ -17,9 +17,11 @@ from reconcile.emulator import Emulator, EmulatorConfig
 from reconcile.emulator.faults import Faults
 from reconcile.engine import RunOptions
 from reconcile.errors import UsageError
+from reconcile.input import Shard
 from reconcile.ops._demo import sample_manifests
 from reconcile.report._pdf import PdfWriter, RowList, render
 from reconcile.report._writers import check_formats
+from reconcile.shards import merge_reports
 from tests.conftest import (
     HEADER as HEADER_COLUMNS,
 )
@@ -206,3 +208,21 @@ def test_characters_no_font_draws_make_one_warning(tmp_path: Path, caplog: pytes
     assert [r.name for r in warnings] == ["reconcile.report._pdf"]
     assert f"draws 2 of the report's characters ({unprintable})" in warnings[0].getMessage()
     assert "HINT: install a font" in warnings[0].getMessage()
+
+
+@pytest.mark.slow
+async def test_merge_writes_the_pdf_the_shards_wrote(emulator: Emulator, tmp_path: Path) -> None:
+    """Shards run with --format pdf merge, by default, into a report.pdf listing every shard's missing rows."""
+    shards = [tmp_path / f"shard-{k}" for k in range(2)]
+    for k, out in enumerate(shards):
+        options = RunOptions(out_dir=out, formats=("pdf",), shard=Shard(k, 2))
+        await run(sample_manifests(), settings_for(emulator), options)
+    summary = merge_reports(shards, tmp_path / "merged")
+    pdf = tmp_path / "merged" / "report.pdf"
+    assert summary.paths["report_pdf"] == pdf
+    texts = "\n".join(page_texts(pdf, len(pdf_pages(pdf, tmp_path / "pages"))))
+    missing = read_results(tmp_path / "merged" / "missing.csv")
+    assert f"All {len(missing)} missing rows." in texts
+    assert all(row["filename"].split("_")[0] in texts for row in missing)
+    for manifest in summary.data["manifests"]:
+        assert f"SHA-256 {manifest['sha256']}" in pdf_text(pdf, 1)
