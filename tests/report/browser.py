@@ -319,6 +319,18 @@ def pdf_text(pdf: Path, page: int) -> str:
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 
+def pdf_attachment(pdf: Path, name: str, out_dir: Path) -> bytes:
+    """The file embedded in ``pdf`` under ``name``, by poppler's pdfdetach."""
+    target = out_dir / f"attached-{name}"
+    subprocess.run([_poppler("pdfdetach"), "-savefile", name, "-o", str(target), str(pdf)], check=True)
+    return target.read_bytes()
+
+
+def pdf_metadata(pdf: Path) -> str:
+    """The XMP metadata of ``pdf`` (where its PDF/A conformance is declared), by poppler's pdfinfo."""
+    return subprocess.run([_poppler("pdfinfo"), "-meta", str(pdf)], check=True, capture_output=True, text=True).stdout
+
+
 def _poppler(tool: str) -> str:
     found = shutil.which(tool)
     if found is None:

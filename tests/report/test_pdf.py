@@ -35,7 +35,7 @@ from tests.conftest import (
     tls_emulator_process,
     write_manifest,
 )
-from tests.report.browser import look_at, pdf_pages, pdf_text
+from tests.report.browser import look_at, pdf_attachment, pdf_metadata, pdf_pages, pdf_text
 
 HEADER = re.compile(r"Manifest\s+Row\s+Company\s+Organisation\s+Folder\s+Filename\s+Detail")
 
@@ -79,6 +79,15 @@ async def test_pdf_pages_render_and_the_first_names_run_manifests_and_counts(pdf
         assert re.search(rf"^\s*{status}\s+{count:,}\s", first, re.MULTILINE), status
     assert re.search(rf"^\s*1\s*/\s*{len(pages)}\s*$", first, re.MULTILINE)  # numbered "n / total"
     assert re.search(rf"^\s*{len(pages)}\s*/\s*{len(pages)}\s*$", pdf_text(pdf, len(pages)), re.MULTILINE)
+
+
+@pytest.mark.slow
+async def test_pdf_is_pdf_a_3b_and_carries_summary_json(pdf_report: Path, tmp_path: Path) -> None:
+    """report.pdf declares PDF/A-3b (the archiving profile) and holds summary.json as an attachment, equal to it."""
+    pdf = pdf_report / "report.pdf"
+    assert 'pdfaid:part="3" pdfaid:conformance="B"' in pdf_metadata(pdf)
+    attached = json.loads(pdf_attachment(pdf, "summary.json", tmp_path))
+    assert attached == summary_of(pdf_report)
 
 
 @pytest.mark.slow
