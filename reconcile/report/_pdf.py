@@ -31,7 +31,7 @@ from reconcile.engine import ERROR, INVALID, MISSING
 from reconcile.errors import UsageError
 from reconcile.model import KEY_FIELDS
 
-from ._html import CHART_BARS, _composition, _hbar_chart, _table, _total, _verdict, esc
+from ._html import CHART_BARS, _composition, _delta_section, _hbar_chart, _table, _total, _verdict, esc
 from ._rows import DETAIL, OUR_COLUMNS, ROW, SOURCE, STATUS
 from ._writers import _commit, _discard, partial
 
@@ -215,7 +215,7 @@ def render(summary: Mapping[str, Any], lists: Sequence[RowList]) -> str:
         _composition(counts),
         _counts_table(summary),
         "</section>",
-        _delta(summary),
+        _delta_section(summary),
         _organisations(summary),
         *(_row_list(rows, counts.get(rows.status, 0)) for rows in lists),
         _unchecked(counts),
@@ -275,19 +275,6 @@ def _counts_table(summary: Mapping[str, Any]) -> str:
     if summary.get("duplicates"):
         rows.append(("of which repeat an earlier row", f"{summary['duplicates']:,}", ""))
     return _table(["Status", "Rows", "Share"], rows, css="counts", numeric=(1, 2))
-
-
-def _delta(summary: Mapping[str, Any]) -> str:
-    delta = summary.get("delta")
-    if not delta:
-        return ""
-    rows = [(name.replace("_", " "), f"{n:,}") for name, n in delta["counts"].items()]
-    previous = f" (run {esc(delta['run_id'])})" if delta.get("run_id") else ""
-    return (
-        f'<section id="delta"><h2>Changes since the previous run</h2><p>Compared with '
-        f"<code>{esc(delta['compared_to'])}</code>{previous}; every change is listed in delta.csv.</p>"
-        f"{_table(['Change', 'Rows'], rows, css='delta', numeric=(1,))}</section>"
-    )
 
 
 def _organisations(summary: Mapping[str, Any]) -> str:
@@ -381,4 +368,5 @@ table.rows thead th { overflow-wrap: normal; }
 svg.chart { display: block; width: 100%; height: auto; margin: 4pt 0; }
 .note { color: #57606a; margin: 2pt 0 4pt; }
 footer { margin-top: 14pt; color: #57606a; font-size: 7.5pt; }
+a { color: inherit; text-decoration: none; }
 """

@@ -147,16 +147,19 @@ async def test_pdf_lists_error_rows_with_their_reason(make_emulator, tmp_path: P
         assert re.search(rf"\b{re.escape(row['filename'])}\b", texts), row
 
 
-def test_pdf_document_escapes_values_and_notes_unchecked_rows() -> None:
-    """Manifest values are escaped in the document, and a stopped run's unchecked rows are said to be resumable."""
+def test_pdf_document_escapes_values_and_shows_the_delta_and_unchecked_rows() -> None:
+    """Values are escaped; --compare-to's changes are shown; a stopped run's unchecked rows are said to be resumable."""
     summary = {
         "counts": {"present": 0, "missing": 0, "invalid": 0, "error": 0, "unchecked": 3},
         "records": 3,
         "label": "<script>x</script>",
         "outcome": "interrupted",
         "manifests": [{"path": "a<b>.csv", "sha256": "0" * 64, "records": 3, "bytes": 10}],
+        "delta": {"compared_to": "reports/2026-11-25", "run_id": "r-1", "counts": {"newly_missing": 4}},
     }
     document = render(summary, [RowList("missing", (), 5)])
+    assert "Changes since the previous run" in document
+    assert '<td>newly missing</td><td class="num">4</td>' in document
     assert "<script>x" not in document
     assert "&lt;script&gt;x&lt;/script&gt;" in document
     assert "a&lt;b&gt;.csv" in document
