@@ -31,7 +31,7 @@ from reconcile.engine import ERROR, INVALID, MISSING
 from reconcile.errors import UsageError
 from reconcile.model import KEY_FIELDS
 
-from ._html import CHART_BARS, _composition, _delta_section, _hbar_chart, _table, _total, _verdict, esc
+from ._html import CHART_BARS, Views, _composition, _delta_section, _hbar_chart, _table, _total, _verdict, esc
 from ._rows import DETAIL, OUR_COLUMNS, ROW, SOURCE, STATUS
 from ._writers import _commit, _discard, partial
 
@@ -48,6 +48,7 @@ _FULL_LIST = {
     ERROR: "results.csv (status error)",
     INVALID: "results.csv (status invalid)",
 }
+_NO_VIEWS = Views((), 0, (), ())
 _NO_GLYPH = re.compile(r'unsupported by fonts: "(.+)" \(U\+')
 _HEADINGS = {MISSING: "Missing rows", ERROR: "Rows that could not be checked (error)", INVALID: "Invalid rows"}
 
@@ -215,7 +216,7 @@ def render(summary: Mapping[str, Any], lists: Sequence[RowList]) -> str:
         _composition(counts),
         _counts_table(summary),
         "</section>",
-        _delta_section(summary),
+        _delta_section(summary, _NO_VIEWS),  # no link to the previous report.html: a filed PDF travels alone
         _organisations(summary),
         *(_row_list(rows, counts.get(rows.status, 0)) for rows in lists),
         _unchecked(counts),
