@@ -28,7 +28,7 @@ from reconcile.engine import Reconciler, RunOptions
 from reconcile.errors import InternalError, ReconcileError, UsageError
 from reconcile.input import ReadOptions, Shard, expand_manifest_paths
 from reconcile.ops import DisplayOptions, MetricsOptions, Watcher, export_metrics
-from reconcile.report import Summary
+from reconcile.report import FORMATS, Summary
 
 from ._profiles import Profile, load_profile
 
@@ -429,7 +429,7 @@ def cli(verbose: int, log_format: str | None, log_file: Path | None) -> None:
 @click.option("--force", is_flag=True, help=FORCE_HELP)
 @click.option("--retry-errors", is_flag=True, help="Re-ask only the error rows of a finished run in --out.")
 @click.option("--label", help="Operator label recorded in summary.json and the reports.")
-@click.option("--format", "formats", help="Report formats, comma-separated: csv, parquet, xlsx, json [default: csv].")
+@click.option("--format", "formats", help=f"Report formats, comma-separated: {', '.join(FORMATS)} [default: csv].")
 @click.option(
     "--compare-to",
     type=click.Path(file_okay=False, path_type=Path),

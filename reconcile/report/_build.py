@@ -50,8 +50,9 @@ from ._statistics import SPILL_PREFIX, ReportStatistics
 log = logging.getLogger("reconcile.report._build")
 
 # Formats cheap enough to write between requests; a workbook (openpyxl, ~9,000 rows/s) would hold the event loop
-# for half a second per chunk, so with xlsx the report is written after the run.
-STREAMED_FORMATS = frozenset({"csv", "json", "parquet"})
+# for half a second per chunk, so with xlsx the report is written after the run.  pdf only keeps the first rows
+# while they stream, and renders at the end.
+STREAMED_FORMATS = frozenset({"csv", "json", "parquet", "pdf"})
 
 EXIT_ALL_PRESENT, EXIT_SOME_MISSING, EXIT_USAGE, EXIT_ROW_PROBLEMS, EXIT_FATAL = 0, 1, 2, 3, 4
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}

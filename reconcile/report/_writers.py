@@ -1,4 +1,5 @@
-"""Report writers: results and missing rows in CSV (always), Parquet, Excel and JSON Lines, fed chunk by chunk.
+"""Report writers: results and missing rows in CSV (always), Parquet, Excel and JSON Lines, and report.pdf (its
+writer is in :mod:`reconcile.report._pdf`), fed chunk by chunk.
 
 Each writer takes the report's rows as they stream past (:meth:`Writer.add`), so none holds more than a chunk,
 and writes under temporary names that :meth:`Writer.finish` renames into place: a crash never leaves a
@@ -25,7 +26,7 @@ import orjson
 
 from reconcile.errors import UsageError
 
-FORMATS = ("csv", "parquet", "xlsx", "json")
+FORMATS = ("csv", "parquet", "xlsx", "json", "pdf")
 EXCEL_MAX_ROWS = 1_048_576  # rows per worksheet, header included (Excel's limit)
 EXCEL_MAX_CHARS = 32_767  # characters per cell
 # XML 1.0 forbids these characters; openpyxl refuses them, so they become U+FFFD in the workbook only.
@@ -41,6 +42,10 @@ def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
             f"unknown report format(s) {', '.join(repr(f) for f in unknown)}. "
             f"HINT: choose from {', '.join(FORMATS)}, e.g. --format csv,xlsx"
         )
+    if "pdf" in wanted:
+        from ._pdf import check_available  # WeasyPrint is an optional extra: say so now, not after the run
+
+        check_available()
     return tuple(dict.fromkeys(["csv", *wanted]))
 
 
@@ -63,7 +68,15 @@ def open_writers(
     int_columns: Sequence[int],
 ) -> list[Writer]:
     """A writer for each format; ``int_columns`` are the positions of the integer columns."""
-    makers: dict[str, Any] = {"csv": CsvWriter, "parquet": ParquetWriter, "xlsx": XlsxWriter, "json": JsonWriter}
+    from ._pdf import PdfWriter  # here: it builds on this module's partial names
+
+    makers: dict[str, Any] = {
+        "csv": CsvWriter,
+        "parquet": ParquetWriter,
+        "xlsx": XlsxWriter,
+        "json": JsonWriter,
+        "pdf": PdfWriter,
+    }
     writers: list[Writer] = []
     try:
         for name in check_formats(formats):
@@ -85,8 +98,8 @@ TABLE_NAMES = (
     "results.jsonl",
     "missing.jsonl",
 )
-# The rest of a report (report.py and delta.py write them); summary.json first, as it marks a report finished.
-REPORT_NAMES = ("summary.json", "report.html", "delta.csv", *TABLE_NAMES)
+# The rest of a report (report.py, delta.py and pdf.py write them); summary.json first, as it marks a report finished.
+REPORT_NAMES = ("summary.json", "report.html", "delta.csv", "report.pdf", *TABLE_NAMES)
 
 
 def partial(path: Path) -> Path:

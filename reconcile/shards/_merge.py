@@ -45,7 +45,7 @@ from reconcile.report import (
 from ._sets import HINT_SHARDS, ShardReport, check_set, read_shard
 
 _SUMMED = ("requests", "token_fetches", "retries", "throttled")
-_FORMAT_OF_OUTPUT = {"results_parquet": "parquet", "results_xlsx": "xlsx", "results_json": "json"}
+_FORMAT_OF_OUTPUT = {"results_parquet": "parquet", "results_xlsx": "xlsx", "results_json": "json", "report_pdf": "pdf"}
 
 
 def merge_reports(

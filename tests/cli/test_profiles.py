@@ -329,7 +329,7 @@ def test_unknown_keys_are_refused_with_a_suggestion(tmp_path: Path) -> None:
         ({"concurrency": "lots"}, 'concurrency must be "auto" or a whole number'),
         ({"max_rps": -1}, "max_rps must be a positive number"),
         ({"timeout": "30"}, "timeout must be a positive number"),
-        ({"formats": ["csv", "pdf"]}, "formats must be a list of formats among csv"),
+        ({"formats": ["csv", "docx"]}, "formats must be a list of formats among csv"),
         (
             {"map": Inline('{ compnay = "Tenant" }')},
             r"map must be a table whose keys are among company, organisation, folder, filename \(not compnay\)",

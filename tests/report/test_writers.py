@@ -127,8 +127,8 @@ async def test_run_writes_only_the_formats_asked(emulator: Emulator, tmp_path: P
 def test_check_formats_refuses_unknown_names() -> None:
     """An unknown format is a UsageError listing the known ones; csv always comes first and once."""
     assert check_formats(["XLSX", " json", "csv", "xlsx"]) == ("csv", "xlsx", "json")
-    with pytest.raises(UsageError, match=r"'pdf'.*HINT: choose from csv, parquet, xlsx, json"):
-        check_formats(["pdf"])
+    with pytest.raises(UsageError, match=r"'docx'.*HINT: choose from csv, parquet, xlsx, json"):
+        check_formats(["docx"])
 
 
 async def test_an_unknown_format_fails_before_any_request(emulator: Emulator, tmp_path: Path) -> None:
