@@ -9,6 +9,8 @@ import pytest
 
 from reconcile.ops._demo import run_demo
 from tests.report.browser import Browser, look_at
+from tests.report.conftest import MISSING_BY_NIGHT
+from tests.report.test_history import history_cli
 
 CHARTS = ("chart-status", "chart-organisation", "chart-folder", "chart-day")
 
@@ -74,3 +76,28 @@ async def test_the_browser_reports_console_errors_and_blocks_the_network(chromiu
     assert any("ERR_BLOCKED_BY_CLIENT" in m.text for m in page.console), page.console
     blank = look_at(await page.screenshot())
     assert blank.ink < blank.width * blank.height // 50  # a broken-image icon: the check above calls it blank
+
+
+@pytest.mark.slow
+async def test_history_page_renders_offline_with_every_chart_sized(chromium: Browser, reports: Path) -> None:
+    """history.html of three nights loads with no console message, fetches nothing but itself, is not blank, and
+    draws every chart it holds (overall and per company) with a size and the nights' bars."""
+    code, _, stderr = history_cli(str(reports))
+    assert code == 0, stderr
+    page = await chromium.open(reports / "history.html")
+    assert page.console == []
+    assert page.requests == [(reports / "history.html").absolute().as_uri()]
+    picture = look_at(await page.screenshot())
+    assert picture.colours > 50
+    assert picture.ink > picture.width * picture.height // 50
+    charts = await page.evaluate("Array.from(document.querySelectorAll('svg.chart')).map(s => s.id)")
+    assert {"chart-missing", "chart-errors", "chart-changes", "chart-company-0"} <= set(charts), charts
+    for chart in charts:
+        (box,) = await page.boxes(f"svg#{chart}")
+        assert box.width > 100, (chart, box)
+        assert box.height > 20, (chart, box)
+    missing_bars = await page.evaluate(
+        "Array.from(document.querySelectorAll('svg#chart-missing rect.bar')).map(b => Number(b.dataset.value))"
+    )
+    assert sorted(missing_bars) == sorted(len(m) for m in MISSING_BY_NIGHT), missing_bars
+    assert all(b.width > 0 and b.height > 0 for b in await page.boxes("svg#chart-missing rect.bar"))
