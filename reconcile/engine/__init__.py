@@ -10,10 +10,10 @@ from ._engine import (
     Pacing,
     Progress,
     Reconciler,
-    RunOptions,
     RunOutcome,
 )
 from ._journal import PAGE, Journal, ResultRow
+from ._options import ReportOptions, RunOptions
 from ._outdir import claim
 from ._watermark import END, CommitWatermark, Position
 
@@ -32,6 +32,7 @@ __all__ = [
     "Position",
     "Progress",
     "Reconciler",
+    "ReportOptions",
     "ResultRow",
     "RunOptions",
     "RunOutcome",
