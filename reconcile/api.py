@@ -52,7 +52,8 @@ async def run(
     manifests = expand_manifest_paths(paths)
     out = Path(out_dir)
     with claim(out, command="run", force=run_options.force):
-        return await _run_claimed(manifests, out, Settings.load() if settings is None else settings, run_options, on_start)
+        settings = Settings.load() if settings is None else settings  # the environment and ./.env
+        return await _run_claimed(manifests, out, settings, run_options, on_start)
 
 
 def run_sync(
@@ -85,7 +86,8 @@ def run_sync(
         for loop, reconciler in started:
             loop.call_soon_threadsafe(reconciler.stop, "SIGINT")
 
-    return event_loop_run(run(paths, out_dir, settings=settings, options=run_options, on_start=start), on_interrupt=stop)
+    reconciliation = run(paths, out_dir, settings=settings, options=run_options, on_start=start)
+    return event_loop_run(reconciliation, on_interrupt=stop)
 
 
 async def _run_claimed(
@@ -101,7 +103,9 @@ async def _run_claimed(
     report_options = options.report
     check_options(report_options.formats, report_options.compare_to)  # a bad one fails before any request
     if options.retry_errors and not Journal.exists(out_dir):
-        raise UsageError(f"--retry-errors: {out_dir} holds no earlier run to retry. HINT: give the --out of a finished run")
+        raise UsageError(
+            f"--retry-errors: {out_dir} holds no earlier run to retry. HINT: give the --out of a finished run"
+        )
     infos = [m.info() for m in reconciler.manifests]
     if options.fresh:
         supersede(out_dir)  # the journal it describes is about to go

@@ -123,7 +123,7 @@ def emulator_process_url() -> Iterator[str]:
 
 def invoke_cli(args: list[str], env: Mapping[str, str | None]) -> Result:
     """Run the CLI with CliRunner; whatever happens, no traceback reaches the user."""
-    from reconcile.cli._main import cli
+    from reconcile.cli import cli
 
     result = CliRunner().invoke(cli, args, env=env)
     assert "Traceback" not in result.output, result.output

@@ -9,7 +9,7 @@ import pytest
 
 import reconcile
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
-from reconcile.engine._engine import Reconciler, RunOptions
+from reconcile.engine._engine import Reconciler
 from reconcile.engine._outdir import LOCK_NAME
 from reconcile.errors import JournalMismatch, ManifestError
 from tests.conftest import settings_for, write_manifest
@@ -29,8 +29,7 @@ async def test_a_manifest_changed_during_the_run_gets_no_report(tmp_path: Path) 
 
     async with Emulator(EmulatorConfig(latency_ms=30), Dataset({ROWS[0]: "call-1"})) as emulator:
         settings = settings_for(emulator, concurrency=2)
-        options = RunOptions(out_dir=out)
-        run = asyncio.ensure_future(reconcile.run([manifest], settings, options, on_start=started.append))
+        run = asyncio.ensure_future(reconcile.run([manifest], out, settings=settings, on_start=started.append))
         while not started or started[0].progress.done < 1:  # noqa: ASYNC110  # progress has no event to wait on
             await asyncio.sleep(0.01)
         await asyncio.to_thread(append_a_row)  # while rows are still being checked
@@ -39,7 +38,7 @@ async def test_a_manifest_changed_during_the_run_gets_no_report(tmp_path: Path) 
         assert not (out / "results.csv").exists()
         assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [LOCK_NAME]  # nor any part of one
         with pytest.raises(JournalMismatch):  # the journal holds the run of the file as it was
-            await reconcile.run([manifest], settings, RunOptions(out_dir=out))
-        summary = await reconcile.run([manifest], settings, RunOptions(out_dir=out, fresh=True))
+            await reconcile.run([manifest], out, settings=settings)
+        summary = await reconcile.run([manifest], out, settings=settings, fresh=True)
     assert summary.records == len(ROWS) + 1
     assert summary.counts["present"] == 1

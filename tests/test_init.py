@@ -25,7 +25,8 @@ def test_public_classes_claim_the_package() -> None:
     """The exported classes and the run function are the library's real objects (not re-wrapped copies)."""
     from reconcile.api import run
     from reconcile.config._settings import Settings
-    from reconcile.engine._engine import Reconciler, RunOptions
+    from reconcile.engine._engine import Reconciler
+    from reconcile.engine._options import RunOptions
 
     assert reconcile.Settings is Settings
     assert reconcile.Reconciler is Reconciler

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconcile.cli._main import cli, main  # noqa: F401 - main registers the emulator command
+from reconcile.cli import cli, main  # noqa: F401 - main registers the emulator command
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -40,10 +40,10 @@ def test_every_connection_option_is_in_the_configuration_table() -> None:
     """Each flag of `run` and `doctor` that configures the connection has a row in the README's configuration table."""
     import click
 
-    from reconcile.cli._main import connection_options
+    from reconcile.cli._options import CONNECTION
 
     table = README.split("## Configuration", 1)[1].split("\n\n- ", 1)[0]
-    command = click.command()(connection_options(lambda **_: None))
+    command = click.command()(CONNECTION(lambda **_: None))
     flags = [opt for param in command.params for opt in param.opts if opt.startswith("--")]
     assert "--client-certificate" in flags
     assert [flag for flag in flags if f"`{flag}" not in table and flag not in ("--config", "--profile")] == []

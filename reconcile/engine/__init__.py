@@ -13,7 +13,7 @@ from ._engine import (
     RunOutcome,
 )
 from ._journal import PAGE, Journal, ResultRow
-from ._options import ReportOptions, RunOptions
+from ._options import ReportOptions, RunOptions, format_names
 from ._outdir import claim
 from ._watermark import END, CommitWatermark, Position
 
@@ -37,4 +37,5 @@ __all__ = [
     "RunOptions",
     "RunOutcome",
     "claim",
+    "format_names",
 ]

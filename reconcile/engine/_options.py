@@ -21,6 +21,12 @@ from reconcile.input import ReadOptions, Shard
 PACING_FIELDS = ("concurrency", "max_concurrency", "max_rps", "timeout", "max_attempts", "outage_tolerance")
 
 
+def format_names(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """Report format names as given (``"csv, XLSX"`` or a list), lower-cased, blanks dropped; checked later."""
+    wanted = formats.split(",") if isinstance(formats, str) else formats
+    return tuple(name.strip().lower() for name in wanted if name.strip())
+
+
 @dataclass(frozen=True, slots=True)
 class ReportOptions:
     """What the report writes: extra formats, a comparison with an earlier run, an operator's label."""
@@ -30,8 +36,7 @@ class ReportOptions:
     label: str = ""  # recorded in summary.json and the reports
 
     def __post_init__(self) -> None:
-        wanted: Sequence[str] = self.formats.split(",") if isinstance(self.formats, str) else self.formats
-        object.__setattr__(self, "formats", tuple(f.strip().lower() for f in wanted if f.strip()))
+        object.__setattr__(self, "formats", format_names(self.formats))
         if self.compare_to is not None and not isinstance(self.compare_to, Path):
             object.__setattr__(self, "compare_to", Path(self.compare_to))
 

@@ -53,3 +53,16 @@ class Shard:
                 f"got {raw!r}. HINT: outside Kubernetes use --shard K/N"
             )
         return cls(int(raw), count)
+
+    @classmethod
+    def select(
+        cls, shard: str | None = None, shards: int | None = None, environ: Mapping[str, str] | None = None
+    ) -> Shard | None:
+        """The shard ``--shard K/N`` or ``--shards N`` names (at most one of them), or None for every row."""
+        if shard is not None and shards is not None:
+            raise UsageError(
+                "--shard and --shards are alternatives. HINT: --shard K/N, or --shards N in an Indexed Job"
+            )
+        if shard is not None:
+            return cls.parse(shard)
+        return cls.from_environment(shards, environ) if shards is not None else None

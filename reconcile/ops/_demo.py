@@ -48,11 +48,19 @@ def demo_settings(emulator: Emulator, **changes: Any) -> Settings:
     return settings
 
 
-async def run_demo(out_dir: Path, concurrency: int | None, install: Callable[[Reconciler], None]) -> Summary:
-    """Start the emulator on a free loopback port, reconcile the samples, write the report."""
+async def run_demo(out_dir: Path, concurrency: int | str | None, install: Callable[[Reconciler], None]) -> Summary:
+    """Start the emulator on a free loopback port, reconcile the samples, write the report.  ``concurrency``:
+    a number, or ``"auto"`` (or None) to find it."""
     from reconcile.emulator import Emulator
 
     manifests = sample_manifests()
     async with Emulator() as emulator:
-        settings = demo_settings(emulator, concurrency=concurrency)
-        return await run(manifests, out_dir, settings=settings, on_start=install, fresh=True, label=DEMO_LABEL)
+        return await run(
+            manifests,
+            out_dir,
+            settings=demo_settings(emulator),
+            on_start=install,
+            fresh=True,
+            label=DEMO_LABEL,
+            concurrency=concurrency,
+        )
