@@ -52,7 +52,10 @@ async def run(
     manifests = expand_manifest_paths(paths)
     out = Path(out_dir)
     with claim(out, command="run", force=run_options.force):
-        settings = Settings.load() if settings is None else settings  # the environment and ./.env
+        if settings is None:
+            settings = Settings.load()  # the environment and ./.env
+        else:
+            settings.validate()  # built by hand, say from an Airflow connection: checked as load() checks
         return await _run_claimed(manifests, out, settings, run_options, on_start)
 
 
@@ -192,21 +195,25 @@ def _run_here(coro: Coroutine[Any, Any, T]) -> T:
 def _run_in_worker(coro: Coroutine[Any, Any, T], on_interrupt: Callable[[], None] | None) -> T:
     outcome: list[T] = []
     failure: list[BaseException] = []
+    # An Event, not Thread.join: a join interrupted by KeyboardInterrupt marks the thread as ended while it runs
+    # (CPython before 3.13), and a second join would return at once.
+    finished = threading.Event()
 
     def work() -> None:
         try:
             outcome.append(_run_here(coro))
         except BaseException as exc:  # handed to the waiting thread, which raises it
             failure.append(exc)
+        finally:
+            finished.set()
 
-    worker = threading.Thread(target=work, name="reconcile-run", daemon=True)
-    worker.start()
+    threading.Thread(target=work, name="reconcile-run", daemon=True).start()
     try:
-        worker.join()
+        finished.wait()
     except KeyboardInterrupt:
         if on_interrupt is not None:
             on_interrupt()
-        worker.join()  # the run writes its partial report and releases out_dir before the interrupt goes on
+        finished.wait()  # the run writes its partial report and releases out_dir before the interrupt goes on
         raise
     if failure:
         raise failure[0]
