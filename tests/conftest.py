@@ -149,6 +149,14 @@ def cli_env(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[s
     }
 
 
+def tls_environment(url: str, ca_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process environment reaching the emulator at ``url`` over TLS, as a deployment sets it for a library
+    caller (``settings=None`` reads it): :func:`cli_env`'s variables and the CA bundle."""
+    for name, value in cli_env(url, tmp_path, monkeypatch).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CALLJOURNEY_CA_BUNDLE", str(ca_bundle))
+
+
 @pytest.fixture
 def env(emulator_process_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """CliRunner's environment reaching the module's emulator subprocess (see :func:`cli_env`)."""

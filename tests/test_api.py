@@ -22,7 +22,7 @@ from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_I
 from reconcile.engine._engine import Reconciler
 from reconcile.engine._outdir import LOCK_NAME
 from reconcile.errors import ConfigError, JournalMismatch, ManifestError
-from tests.conftest import SAMPLES, cli_env, settings_for, tls_emulator_process, write_manifest
+from tests.conftest import SAMPLES, settings_for, tls_emulator_process, tls_environment, write_manifest
 
 ROWS = [("acme", "acme-ca", "2026/11/25", f"call-{i:03d}.wav") for i in range(40)]
 
@@ -55,13 +55,6 @@ async def test_a_manifest_changed_during_the_run_gets_no_report(tmp_path: Path) 
 
 
 # --- the front door: paths, settings from the environment, options as keywords -----------------------------
-
-
-def tls_environment(url: str, ca_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The process environment reaching the emulator at ``url`` over TLS, as a deployment would set it."""
-    for name, value in cli_env(url, tmp_path, monkeypatch).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("CALLJOURNEY_CA_BUNDLE", str(ca_bundle))
 
 
 def tls_settings(url: str, ca_bundle: Path) -> Settings:

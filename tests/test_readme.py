@@ -17,7 +17,7 @@ import pytest
 
 from reconcile.cli import cli, main  # noqa: F401 - main registers the emulator command
 from reconcile.emulator import Emulator, EmulatorConfig
-from tests.conftest import REPO, SAMPLES, cli_env
+from tests.conftest import REPO, SAMPLES, tls_environment
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -74,9 +74,7 @@ def library_environment(ca_bundle: Path, tmp_path: Path, monkeypatch: pytest.Mon
     """Point the process environment at an emulator over TLS, as a deployment sets CALLJOURNEY_* for a task."""
 
     def point(emulator: Emulator) -> None:
-        for name, value in cli_env(emulator.base_url, tmp_path, monkeypatch).items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("CALLJOURNEY_CA_BUNDLE", str(ca_bundle))
+        tls_environment(emulator.base_url, ca_bundle, tmp_path, monkeypatch)
 
     return point
 

@@ -90,7 +90,9 @@ class MappingType(click.ParamType):  # type: ignore[type-arg]
             return value
         field_name, sep, column = str(value).partition("=")
         if not sep or not field_name.strip() or not column:
-            self.fail(f"{value!r} is not FIELD=COLUMN, e.g. --map filename=RecordingFile", param, ctx)
+            raise click.BadParameter(  # param_hint as the message has always read: "for --map", unquoted
+                f"{value!r} is not FIELD=COLUMN, e.g. --map filename=RecordingFile", ctx, param, param_hint="--map"
+            )
         return (field_name.strip().lower(), column)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -41,3 +42,24 @@ def test_run_takes_every_group_and_nothing_twice() -> None:
     groups = (CONNECTION, RUN, REPORT, SHARDING, READ, WATCH)
     assert names == ["manifests", "out_dir", *(name for g in groups for name in g.names)]
     assert len(names) == len(set(names))
+
+
+def test_a_map_that_is_not_field_equals_column_is_a_usage_error(tmp_path: Path) -> None:
+    """--map must be FIELD=COLUMN: click's usage error, exit 2, with an example of the right form."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("company,organisation,folder,filename\n", encoding="utf-8")
+    for value in ("filename", "=File", " =File", "filename="):
+        result = CliRunner().invoke(cli, ["validate", str(manifest), "--map", value])
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for --map: {value!r} is not FIELD=COLUMN, e.g. --map filename=RecordingFile" in (
+            result.output
+        )
+
+
+def test_a_map_is_read_as_field_and_column(tmp_path: Path) -> None:
+    """--map Filename=Recording File reads the filename from that column (the field lower-cased, the column as is)."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("company,organisation,folder,Recording File\nacme,o,f,a.mp3\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["validate", str(manifest), "--map", " Filename=Recording File"])
+    assert result.exit_code == 0, result.output
+    assert "1 record" in result.output
