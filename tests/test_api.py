@@ -155,6 +155,8 @@ def test_run_sync_interrupted_in_a_notebook_stops_gracefully(ca: trustme.CA, ca_
     async def cell(url: str) -> reconcile.Summary:
         return reconcile.run_sync([manifest], out, settings=tls_settings(url, ca_bundle), on_start=interrupt)
 
+    # Ctrl-C raises KeyboardInterrupt, as in a kernel, whatever handler an earlier test's loop left behind.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with tls_emulator_process(ca, tmp_path / "emulator", "--latency-ms", "200") as url:
         loop = asyncio.new_event_loop()
         try:
@@ -162,6 +164,7 @@ def test_run_sync_interrupted_in_a_notebook_stops_gracefully(ca: trustme.CA, ca_
                 loop.run_until_complete(cell(url))
         finally:
             loop.close()
+            signal.signal(signal.SIGINT, previous)
         data = json.loads((out / "summary.json").read_text(encoding="utf-8"))
         assert (data["outcome"], data["complete"]) == ("interrupted", False)
         resumed = reconcile.run_sync([manifest], out, settings=tls_settings(url, ca_bundle))  # the lock is free

@@ -151,7 +151,7 @@ def run(manifests: tuple[Path, ...], out_dir: Path, **values: Any) -> None:
     options = RunOptions(
         read=profile.read_options(**READ.take(values)),
         report=profile.report_options(**REPORT.take(values)),
-        shard=Shard.select(**SHARDING.take(values)),
+        shard=_shard(SHARDING.take(values)),
         **RUN.take(values),
     )
     summary = _run_async(
@@ -292,6 +292,11 @@ def _profile(values: dict[str, Any]) -> Profile:
     """The profile --config and --profile name (flag > environment > search path), taken out of ``values``."""
     given = PROFILE.take(values)
     return load_profile(given["config_file"], given["profile"])
+
+
+def _shard(given: dict[str, Any]) -> Shard | None:
+    """The shard --shard K/N or --shards N names, or None for every row."""
+    return Shard.select(given["shard_text"], given["shard_count"])
 
 
 def _settings(given: dict[str, Any], profile: Profile) -> Settings:

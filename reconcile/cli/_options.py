@@ -217,11 +217,13 @@ REPORT = OptionGroup(
 SHARDING = OptionGroup(
     flag(
         "--shard",
+        "shard_text",
         metavar="K/N",
         help="Check only shard K of N (0 <= K < N); N runs with K = 0..N-1 cover every row once.",
     ),
     flag(
         "--shards",
+        "shard_count",
         type=click.IntRange(1, 10_000),
         metavar="N",
         help="Check shard $JOB_COMPLETION_INDEX of N (Kubernetes Indexed Jobs).",

@@ -56,13 +56,14 @@ class Shard:
 
     @classmethod
     def select(
-        cls, shard: str | None = None, shards: int | None = None, environ: Mapping[str, str] | None = None
+        cls, text: str | None = None, count: int | None = None, environ: Mapping[str, str] | None = None
     ) -> Shard | None:
-        """The shard ``--shard K/N`` or ``--shards N`` names (at most one of them), or None for every row."""
-        if shard is not None and shards is not None:
+        """The shard ``--shard K/N`` (``text``) or ``--shards N`` (``count``) names, at most one of them, or None
+        for every row."""
+        if text is not None and count is not None:
             raise UsageError(
                 "--shard and --shards are alternatives. HINT: --shard K/N, or --shards N in an Indexed Job"
             )
-        if shard is not None:
-            return cls.parse(shard)
-        return cls.from_environment(shards, environ) if shards is not None else None
+        if text is not None:
+            return cls.parse(text)
+        return cls.from_environment(count, environ) if count is not None else None
