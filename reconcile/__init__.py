@@ -7,7 +7,8 @@ opens a finished report in pandas.  Every error is a :class:`ReconcileError` (th
 :mod:`reconcile.errors`), and each one is exported here.
 """
 
-from reconcile.config._settings import Secret, Settings
+from reconcile.config import Secret
+from reconcile.config._settings import Settings
 from reconcile.engine._engine import Progress, Reconciler
 from reconcile.engine._options import ReportOptions, RunOptions
 from reconcile.input._manifest import Manifest, Record

@@ -25,7 +25,7 @@ from reconcile.config import Settings, configure_logging, reset_logging
 from reconcile.engine import Reconciler, RunOptions
 from reconcile.errors import InternalError, ReconcileError
 from reconcile.input import Shard, expand_manifest_paths
-from reconcile.ops import DisplayOptions, Watcher
+from reconcile.ops import DisplayOptions, MetricsOptions, Watcher, export_metrics
 
 from . import _output as output
 from ._options import (
@@ -35,6 +35,7 @@ from ._options import (
     ESTIMATE,
     FORCE_HELP,
     LOG,
+    METRICS,
     PROFILE,
     READ,
     REPORT,
@@ -133,6 +134,7 @@ def cli(**values: Any) -> None:
 @SHARDING
 @READ
 @WATCH
+@METRICS
 def run(manifests: tuple[Path, ...], out_dir: Path, **values: Any) -> None:
     """Reconcile MANIFEST files ('-' reads standard input); write the report into --out.
 
@@ -154,8 +156,15 @@ def run(manifests: tuple[Path, ...], out_dir: Path, **values: Any) -> None:
         shard=_shard(SHARDING.take(values)),
         **RUN.take(values),
     )
+    metrics = _metrics(METRICS.take(values), profile)
     summary = _run_async(
-        lambda install: run_manifests(manifests, out_dir, settings=settings, options=options, on_start=install),
+        lambda install: export_metrics(
+            metrics,
+            settings,
+            options,
+            lambda start: run_manifests(manifests, out_dir, settings=settings, options=options, on_start=start),
+            install,
+        ),
         display,
     )
     output.print_summary(summary)
@@ -256,6 +265,35 @@ def merge(
 
 
 @cli.command()
+@click.argument("directories", nargs=-1, required=True, type=DIRECTORY, metavar="DIR...")
+@click.option(
+    "--out",
+    "out_dir",
+    type=DIRECTORY,
+    help="Directory for history.csv, history-by-company.csv and history.html [default: the first DIR when it "
+    "holds runs, else that run directory's parent].",
+)
+def history(directories: tuple[Path, ...], out_dir: Path | None) -> None:
+    """Put the runs of many nights side by side: history.csv, history-by-company.csv and history.html.
+
+    Each DIR is a run's --out (or merge's), or a directory holding them, such as the dated ones
+    deploy/cron/nightly.sh writes.  Only each run's summary.json (and delta.csv) is read, never its results.
+    A directory holding no report is skipped with a warning.  Exits 0, or 2 when no DIR holds a report.
+
+    \b
+    Example:
+        reconcile history /var/lib/reconcile/reports
+        reconcile history reports/2026-11-25 reports/2026-11-26 --out reports
+    """
+    from reconcile.report import default_out_dir, load_history, write_history
+
+    found = load_history(directories)
+    output.print_warnings(found.warnings)
+    paths = write_history(found, out_dir or default_out_dir(directories))
+    output.print_history(found, paths)
+
+
+@cli.command()
 @CONNECTION
 @click.option(
     "--probe",
@@ -297,6 +335,16 @@ def _profile(values: dict[str, Any]) -> Profile:
 def _shard(given: dict[str, Any]) -> Shard | None:
     """The shard --shard K/N or --shards N names, or None for every row."""
     return Shard.select(given["shard_text"], given["shard_count"])
+
+
+def _metrics(given: dict[str, Any], profile: Profile) -> MetricsOptions:
+    """Where the run's metrics go: the metrics flags over the profile's."""
+    return profile.metrics_options(
+        file=given["metrics_file"],
+        pushgateway=given["pushgateway"],
+        job=given["metrics_job"],
+        labels=given["metrics_labels"] or (),
+    )
 
 
 def _settings(given: dict[str, Any], profile: Profile) -> Settings:

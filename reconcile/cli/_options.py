@@ -1,5 +1,5 @@
 """The command line's options, each declared once, in groups: connection, input reading, run behaviour, report
-output, sharding, progress and logging.
+output, sharding, progress and logging, metrics.
 
 A group is a decorator (``@CONNECTION``) that adds its options to a command, and knows its options' names, so a
 command takes a group's values out of its keyword arguments with ``GROUP.take(values)``: adding an option to a
@@ -80,20 +80,24 @@ class ConcurrencyType(click.ParamType):  # type: ignore[type-arg]
         return number
 
 
-class MappingType(click.ParamType):  # type: ignore[type-arg]
-    """``FIELD=COLUMN``, as a (field, column) pair."""
+class PairType(click.ParamType):  # type: ignore[type-arg]
+    """``KEY=VALUE`` as a (key, value) pair: the key stripped (and lower-cased if asked), the value as given."""
 
-    name = "FIELD=COLUMN"
+    def __init__(self, form: str, example: str, flag_name: str, *, lower: bool = False) -> None:
+        self.name = form
+        self._example = example
+        self._flag = flag_name
+        self._lower = lower
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, tuple):
             return value
-        field_name, sep, column = str(value).partition("=")
-        if not sep or not field_name.strip() or not column:
+        key, sep, given = str(value).partition("=")
+        if not sep or not key.strip() or not given:
             raise click.BadParameter(  # param_hint as the message has always read: "for --map", unquoted
-                f"{value!r} is not FIELD=COLUMN, e.g. --map filename=RecordingFile", ctx, param, param_hint="--map"
+                f"{value!r} is not {self.name}, e.g. {self._example}", ctx, param, param_hint=self._flag
             )
-        return (field_name.strip().lower(), column)
+        return (key.strip().lower() if self._lower else key.strip(), given)
 
 
 CONCURRENCY = ConcurrencyType()
@@ -187,7 +191,7 @@ READ = OptionGroup(
     flag(
         "--map",
         "columns",
-        type=MappingType(),
+        type=PairType("FIELD=COLUMN", "--map filename=RecordingFile", "--map", lower=True),
         multiple=True,
         metavar="FIELD=COLUMN",
         help="Read FIELD (company, organisation, folder, filename) from the export's COLUMN.",
@@ -273,4 +277,29 @@ WATCH = OptionGroup(
         help="Seconds between progress lines when stderr is not a terminal (cron, CI, a file).",
     ),
     LOG,
+)
+
+METRICS = OptionGroup(
+    flag(
+        "--metrics-file",
+        type=FILE,
+        help="Write Prometheus metrics to this NAME.prom file for node_exporter's textfile collector, during the "
+        "run and at its end (atomically; a failed run keeps the last success).",
+    ),
+    flag(
+        "--pushgateway",
+        metavar="URL",
+        help="Push the run's metrics to this Prometheus Pushgateway at its end (push-add: a failed run does not "
+        "overwrite the last success); https, or http to loopback.",
+    ),
+    flag("--metrics-job", help="The Pushgateway's job label [default reconcile]."),
+    flag(
+        "--metrics-label",
+        "metrics_labels",
+        type=PairType("KEY=VALUE", "region=ca", "--metrics-label"),
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="A label on every metric and in the Pushgateway's grouping key (repeatable); keep it the same from "
+        "run to run. The profile's name and --label are labels too.",
+    ),
 )

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from reconcile._version import version_report
 from reconcile.errors import ReconcileError
 from reconcile.report import Summary
+
+if TYPE_CHECKING:
+    from reconcile.report import History
 
 DEMO_NOTE = "The data came from the bundled emulator, not from the CallJourney platform."
 STOPPED_BEFORE_RUN = "stopped (SIGINT) before any row was checked"
@@ -40,6 +46,19 @@ def print_summary(summary: Summary, *, error_logged: bool = True) -> None:
         click.echo("incomplete: re-run the same command to resume")
     for name, path in summary.paths.items():
         click.echo(f"{name.replace('_', ' ') + ':':17} {path}")
+
+
+def print_history(found: History, paths: Mapping[str, Path]) -> None:
+    """How many nights ``reconcile history`` found, and the files it wrote."""
+    runs = found.runs
+    click.echo(f"{len(runs)} runs, {runs[0].night} to {runs[-1].night}: {len(found.failed)} failed")
+    for name, path in paths.items():
+        click.echo(f"{name.replace('_', ' ') + ':':19} {path}")
+
+
+def print_warnings(warnings: Iterable[str]) -> None:
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def print_text(text: str) -> None:

@@ -12,15 +12,18 @@ from ._engine import (
     Reconciler,
     RunOutcome,
 )
+from ._journal import FILENAME as JOURNAL_NAME
 from ._journal import PAGE, Journal, ResultRow
 from ._options import ReportOptions, RunOptions, format_names
-from ._outdir import claim
+from ._outdir import LOCK_NAME, claim
 from ._watermark import END, CommitWatermark, Position
 
 __all__ = [
     "END",
     "ERROR",
     "INVALID",
+    "JOURNAL_NAME",
+    "LOCK_NAME",
     "MISSING",
     "PAGE",
     "PRESENT",

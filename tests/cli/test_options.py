@@ -9,7 +9,19 @@ import click
 from click.testing import CliRunner
 
 from reconcile.cli import cli
-from reconcile.cli._options import CONNECTION, PROFILE, READ, REPORT, RUN, SETTINGS, SHARDING, WATCH, OptionGroup, flag
+from reconcile.cli._options import (
+    CONNECTION,
+    METRICS,
+    PROFILE,
+    READ,
+    REPORT,
+    RUN,
+    SETTINGS,
+    SHARDING,
+    WATCH,
+    OptionGroup,
+    flag,
+)
 
 
 def test_a_group_decorates_a_command_and_takes_its_values_back() -> None:
@@ -39,7 +51,7 @@ def test_run_takes_every_group_and_nothing_twice() -> None:
     """`run`'s parameters are --out, MANIFESTS and its groups' options, each once: no option lives in two lists."""
     run = cli.commands["run"]
     names = [p.name for p in run.params]
-    groups = (CONNECTION, RUN, REPORT, SHARDING, READ, WATCH)
+    groups = (CONNECTION, RUN, REPORT, SHARDING, READ, WATCH, METRICS)
     assert names == ["manifests", "out_dir", *(name for g in groups for name in g.names)]
     assert len(names) == len(set(names))
 
