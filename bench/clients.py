@@ -62,7 +62,7 @@ def reconcile_command() -> list[str]:
     found = shutil.which("reconcile")
     if found:
         return [found]
-    return [sys.executable, "-c", "from reconcile.cli._main import main; main()"]
+    return [sys.executable, "-c", "from reconcile.cli import main; main()"]
 
 
 def _measured(

@@ -40,7 +40,7 @@ from reconcile.emulator import (
 T = TypeVar("T")
 
 PRESENT_RATIO = 0.9
-RECONCILE = (sys.executable, "-c", "from reconcile.cli._main import main; main()")
+RECONCILE = (sys.executable, "-c", "from reconcile.cli import main; main()")
 START_TIMEOUT = 20.0  # seconds an emulator may take to start on a loaded machine
 IGNORED_COLUMNS = ("checked_at", "attempts")  # differ between runs by nature
 _STOPPED = re.compile(

@@ -123,7 +123,7 @@ def emulator_process_url() -> Iterator[str]:
 
 def invoke_cli(args: list[str], env: Mapping[str, str | None]) -> Result:
     """Run the CLI with CliRunner; whatever happens, no traceback reaches the user."""
-    from reconcile.cli._main import cli
+    from reconcile.cli import cli
 
     result = CliRunner().invoke(cli, args, env=env)
     assert "Traceback" not in result.output, result.output
@@ -147,6 +147,14 @@ def cli_env(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[s
         "CALLJOURNEY_BASE_URL": url,
         "CALLJOURNEY_AUTHORITY": url,
     }
+
+
+def tls_environment(url: str, ca_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process environment reaching the emulator at ``url`` over TLS, as a deployment sets it for a library
+    caller (``settings=None`` reads it): :func:`cli_env`'s variables and the CA bundle."""
+    for name, value in cli_env(url, tmp_path, monkeypatch).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CALLJOURNEY_CA_BUNDLE", str(ca_bundle))
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from reconcile.cli._main import cli
+from reconcile.cli import cli
 from reconcile.cli._profiles import load_profile
 from reconcile.config._settings import Settings, check_url
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID

@@ -25,7 +25,8 @@ def test_public_classes_claim_the_package() -> None:
     """The exported classes and the run function are the library's real objects (not re-wrapped copies)."""
     from reconcile.api import run
     from reconcile.config._settings import Settings
-    from reconcile.engine._engine import Reconciler, RunOptions
+    from reconcile.engine._engine import Reconciler
+    from reconcile.engine._options import RunOptions
 
     assert reconcile.Settings is Settings
     assert reconcile.Reconciler is Reconciler
@@ -36,3 +37,66 @@ def test_public_classes_claim_the_package() -> None:
 def test_version_matches_the_installed_metadata() -> None:
     """__version__ agrees with the version pip installed."""
     assert reconcile.__version__ == importlib.metadata.version("calljourney-reconcile")
+
+
+def test_all_is_the_documented_surface() -> None:
+    """__all__ lists exactly the library's public names (as httpx asserts its own): a change here is an API change."""
+    assert reconcile.__all__ == [
+        "AuthorizationError",
+        "BadResponse",
+        "ConfigError",
+        "CredentialConflict",
+        "EndpointNotFound",
+        "FatalError",
+        "HostUnreachable",
+        "InternalError",
+        "JournalError",
+        "JournalMismatch",
+        "Manifest",
+        "ManifestError",
+        "OutDirBusy",
+        "OutDirError",
+        "PlatformUnavailable",
+        "Progress",
+        "ProxyError",
+        "ReadOptions",
+        "ReconcileError",
+        "Reconciler",
+        "Record",
+        "ReportFrames",
+        "ReportOptions",
+        "RequestRejected",
+        "RetryableStatus",
+        "RowError",
+        "RunOptions",
+        "RunStopped",
+        "Secret",
+        "Settings",
+        "Summary",
+        "TokenError",
+        "TransientError",
+        "TransportError",
+        "UsageError",
+        "__version__",
+        "load_report",
+        "run",
+        "run_sync",
+    ]
+
+
+def test_every_error_class_is_exported_from_the_one_errors_module() -> None:
+    """Each exception of reconcile.errors is reconcile.<Name>, the same class, so `except reconcile.X` works."""
+    import inspect
+
+    import reconcile.errors
+
+    classes = {
+        name: cls
+        for name, cls in inspect.getmembers(reconcile.errors, inspect.isclass)
+        if issubclass(cls, reconcile.errors.ReconcileError)
+    }
+    assert len(classes) > 20
+    for name, cls in classes.items():
+        assert name in reconcile.__all__, name
+        assert getattr(reconcile, name) is cls, name
+    assert reconcile.run_sync is reconcile.api.run_sync

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 import reconcile
-from reconcile.cli._main import cli
+from reconcile.cli import cli
 from reconcile.ops._demo import DEMO_MANIFESTS, sample_manifests
 from tests.conftest import REPO, SAMPLES
 

@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reconcile.config import ENV_PREFIX, environment, redact
+from reconcile.engine import ReportOptions, format_names
 from reconcile.errors import ConfigError
 from reconcile.input import ReadOptions
 from reconcile.ops import MetricsOptions
@@ -192,9 +193,14 @@ class Profile:
         delimiter: str | None = None,
         input_format: str | None = None,
         sheet: str | None = None,
+        company: str | None = None,
+        organisation: str | None = None,
+        folder: str | None = None,
     ) -> ReadOptions:
         """The flags' reading options over this profile's; the four fields are taken field by field (see
-        :func:`overlay`)."""
+        :func:`overlay`).  ``company``, ``organisation`` and ``folder`` are constants, as ``--company`` gives."""
+        given = {"company": company, "organisation": organisation, "folder": folder}
+        constants = (*constants, *((name, value) for name, value in given.items() if value))
         flags = {"map": columns, "constants": constants, "filename_template": filename_template}
         read = overlay(self.read, {k: v for k, v in flags.items() if v})
         return ReadOptions(
@@ -205,6 +211,16 @@ class Profile:
             columns=read.get("map", ()),
             constants=read.get("constants", ()),
             filename_template=read.get("filename_template"),
+        )
+
+    def report_options(
+        self, *, formats: str | None = None, label: str | None = None, compare_to: Path | None = None
+    ) -> ReportOptions:
+        """The flags' report options over this profile's: ``--format`` and ``--label`` replace its own."""
+        return ReportOptions(
+            formats=format_names(formats) if formats is not None else self.formats or ("csv",),
+            label=label if label is not None else self.label or "",
+            compare_to=compare_to,
         )
 
     def metrics_options(

@@ -10,11 +10,11 @@ from ._engine import (
     Pacing,
     Progress,
     Reconciler,
-    RunOptions,
     RunOutcome,
 )
 from ._journal import FILENAME as JOURNAL_NAME
 from ._journal import PAGE, Journal, ResultRow
+from ._options import ReportOptions, RunOptions, format_names
 from ._outdir import LOCK_NAME, claim
 from ._watermark import END, CommitWatermark, Position
 
@@ -35,8 +35,10 @@ __all__ = [
     "Position",
     "Progress",
     "Reconciler",
+    "ReportOptions",
     "ResultRow",
     "RunOptions",
     "RunOutcome",
     "claim",
+    "format_names",
 ]

@@ -25,10 +25,11 @@ from typing import Any
 
 from reconcile.config import ROW, Settings, error_fields
 from reconcile.errors import FatalError, RunStopped, UsageError
-from reconcile.input import Manifest, ManifestInfo, ReadOptions, Record, Shard
+from reconcile.input import Manifest, ManifestInfo, Record
 from reconcile.platform import Outcome, PlatformClient
 
 from ._journal import FLUSH_EVERY, Journal, Result
+from ._options import RunOptions
 from ._watermark import CommitWatermark
 
 log = logging.getLogger("reconcile.engine._engine")
@@ -56,21 +57,6 @@ def utc_now() -> str:
         _stamp[:] = [millis, when.isoformat(timespec="milliseconds").replace("+00:00", "Z")]
     text: str = _stamp[1]
     return text
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    """How a run behaves, apart from where it connects."""
-
-    out_dir: Path
-    fresh: bool = False
-    retry_errors: bool = False  # only re-ask the rows of a finished run that ended in error
-    label: str = ""
-    read: ReadOptions = field(default_factory=ReadOptions)
-    formats: tuple[str, ...] = ("csv",)  # report formats: csv, parquet, xlsx, json
-    compare_to: Path | None = None  # an earlier run's --out, for delta.csv
-    shard: Shard | None = None  # check only this shard's rows
-    force: bool = False  # write into an --out that holds files but no reconcile run
 
 
 @dataclass
@@ -129,7 +115,7 @@ class Reconciler:
     def __init__(self, paths: Sequence[str | Path], settings: Settings, options: RunOptions) -> None:
         if not paths:
             raise UsageError("no manifest given. HINT: name at least one manifest file, directory or glob")
-        self.settings = settings
+        self.settings = options.settings_for(settings)  # the run's own concurrency, rate, ... over the settings'
         self.options = options
         self.manifests = tuple(Manifest(p, i, options.read) for i, p in enumerate(paths))
         self.progress = Progress()

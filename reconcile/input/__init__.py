@@ -1,6 +1,7 @@
 """Input: manifest files read as tables, turned into records; path expansion, shards of a manifest, validation."""
 
-from ._manifest import Manifest, ManifestInfo, Record, expand_manifest_paths, spool_streams
+from ._manifest import Manifest, ManifestInfo, Record, spool_streams
+from ._paths import ManifestPaths, expand_manifest_paths
 from ._shard import Shard
 from ._table import ReadOptions, changed_options, options_record
 from ._validate import render, validate
@@ -8,6 +9,7 @@ from ._validate import render, validate
 __all__ = [
     "Manifest",
     "ManifestInfo",
+    "ManifestPaths",
     "ReadOptions",
     "Record",
     "Shard",

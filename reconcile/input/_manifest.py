@@ -9,7 +9,6 @@ comes from a column named after it (matched case-insensitively, surrounding spac
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import re
@@ -24,9 +23,10 @@ from pathlib import Path
 from typing import IO
 
 from reconcile.errors import ManifestError, UsageError
-from reconcile.input._table import SUFFIXES, TEXT_FORMATS, ReadOptions, Table, manifest_error
+from reconcile.input._table import ReadOptions, Table, manifest_error
 from reconcile.model import KEY_FIELDS, Key
 
+from ._paths import STDIN
 from ._readers import FlawedRow, open_table
 
 FIELD_FLAGS = {"company": "--company", "organisation": "--organisation", "folder": "--folder"}
@@ -415,67 +415,8 @@ def _renderer(parts: tuple[tuple[str, int, str, str | None], ...]) -> Callable[[
     return render
 
 
-# --- finding manifest files -------------------------------------------------------------------------------
-
-
-def is_manifest_name(name: str) -> bool:
-    """Whether a directory entry looks like a manifest reconcile can read (by extension; no hidden/lock files)."""
-    lower = name.lower()
-    if lower.startswith((".", "~$")):
-        return False
-    suffixes = Path(lower).suffixes
-    if suffixes[-1:] == [".gz"]:
-        return len(suffixes) >= 2 and SUFFIXES.get(suffixes[-2]) in TEXT_FORMATS
-    return bool(suffixes) and suffixes[-1] in SUFFIXES
-
-
-def expand_manifest_paths(args: Sequence[str | Path]) -> list[Path]:
-    """Files as given, directories as their manifest files, globs as their matches; each file once, in order.
-    ``-`` (standard input) stays as it is, for :func:`spool_streams`."""
-    paths: list[Path] = []
-    seen: set[Path] = set()
-    for arg in args:
-        path = Path(arg)
-        if str(arg) == STDIN:
-            if STDIN in map(str, paths):
-                raise UsageError("- (standard input) is given twice. HINT: give it once")
-            paths.append(path)
-            continue
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and is_manifest_name(p.name))
-            if not found:
-                raise ManifestError(
-                    path,
-                    "the directory holds no manifest files. HINT: manifests end in "
-                    + ", ".join(sorted(SUFFIXES))
-                    + " (text ones optionally .gz)",
-                )
-        elif path.exists() or not glob.has_magic(str(arg)):
-            if not path.exists():
-                raise ManifestError(path, "no such file or directory. HINT: check the path")
-            found = [path]
-        else:
-            found = sorted(
-                Path(m)
-                for m in glob.glob(str(arg), recursive=True)
-                if Path(m).is_file() and not Path(m).name.startswith("~$")
-            )
-            if not found:
-                raise ManifestError(
-                    str(arg),
-                    "no file matches this pattern. HINT: check the directory and the pattern, e.g. 'exports/*.csv'",
-                )
-        for found_path in found:
-            resolved = found_path.resolve()
-            if resolved not in seen:
-                seen.add(resolved)
-                paths.append(found_path)
-    return paths
-
-
 # --- streams: standard input and pipes -------------------------------------------------------------------
 
-STDIN = "-"
 SPOOL_PREFIX = "manifest-from-"
 
 

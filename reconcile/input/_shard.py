@@ -53,3 +53,17 @@ class Shard:
                 f"got {raw!r}. HINT: outside Kubernetes use --shard K/N"
             )
         return cls(int(raw), count)
+
+    @classmethod
+    def select(
+        cls, text: str | None = None, count: int | None = None, environ: Mapping[str, str] | None = None
+    ) -> Shard | None:
+        """The shard ``--shard K/N`` (``text``) or ``--shards N`` (``count``) names, at most one of them, or None
+        for every row."""
+        if text is not None and count is not None:
+            raise UsageError(
+                "--shard and --shards are alternatives. HINT: --shard K/N, or --shards N in an Indexed Job"
+            )
+        if text is not None:
+            return cls.parse(text)
+        return cls.from_environment(count, environ) if count is not None else None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconcile.api import run
 from reconcile.config import Secret, Settings
-from reconcile.engine import Reconciler, RunOptions
+from reconcile.engine import Reconciler
 from reconcile.errors import FatalError
 from reconcile.report import Summary
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 # Package data, copies of the checkout's sample_manifests/: the demo works from any installed copy, anywhere.
 # A plain path, not importlib.resources: the reader needs real files, and pip never installs a zipped package.
 DEMO_MANIFESTS = Path(__file__).resolve().parent / "demo_manifests"
+DEMO_LABEL = "demo (bundled emulator)"
 
 
 def sample_manifests() -> list[Path]:
@@ -47,12 +48,19 @@ def demo_settings(emulator: Emulator, **changes: Any) -> Settings:
     return settings
 
 
-async def run_demo(out_dir: Path, concurrency: int | None, install: Callable[[Reconciler], None]) -> Summary:
-    """Start the emulator on a free loopback port, reconcile the samples, write the report."""
+async def run_demo(out_dir: Path, concurrency: int | str | None, install: Callable[[Reconciler], None]) -> Summary:
+    """Start the emulator on a free loopback port, reconcile the samples, write the report.  ``concurrency``:
+    a number, or ``"auto"`` (or None) to find it."""
     from reconcile.emulator import Emulator
 
     manifests = sample_manifests()
     async with Emulator() as emulator:
-        settings = demo_settings(emulator, concurrency=concurrency)
-        options = RunOptions(out_dir=out_dir, fresh=True, label="demo (bundled emulator)")
-        return await run(manifests, settings, options, on_start=install)
+        return await run(
+            manifests,
+            out_dir,
+            settings=demo_settings(emulator),
+            on_start=install,
+            fresh=True,
+            label=DEMO_LABEL,
+            concurrency=concurrency,
+        )

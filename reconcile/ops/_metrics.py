@@ -259,8 +259,8 @@ def registry_of(collector: RunCollector) -> CollectorRegistry:
 def run_labels(metrics: MetricsOptions, options: RunOptions) -> dict[str, str]:
     """The labels of a run's series: the configured ones, the run's ``--label`` and its shard."""
     labels = {name: redact(value) for name, value in metrics.labels}
-    if options.label:
-        labels.setdefault("label", redact(options.label))
+    if options.report.label:
+        labels.setdefault("label", redact(options.report.label))
     if options.shard is not None:
         labels.setdefault("shard", str(options.shard))
     return labels

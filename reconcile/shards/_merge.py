@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile._version import __version__
-from reconcile.engine import ERROR, INVALID, MISSING, PRESENT, UNCHECKED, claim
+from reconcile.engine import ERROR, INVALID, MISSING, PRESENT, UNCHECKED, claim, format_names
 from reconcile.errors import UsageError
 from reconcile.model import KEY_FIELDS, Key
 from reconcile.report import (
@@ -53,11 +53,12 @@ def merge_reports(
     out_dir: Path,
     *,
     allow_incomplete: bool = False,
-    formats: Sequence[str] | None = None,
+    formats: str | Sequence[str] | None = None,
     compare_to: Path | None = None,
     force: bool = False,
 ) -> Summary:
-    """Merge the shards' reports in ``directories`` into ``out_dir``; ``formats`` default to the shards'.
+    """Merge the shards' reports in ``directories`` into ``out_dir``; ``formats`` (``"csv,xlsx"`` or a list)
+    default to the shards'.
 
     ``out_dir`` is claimed as a run claims its own (:func:`reconcile.engine._outdir.claim`): created, reconcile's (or
     empty, or ``force``), and locked for the merge.
@@ -65,7 +66,8 @@ def merge_reports(
     if not directories:
         raise UsageError(f"no shard to merge. {HINT_SHARDS}")
     with claim(out_dir, command="merge", force=force):
-        return _merge(directories, out_dir, allow_incomplete, formats, compare_to)
+        wanted = format_names(formats) if formats is not None else None
+        return _merge(directories, out_dir, allow_incomplete, wanted, compare_to)
 
 
 def _merge(

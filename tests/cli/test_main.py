@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from reconcile.cli._main import GC_THRESHOLD, _event_loop_run, cli
+from reconcile.api import GC_THRESHOLD, event_loop_run
+from reconcile.cli import cli
 from reconcile.emulator import DEMO_CLIENT_SECRET, Dataset
 from reconcile.ops._demo import DEMO_MANIFESTS, sample_manifests
 from tests.conftest import read_results, write_manifest
@@ -66,7 +67,7 @@ def test_a_run_off_a_terminal_imports_no_pandas_rich_or_server(env: dict[str, st
     """`reconcile run` in cron loads neither pandas, rich nor the emulator's aiohttp server: each is start-up time."""
     manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW])
     code = (
-        "import sys\nfrom reconcile.cli._main import cli\ntry:\n    cli()\nexcept SystemExit as exit:\n"
+        "import sys\nfrom reconcile.cli import cli\ntry:\n    cli()\nexcept SystemExit as exit:\n"
         "    heavy = ('pandas', 'numpy', 'rich', 'aiohttp.web', 'reconcile.emulator')\n"
         "    loaded = [m for m in heavy if m in sys.modules]\n"
         "    print('exit', exit.code, 'loaded', loaded)"
@@ -81,7 +82,7 @@ def test_the_console_script_exits_with_the_code_and_everything_flushed(env: dict
     manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW])
     log = tmp_path / "run.log"
     args = ["-v", "--log-file", str(log), "run", str(manifest), "--out", str(tmp_path / "out")]
-    result = python("from reconcile.cli._main import main; main()", args, env)
+    result = python("from reconcile.cli import main; main()", args, env)
     assert result.returncode == 1, result.stderr
     assert result.stdout.startswith("4 records: 3 present, 1 missing"), result.stdout
     assert result.stdout.rstrip().endswith(str(tmp_path / "out" / "summary.json")), result.stdout
@@ -318,7 +319,7 @@ def test_commands_run_with_the_collector_tuned_then_restore_it() -> None:
     async def inside() -> tuple[int, int, int]:
         return gc.get_threshold()
 
-    assert _event_loop_run(inside()) == (GC_THRESHOLD, *before[1:])
+    assert event_loop_run(inside()) == (GC_THRESHOLD, *before[1:])
     assert gc.get_threshold() == before
 
 

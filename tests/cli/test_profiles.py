@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from reconcile.cli._main import cli
+from reconcile.cli import cli
 from reconcile.cli._profiles import Profile, config_path, load_profile, search_path
 from reconcile.config._settings import DEFAULT_AUTHORITY, DEFAULT_BASE_URL, DEFAULT_ENDPOINT_PATH, Settings
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID, Dataset

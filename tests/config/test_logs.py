@@ -13,12 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from reconcile.api import run
-from reconcile.cli._main import cli
+from reconcile.cli import cli
 from reconcile.config import Secret
 from reconcile.config._logs import configure_logging, error_fields, level_for, reset_logging
 from reconcile.config._redact import RedactingFilter
 from reconcile.emulator import EmulatorConfig, Faults
-from reconcile.engine._engine import RunOptions
 from reconcile.errors import TokenError, UsageError
 from tests.conftest import settings_for, write_manifest
 
@@ -155,7 +154,7 @@ async def test_retries_and_throttling_are_logged_with_the_row(make_emulator: Any
     manifest = write_manifest(tmp_path / "m.csv", [("acme", "acme-ca", "f", f"r{i}.mp3") for i in range(40)])
     async with make_emulator(EmulatorConfig(faults=Faults(rate_500=0.15, rate_429=0.1), seed=3)) as emulator:
         settings = settings_for(emulator, concurrency=4, max_attempts=6)
-        summary = await run([manifest], settings, RunOptions(out_dir=tmp_path / "out"))
+        summary = await run([manifest], tmp_path / "out", settings=settings)
     assert summary.counts["missing"] == 40
     entries = [json.loads(line) for line in stream.getvalue().splitlines()]
     retries = [e for e in entries if "retrying in" in e["message"]]
@@ -176,7 +175,7 @@ async def test_fatal_error_is_logged_with_its_codes(make_emulator: Any, tmp_path
     manifest = write_manifest(tmp_path / "m.csv", [("acme", "acme-ca", "f", "a.mp3")])
     async with make_emulator() as emulator:
         settings = settings_for(emulator).with_(client_secret=Secret("wrong~1"))
-        summary = await run([manifest], settings, RunOptions(out_dir=tmp_path / "out"))
+        summary = await run([manifest], tmp_path / "out", settings=settings)
     assert summary.exit_code == 4
     (entry,) = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert entry["level"] == "ERROR"

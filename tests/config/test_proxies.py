@@ -18,7 +18,6 @@ from reconcile.config._proxies import Proxies
 from reconcile.config._redact import redact
 from reconcile.config._settings import Settings
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
-from reconcile.engine._engine import RunOptions
 from reconcile.errors import ConfigError, ProxyError
 from reconcile.ops._doctor import diagnose, render
 from reconcile.report._build import Summary
@@ -146,7 +145,7 @@ async def test_a_run_goes_through_the_proxy_in_a_verified_tls_tunnel(
     manifest = write_manifest(tmp_path / "m.csv", PRESENT)
     async with Emulator(EmulatorConfig(), ssl_context=server_ssl) as emulator:
         settings = settings_for(emulator, ca_bundle=ca_bundle, proxies=Proxies(https=open_proxy.url))
-        summary = await reconcile.run([manifest], settings, RunOptions(out_dir=tmp_path / "out"))
+        summary = await reconcile.run([manifest], tmp_path / "out", settings=settings)
         assert emulator.stats.token_requests == 1
     assert summary.counts["present"] == len(PRESENT)
     via = f"via {open_proxy.url} (from HTTPS_PROXY)"
@@ -161,7 +160,7 @@ async def test_tls_through_the_proxy_is_still_verified_end_to_end(
     manifest = write_manifest(tmp_path / "m.csv", PRESENT)
     async with Emulator(EmulatorConfig(), ssl_context=server_ssl) as emulator:
         settings = settings_for(emulator, proxies=Proxies(https=open_proxy.url))
-        summary = await reconcile.run([manifest], settings, RunOptions(out_dir=tmp_path / "out"))
+        summary = await reconcile.run([manifest], tmp_path / "out", settings=settings)
         assert emulator.stats.token_requests == 0
     assert summary.exit_code == 4
     assert "is not trusted" in fatal(summary)
@@ -289,7 +288,7 @@ async def test_a_plain_http_loopback_target_goes_through_http_proxy(open_proxy: 
     manifest = write_manifest(tmp_path / "m.csv", PRESENT)
     async with Emulator(EmulatorConfig()) as emulator:
         settings = settings_for(emulator, proxies=Proxies(http=open_proxy.url))
-        summary = await reconcile.run([manifest], settings, RunOptions(out_dir=tmp_path / "out"))
+        summary = await reconcile.run([manifest], tmp_path / "out", settings=settings)
     assert summary.counts["present"] == len(PRESENT)
     api = "POST " + emulator.api_url.removeprefix("http://")
     open_proxy.wait_for(lambda lines: api in lines)
@@ -300,7 +299,7 @@ async def test_a_407_for_a_plain_http_target_is_a_proxy_error_too(auth_proxy: Fo
     manifest = write_manifest(tmp_path / "m.csv", PRESENT)
     async with Emulator(EmulatorConfig()) as emulator:
         settings = settings_for(emulator, proxies=Proxies(http=auth_proxy.url))
-        summary = await reconcile.run([manifest], settings, RunOptions(out_dir=tmp_path / "out"))
+        summary = await reconcile.run([manifest], tmp_path / "out", settings=settings)
     assert summary.exit_code == 4
     assert summary.data["error"]["type"] == ProxyError.__name__
     assert re.search(r"refused the request to 127\.0\.0\.1:\d+: 407", fatal(summary))
@@ -381,11 +380,11 @@ async def test_ssl_cert_file_is_honoured(
     async with Emulator(EmulatorConfig(), ssl_context=server_ssl) as emulator:
         settings = settings_for(emulator, trust_store=trust_store)
         monkeypatch.setenv("SSL_CERT_FILE", str(ca_bundle))
-        summary = await reconcile.run([manifest], settings, RunOptions(out_dir=tmp_path / "out"))
+        summary = await reconcile.run([manifest], tmp_path / "out", settings=settings)
         assert summary.counts["present"] == len(PRESENT)
         monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "none.pem"))
         monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
-        refused = await reconcile.run([manifest], settings, RunOptions(out_dir=tmp_path / "out2"))
+        refused = await reconcile.run([manifest], tmp_path / "out2", settings=settings)
     assert "is not trusted" in fatal(refused)
 
 
@@ -400,7 +399,7 @@ async def test_the_system_store_takes_a_ca_bundle_too(
     async with Emulator(EmulatorConfig(), ssl_context=server_ssl) as emulator:
         settings = settings_for(emulator, trust_store="system", ca_bundle=ca_bundle)
         assert isinstance(settings.ssl_context(), truststore.SSLContext)
-        summary = await reconcile.run([manifest], settings, RunOptions(out_dir=tmp_path / "out"))
+        summary = await reconcile.run([manifest], tmp_path / "out", settings=settings)
     assert summary.counts["present"] == len(PRESENT)
 
 

@@ -19,13 +19,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconcile.api import run
-from reconcile.cli._main import cli
+from reconcile.cli import cli
 from reconcile.config import Secret
 from reconcile.config._logs import configure_logging, reset_logging
 from reconcile.config._redact import MASK, RedactingFilter, redact, register
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_TENANT_ID, Dataset, Emulator, EmulatorConfig, Faults
 from reconcile.emulator.tokens import TokenBook
-from reconcile.engine._engine import RunOptions
 from reconcile.errors import TokenError
 from reconcile.platform._auth import TokenProvider
 from reconcile.platform._client import PlatformClient
@@ -175,7 +174,7 @@ async def test_library_objects_and_errors_do_not_show_secrets(
             with pytest.raises(TokenError) as refused:
                 await client.tokens.token()
         manifest = write_manifest(tmp_path / "m.csv", [("acme", "acme-ca", "f", "a.mp3")])
-        summary = await run([manifest], wrong, RunOptions(out_dir=tmp_path / "out"))
+        summary = await run([manifest], tmp_path / "out", settings=wrong)
     assert issued == [token.value]
     texts = [
         ("repr(Settings)", repr(settings)),

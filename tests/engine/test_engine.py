@@ -34,7 +34,7 @@ DUPLICATE = re.compile(r"^duplicate of row (\d+)(?: of (.+?))?(?:;|$)")
 
 async def reconcile(paths: Sequence[Path], settings: Settings, out: Path, **options: Any) -> Summary:
     """Run the library entry point into ``out``."""
-    return await run(list(paths), settings, RunOptions(out_dir=out, **options))
+    return await run(list(paths), out, settings=settings, **options)
 
 
 def manifest_rows(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -234,7 +234,7 @@ async def test_ten_percent_faults_with_short_tokens(make_emulator: Callable[...,
     async with make_emulator(config, dataset=dataset) as emu:
         settings = settings_for(emu, concurrency=8)
         summary = await run(
-            [path], settings, RunOptions(out_dir=tmp_path / "out"), on_start=lambda r: stop_later(loop, r, deadline)
+            [path], tmp_path / "out", settings=settings, on_start=lambda r: stop_later(loop, r, deadline)
         )
     data = summary.data
     assert summary.complete, f"not finished within {deadline} s: {data['counts']}, {data['rows_per_second']} rows/s"
@@ -367,7 +367,7 @@ async def test_first_request_goes_out_before_the_manifest_is_read(
     )
     async with make_emulator(EmulatorConfig(latency_ms=20)) as emu:
         settings = settings_for(emu, concurrency=4)
-        reconciler = Reconciler([path], settings, RunOptions(out_dir=tmp_path / "out"))
+        reconciler = Reconciler([path], settings, RunOptions())
         counter = CountingRecords(reconciler.manifests[0].records)
         reconciler.manifests[0].records = counter  # type: ignore[method-assign]
         journal = Journal.open(tmp_path / "out", [m.info() for m in reconciler.manifests])

@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reconcile.cli._main import cli
+from reconcile.cli import cli
 from reconcile.engine._outdir import LOCK_NAME, claim
 from reconcile.errors import OutDirBusy, OutDirError
 from tests.conftest import HEADER, cli_env, emulator_process, read_results, write_manifest
 
 ROWS = 1500
-CLI = [sys.executable, "-c", "from reconcile.cli._main import main; main()"]
+CLI = [sys.executable, "-c", "from reconcile.cli import main; main()"]
 
 
 def _rows(count: int) -> list[tuple[str, str, str, str]]:

@@ -83,9 +83,7 @@ async def test_every_row_before_the_bound_is_in_the_journal(tmp_path: Path, shar
     config = EmulatorConfig(latency_ms=20, jitter_ms=20, faults=Faults(rate_500=0.1), seed=7)
     seen: list[Position] = []
     async with Emulator(config, Dataset({})) as emulator:
-        reconciler = Reconciler(
-            manifests, settings_for(emulator, concurrency=4), RunOptions(out_dir=tmp_path / "out", shard=shard)
-        )
+        reconciler = Reconciler(manifests, settings_for(emulator, concurrency=4), RunOptions(shard=shard))
         infos = [m.info() for m in reconciler.manifests]
         journal = Journal.open(tmp_path / "out", infos, shard=str(shard or ""))
         try:

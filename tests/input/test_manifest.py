@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconcile.errors import ManifestError, UsageError
-from reconcile.input._manifest import Manifest, Record, expand_manifest_paths, is_manifest_name, make_record
+from reconcile.input._manifest import Manifest, Record, make_record
 from reconcile.input._table import ReadOptions
 from tests.conftest import write_manifest
 
@@ -211,71 +211,6 @@ def test_records_of_many_rows_are_fast(tmp_path: Path) -> None:
     count = sum(1 for _ in manifest.records())
     assert count == 200_000
     assert time.perf_counter() - started < 4.0
-
-
-# --- finding manifest files -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("a.csv", True),
-        ("a.CSV", True),
-        ("a.tsv.gz", True),
-        ("a.jsonl.gz", True),
-        ("a.xlsx", True),
-        ("a.parquet", True),
-        ("a.ndjson", True),
-        ("README.md", False),
-        ("a.xlsx.gz", False),
-        ("a.gz", False),
-        (".hidden.csv", False),
-        ("~$book.xlsx", False),
-    ],
-)
-def test_is_manifest_name(name: str, expected: bool) -> None:
-    """Directories contribute only files with a manifest extension, never lock or hidden files."""
-    assert is_manifest_name(name) is expected
-
-
-def test_expand_files_directories_and_globs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Files as given, directories and globs sorted, each file once."""
-    exports = tmp_path / "exports"
-    exports.mkdir()
-    for name in ("b.csv", "a.csv", "c.xlsx", "README.md", "~$c.xlsx", "d.csv.gz"):
-        (exports / name).write_text("x", encoding="utf-8")
-    single = tmp_path / "single.csv"
-    single.write_text("x", encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    found = expand_manifest_paths(["single.csv", exports, "exports/*.csv", Path("single.csv")])
-    assert [p.relative_to(tmp_path) if p.is_absolute() else p for p in found] == [
-        Path("single.csv"),
-        Path("exports/a.csv"),
-        Path("exports/b.csv"),
-        Path("exports/c.xlsx"),
-        Path("exports/d.csv.gz"),
-    ]
-    assert expand_manifest_paths(["exports/?.csv"]) == [Path("exports/a.csv"), Path("exports/b.csv")]
-
-
-@pytest.mark.parametrize(
-    ("arg", "expected"),
-    [
-        ("nothing/*.csv", "no file matches this pattern"),
-        ("absent.csv", "no such file or directory"),
-        ("empty", "the directory holds no manifest files"),
-    ],
-)
-def test_expand_with_nothing_found_is_an_error(
-    arg: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A pattern, path or directory that yields no manifest is a ManifestError naming it."""
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "empty" / "notes.txt.bak").write_text("x", encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(ManifestError, match=expected) as caught:
-        expand_manifest_paths([arg])
-    assert str(caught.value).startswith(arg)
 
 
 def test_control_characters_in_a_key_make_the_row_invalid(tmp_path: Path) -> None:

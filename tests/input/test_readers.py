@@ -700,7 +700,7 @@ def test_validate_reports_the_stray_quote(tmp_path: Path) -> None:
     """`reconcile validate` of the issue's export: 1,000 records, row 11 invalid with line 12, exit 3."""
     from click.testing import CliRunner
 
-    from reconcile.cli._main import cli
+    from reconcile.cli import cli
 
     path = _export(tmp_path / "export.csv", {11: '"12 inch'})
     result = CliRunner().invoke(cli, ["validate", str(path)])

@@ -14,9 +14,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconcile.api import run
-from reconcile.cli._main import cli
+from reconcile.cli import cli
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID, Dataset, Emulator
-from reconcile.engine._engine import RunOptions
 from reconcile.errors import JournalMismatch, UsageError
 from reconcile.input._shard import Shard
 from tests.conftest import read_results, settings_for, write_manifest
@@ -120,9 +119,7 @@ async def test_shards_together_check_every_row_once(emulator: Emulator, tmp_path
     seen: list[set[int]] = []
     requests = 0
     for k in range(2):
-        summary = await run(
-            [manifest], settings_for(emulator), RunOptions(out_dir=tmp_path / f"s{k}", shard=Shard(k, 2))
-        )
+        summary = await run([manifest], tmp_path / f"s{k}", settings=settings_for(emulator), shard=Shard(k, 2))
         results = read_results(tmp_path / f"s{k}" / "results.csv")
         assert summary.data["shard"] == f"{k}/2"
         assert all(Shard(k, 2).holds((r["company"], r["organisation"], r["folder"], r["filename"])) for r in results)
@@ -136,9 +133,9 @@ async def test_shards_together_check_every_row_once(emulator: Emulator, tmp_path
 async def test_an_out_dir_of_one_shard_refuses_another(emulator: Emulator, tmp_path: Path) -> None:
     """Re-using a shard's --out for a different shard is refused (exit 2), naming both."""
     manifest = write_manifest(tmp_path / "m.csv", list(Dataset.demo())[:5])
-    await run([manifest], settings_for(emulator), RunOptions(out_dir=tmp_path / "out", shard=Shard(0, 2)))
+    await run([manifest], tmp_path / "out", settings=settings_for(emulator), shard=Shard(0, 2))
     with pytest.raises(JournalMismatch, match="'0/2', not '1/2'"):
-        await run([manifest], settings_for(emulator), RunOptions(out_dir=tmp_path / "out", shard=Shard(1, 2)))
+        await run([manifest], tmp_path / "out", settings=settings_for(emulator), shard=Shard(1, 2))
 
 
 @pytest.fixture

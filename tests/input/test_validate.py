@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reconcile.cli._main import cli
+from reconcile.cli import cli
 from reconcile.input._table import ReadOptions
 from reconcile.input._validate import LISTED_DUPLICATES, LISTED_INVALID, DuplicateRow, InvalidRow, validate
 from tests.conftest import write_manifest
@@ -196,7 +196,7 @@ def test_a_million_rows_validate_under_250_mb(tmp_path: Path) -> None:
             for j in (i % 999_000 for i in range(1_000_000))
         )
     returncode, stdout, stderr, peak_kb = _run_measured(
-        [sys.executable, "-c", "from reconcile.cli._main import main; main()", "validate", str(path)], tmp_path
+        [sys.executable, "-c", "from reconcile.cli import main; main()", "validate", str(path)], tmp_path
     )
     assert returncode == 0, stderr
     assert "1,000,000 records: 999,000 to send, 0 invalid, 1,000 duplicates" in stdout

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import reconcile.report._build
 from reconcile._version import __version__
-from reconcile.cli._main import cli
+from reconcile.cli import cli
 from reconcile.emulator import DEMO_CLIENT_SECRET, Dataset
 from reconcile.ops._crash import CRASH_PREFIX
 from tests.conftest import write_manifest
@@ -61,7 +61,7 @@ def test_the_console_script_exits_5_on_a_bug_with_the_command_line_in_the_crash_
         "import reconcile.input as v\n"
         "def broken(*args, **kwargs): raise ZeroDivisionError('division by zero')\n"
         "v.validate = broken\n"
-        "from reconcile.cli._main import main; main()"
+        "from reconcile.cli import main; main()"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, "validate", str(manifest)],

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
-from reconcile.cli._main import cli
+from reconcile.cli import cli
 from reconcile.config import Secret
 from reconcile.config._settings import Settings
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID, Dataset, Emulator, EmulatorConfig

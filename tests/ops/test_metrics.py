@@ -83,14 +83,19 @@ def assert_equals_summary(families: dict[str, list[tuple[dict[str, str], float]]
 
 async def reconcile_with_metrics(
     paths: list[Path],
+    out: Path,
     settings: Settings,
     options: RunOptions,
     metrics: MetricsOptions,
     on_start: Callable[[Reconciler], None] = lambda _: None,
 ) -> Summary:
-    """The library run with its metrics exported, as the CLI calls it."""
+    """The library run into ``out`` with its metrics exported, as the CLI calls it."""
     return await export_metrics(
-        metrics, settings, options, lambda start: run(paths, settings, options, on_start=start), on_start
+        metrics,
+        settings,
+        options,
+        lambda start: run(paths, out, settings=settings, options=options, on_start=start),
+        on_start,
     )
 
 
@@ -131,10 +136,12 @@ async def test_textfile_written_during_and_after_a_run_carries_summary_values(
 
     async with make_emulator(EmulatorConfig(latency_ms=40), ssl_context=server_ssl) as emu:
         settings = settings_for(emu, ca_bundle=ca_bundle, concurrency=2)
-        options = RunOptions(out_dir=tmp_path / "out", label="nightly")
+        options = RunOptions(label="nightly")
         metrics = MetricsOptions(file=textfile, labels=LABELS, interval=0.05)
         reader = asyncio.create_task(read_while_running())
-        summary = await reconcile_with_metrics([manifest(tmp_path, emu, 60)], settings, options, metrics)
+        summary = await reconcile_with_metrics(
+            [manifest(tmp_path, emu, 60)], tmp_path / "out", settings, options, metrics
+        )
         assert reader.done()  # it saw the run going before the run ended
     (during,) = seen
     assert value(during, "reconcile_rows", status="present") + value(during, "reconcile_rows", status="missing") < 60
@@ -162,10 +169,10 @@ async def test_a_failed_run_keeps_the_previous_success(emulator: Emulator, tmp_p
     textfile = tmp_path / "reconcile.prom"
     metrics = MetricsOptions(file=textfile, labels=LABELS)
     path = manifest(tmp_path, emulator, 10)
-    good = await reconcile_with_metrics([path], settings_for(emulator), RunOptions(out_dir=tmp_path / "a"), metrics)
+    good = await reconcile_with_metrics([path], tmp_path / "a", settings_for(emulator), RunOptions(), metrics)
     succeeded = epoch(good.data["finished_at"])
     wrong = settings_for(emulator, client_secret=Secret("not-the-secret"))
-    failed = await reconcile_with_metrics([path], wrong, RunOptions(out_dir=tmp_path / "b"), metrics)
+    failed = await reconcile_with_metrics([path], tmp_path / "b", wrong, RunOptions(), metrics)
     assert failed.exit_code == 4
     families = parse(textfile.read_text(encoding="utf-8"))
     assert value(families, "reconcile_last_success_timestamp_seconds") == pytest.approx(succeeded)
@@ -179,7 +186,7 @@ async def test_a_failed_run_keeps_the_previous_success(emulator: Emulator, tmp_p
     foreign.mkdir()
     (foreign / "notes.txt").write_text("someone else's", encoding="utf-8")
     with pytest.raises(Exception, match="holds files"):
-        await reconcile_with_metrics([path], settings_for(emulator), RunOptions(out_dir=foreign), metrics)
+        await reconcile_with_metrics([path], foreign, settings_for(emulator), RunOptions(), metrics)
     families = parse(textfile.read_text(encoding="utf-8"))
     assert value(families, "reconcile_last_success_timestamp_seconds") == pytest.approx(succeeded)
     assert value(families, "reconcile_last_run_exit_code") == 2
@@ -203,9 +210,14 @@ async def test_sigterm_partial_report_is_recorded_as_interrupted(
 
     async with make_emulator(EmulatorConfig(latency_ms=20)) as emu:
         settings = settings_for(emu, concurrency=2)
-        options = RunOptions(out_dir=tmp_path / "out")
+        options = RunOptions()
         summary = await reconcile_with_metrics(
-            [manifest(tmp_path, emu, 200)], settings, options, MetricsOptions(file=textfile), stop_soon
+            [manifest(tmp_path, emu, 200)],
+            tmp_path / "out",
+            settings,
+            options,
+            MetricsOptions(file=textfile),
+            stop_soon,
         )
     assert summary.exit_code == 143
     families = parse(textfile.read_text(encoding="utf-8"))
@@ -232,9 +244,9 @@ async def test_a_second_signal_records_the_stop_and_pushes_nothing(
     async with make_emulator(EmulatorConfig(latency_ms=20)) as emu:
         settings = settings_for(emu, concurrency=2, ca_bundle=ca_bundle)
         metrics = MetricsOptions(file=textfile, pushgateway=pushgateway.url)
-        options = RunOptions(out_dir=tmp_path / "out")
+        options = RunOptions()
         task = asyncio.create_task(
-            reconcile_with_metrics([manifest(tmp_path, emu, 200)], settings, options, metrics, keep)
+            reconcile_with_metrics([manifest(tmp_path, emu, 200)], tmp_path / "out", settings, options, metrics, keep)
         )
         await started.wait()
         while reconcilers[0].progress.done < 3:  # noqa: ASYNC110 - the engine keeps counters, not events
@@ -261,8 +273,9 @@ async def test_an_internal_error_is_recorded_as_exit_5(emulator: Emulator, tmp_p
     with pytest.raises(RuntimeError, match="a bug"):
         await reconcile_with_metrics(
             [manifest(tmp_path, emulator, 4)],
+            tmp_path / "out",
             settings_for(emulator),
-            RunOptions(out_dir=tmp_path / "out"),
+            RunOptions(),
             MetricsOptions(file=textfile),
             broken,
         )
@@ -326,11 +339,13 @@ async def test_push_add_keeps_the_last_success_on_failure(
     labels are in the grouping key, not on the samples; no secret in either body."""
     metrics = MetricsOptions(pushgateway=pushgateway.url, job="reconcile-nightly", labels=LABELS)
     path = manifest(tmp_path, emulator, 10)
-    shard_options = RunOptions(out_dir=tmp_path / "a", label="nightly ca", shard=Shard(0, 1))
-    good = await reconcile_with_metrics([path], settings_for(emulator, ca_bundle=ca_bundle), shard_options, metrics)
+    shard_options = RunOptions(label="nightly ca", shard=Shard(0, 1))
+    good = await reconcile_with_metrics(
+        [path], tmp_path / "a", settings_for(emulator, ca_bundle=ca_bundle), shard_options, metrics
+    )
     wrong = settings_for(emulator, ca_bundle=ca_bundle, client_secret=Secret("not-the-secret"))
-    bad_options = RunOptions(out_dir=tmp_path / "b", label="nightly ca", shard=Shard(0, 1))
-    failed = await reconcile_with_metrics([path], wrong, bad_options, metrics)
+    bad_options = RunOptions(label="nightly ca", shard=Shard(0, 1))
+    failed = await reconcile_with_metrics([path], tmp_path / "b", wrong, bad_options, metrics)
     assert (good.exit_code, failed.exit_code) == (1, 4)
     assert [(method, route) for method, route, _ in pushgateway.pushes] == [
         ("POST", "/metrics/job/reconcile-nightly/label@base64/bmlnaHRseSBjYQ==/region/ca/shard@base64/MC8x")
@@ -356,8 +371,9 @@ async def test_an_unreachable_pushgateway_warns_and_keeps_the_exit_code(
     with caplog.at_level(logging.WARNING, logger="reconcile.ops._metrics"):
         summary = await reconcile_with_metrics(
             [manifest(tmp_path, emulator, 4)],
+            tmp_path / "out",
             settings_for(emulator),
-            RunOptions(out_dir=tmp_path / "out"),
+            RunOptions(),
             MetricsOptions(pushgateway=gateway),
         )
     assert summary.exit_code == 1

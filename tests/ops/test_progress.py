@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from reconcile.api import run
-from reconcile.cli._main import cli
+from reconcile.cli import cli
 from reconcile.config import Secret
 from reconcile.config._settings import Settings
 from reconcile.emulator import EmulatorConfig
@@ -183,12 +183,10 @@ def test_live_display_renders_on_a_terminal_console() -> None:
 def test_count_records_counts_every_row_and_each_shard(tmp_path: Path) -> None:
     """The total is the record count; sharded, each shard counts its own rows and the shards add up."""
     manifest = write_manifest(tmp_path / "m.csv", [*rows(250), ("acme", "", "", "")])
-    whole = Reconciler([manifest], SETTINGS, RunOptions(out_dir=tmp_path / "out"))
+    whole = Reconciler([manifest], SETTINGS, RunOptions())
     assert count_records(whole, threading.Event()) == 251
     counts = [
-        count_records(
-            Reconciler([manifest], SETTINGS, RunOptions(out_dir=tmp_path, shard=Shard(k, 3))), threading.Event()
-        )
+        count_records(Reconciler([manifest], SETTINGS, RunOptions(shard=Shard(k, 3))), threading.Event())
         for k in range(3)
     ]
     assert sum(c or 0 for c in counts) == 251
@@ -200,7 +198,7 @@ def test_count_records_stops_when_cancelled(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "m.csv", rows(25_000))
     cancel = threading.Event()
     cancel.set()
-    assert count_records(Reconciler([manifest], SETTINGS, RunOptions(out_dir=tmp_path)), cancel) is None
+    assert count_records(Reconciler([manifest], SETTINGS, RunOptions()), cancel) is None
 
 
 def test_display_options_choose_the_view() -> None:
@@ -223,7 +221,7 @@ async def test_watcher_follows_a_real_run(make_emulator: Any, tmp_path: Path) ->
 
     async with make_emulator(EmulatorConfig(latency_ms=30)) as emulator:
         summary = await run(
-            [manifest], settings_for(emulator, concurrency=2), RunOptions(out_dir=tmp_path / "o"), on_start=install
+            [manifest], tmp_path / "o", settings=settings_for(emulator, concurrency=2), on_start=install
         )
     watchers[0].close()
     watchers[0].close()  # twice is harmless: the CLI closes on every path out

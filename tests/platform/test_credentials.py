@@ -23,7 +23,6 @@ import reconcile
 from reconcile.config import Secret
 from reconcile.config._settings import Settings
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_TENANT_ID, Dataset, Emulator, EmulatorConfig, FederatedIssuer
-from reconcile.engine._engine import RunOptions
 from reconcile.errors import ConfigError, CredentialConflict, TokenError
 from reconcile.ops._doctor import diagnose, render
 from reconcile.platform._client import PlatformClient
@@ -152,7 +151,7 @@ async def test_a_run_authenticates_with_a_certificate(
     manifest = write_manifest(tmp_path / "m.csv", PRESENT)
     async with Emulator(config_for(certificate, issuer)) as emulator:
         settings = settings_for(emulator, client_secret=Secret(""), client_certificate=certificate.pem)
-        summary = await reconcile.run([manifest], settings, RunOptions(out_dir=tmp_path / "out"))
+        summary = await reconcile.run([manifest], tmp_path / "out", settings=settings)
         assert emulator.stats.tokens_by_credential == {"certificate": 1}
     assert summary.counts["present"] == len(PRESENT)
     assert summary.data["credential"] == "certificate"
@@ -229,7 +228,7 @@ async def test_an_unregistered_certificate_stops_the_run_with_the_fix(
     manifest = write_manifest(tmp_path / "m.csv", PRESENT)
     async with Emulator(config_for(certificate, issuer)) as emulator:
         settings = settings_for(emulator, client_secret=Secret(""), client_certificate=stranger.pem)
-        summary = await reconcile.run([manifest], settings, RunOptions(out_dir=tmp_path / "out"))
+        summary = await reconcile.run([manifest], tmp_path / "out", settings=settings)
     assert summary.exit_code == 4
     message = summary.data["error"]["message"]
     assert "error_codes=700027" in message
@@ -258,8 +257,8 @@ async def test_a_run_authenticates_with_a_federated_token_reread_every_time(
     async with Emulator(config_for(certificate, issuer)) as emulator:
         summary = await reconcile.run(
             [manifest],
-            settings_for(emulator, client_secret=Secret(""), federated_token_file=token_file),
-            RunOptions(out_dir=tmp_path / "out"),
+            tmp_path / "out",
+            settings=settings_for(emulator, client_secret=Secret(""), federated_token_file=token_file),
         )
     assert summary.counts["present"] == len(PRESENT)
 

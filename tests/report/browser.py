@@ -352,7 +352,7 @@ async def demo_screenshot(scratch: Path) -> bytes:
     manifests = _copy_samples(sample_manifests(), scratch / "sample_manifests")
     out = scratch / "reconcile-demo"
     async with Emulator() as emulator:
-        await run(manifests, demo_settings(emulator), RunOptions(out_dir=out, label="demo (bundled emulator)"))
+        await run(manifests, out, settings=demo_settings(emulator), options=RunOptions(label="demo (bundled emulator)"))
     async with headless_chromium(width=1200) as browser:
         page = await browser.open(out / "report.html")
         return await page.screenshot(max_height=2000)

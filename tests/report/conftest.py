@@ -46,10 +46,13 @@ async def reconcile_night(
     dataset = Dataset({key: f"id-{i}" for i, key in enumerate(KEYS) if i not in missing})
     async with Emulator(EmulatorConfig(), dataset, ssl_context=server_ssl) as emulator:
         assert emulator.base_url.startswith("https://")
-        options = RunOptions(
-            out_dir=reports / night, label="nightly", compare_to=reports / previous if previous else None
+        options = RunOptions(label="nightly", compare_to=reports / previous if previous else None)
+        await run(
+            [manifest],
+            reports / night,
+            settings=settings_for(emulator, ca_bundle=ca_bundle, **changes),
+            options=options,
         )
-        await run([manifest], settings_for(emulator, ca_bundle=ca_bundle, **changes), options)
     return reports / night
 
 

@@ -45,7 +45,7 @@ VOLATILE = {"run_id", "started_at", "finished_at", "duration_seconds", "rows_per
 
 async def sample_run(emulator: Emulator, out: Path, **options: Any) -> dict[str, Any]:
     summary = await run(
-        sorted(SAMPLES.glob("*.csv")), settings_for(emulator), RunOptions(out_dir=out, label="nightly audit", **options)
+        sorted(SAMPLES.glob("*.csv")), out, settings=settings_for(emulator), label="nightly audit", **options
     )
     return summary.data
 
@@ -140,7 +140,7 @@ async def test_mapped_values_get_columns_of_their_own(tmp_path: Path) -> None:
     )
     present = {("acme", "acme-ca", "2026/11/25", "RE1.mp3"): "id-1"}
     async with Emulator(EmulatorConfig(), Dataset(present)) as emulator:
-        await run([manifest], settings_for(emulator), RunOptions(out_dir=tmp_path / "out", read=read))
+        await run([manifest], tmp_path / "out", settings=settings_for(emulator), read=read)
     rows = read_results(tmp_path / "out" / "results.csv")
     assert list(rows[0])[:8] == [*TELEPHONY, "company", "organisation", "folder", "filename"]
     assert [(r["filename"], r["status"]) for r in rows] == [("RE1.mp3", "present"), ("RE2.mp3", "missing")]
@@ -151,9 +151,9 @@ async def test_a_constant_beside_a_same_named_column_is_shown_as_checked(tmp_pat
     manifest = write_manifest(tmp_path / "m.csv", [("ignored", "o", "f", "a.mp3")])
     read = ReadOptions(constants=(("company", "acme"),))
     async with Emulator(EmulatorConfig(), Dataset({("acme", "o", "f", "a.mp3"): "id"})) as emulator:
-        await run([manifest], settings_for(emulator), RunOptions(out_dir=tmp_path / "one", read=read))
+        await run([manifest], tmp_path / "one", settings=settings_for(emulator), read=read)
     async with Emulator(EmulatorConfig(), Dataset({})) as emulator:
-        await run([manifest], settings_for(emulator), RunOptions(out_dir=tmp_path / "two", read=read))
+        await run([manifest], tmp_path / "two", settings=settings_for(emulator), read=read)
     (row,) = read_results(tmp_path / "one" / "results.csv")
     assert (row["company"], row["company (checked)"]) == ("ignored", "acme")
     assert compare(tmp_path / "one", tmp_path / "two")["newly_missing"] == 1
@@ -286,7 +286,7 @@ async def streamed_run(
     ended = False
     async with Emulator(EmulatorConfig(latency_ms=5, jitter_ms=5), Dataset(present)) as emulator:
         settings = settings_for(emulator, concurrency=4)
-        reconciler = Reconciler([manifest], settings, RunOptions(out_dir=out))
+        reconciler = Reconciler([manifest], settings, RunOptions())
         journal = Journal.open(out, [m.info() for m in reconciler.manifests])
         report = RunReport(
             reconciler.manifests, journal, settings, run_id=journal.run_id, label="", out_dir=out, formats=formats

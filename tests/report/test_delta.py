@@ -12,7 +12,6 @@ import pytest
 from reconcile.api import run
 from reconcile.config._settings import Settings
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
-from reconcile.engine._engine import RunOptions
 from reconcile.errors import UsageError
 from reconcile.report._delta import CHANGES, COLUMNS, compare, open_previous
 from tests.conftest import RESULTS_HEADER, read_results, settings_for, write_manifest
@@ -185,7 +184,7 @@ async def reconcile_with(
 ) -> dict[str, object]:
     async with Emulator(EmulatorConfig(), Dataset(dataset)) as emulator:
         settings: Settings = settings_for(emulator)
-        summary = await run([manifest], settings, RunOptions(out_dir=out, compare_to=compare_to))
+        summary = await run([manifest], out, settings=settings, compare_to=compare_to)
     return summary.data
 
 
@@ -233,7 +232,5 @@ async def test_a_bad_compare_to_fails_before_any_request(tmp_path: Path) -> None
     (tmp_path / "empty").mkdir()
     async with Emulator(EmulatorConfig(), Dataset({})) as emulator:
         with pytest.raises(UsageError, match=r"no results\.csv"):
-            await run(
-                [manifest], settings_for(emulator), RunOptions(out_dir=tmp_path / "out", compare_to=tmp_path / "empty")
-            )
+            await run([manifest], tmp_path / "out", settings=settings_for(emulator), compare_to=tmp_path / "empty")
         assert emulator.stats.api_requests == 0

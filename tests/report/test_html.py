@@ -13,7 +13,6 @@ import pytest
 
 from reconcile.api import run
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
-from reconcile.engine._engine import RunOptions
 from reconcile.report._html import Views, render
 from reconcile.report._statistics import DayCount
 from tests.conftest import SAMPLES, read_results, settings_for, write_manifest
@@ -88,9 +87,7 @@ def day_of(row: dict[str, str]) -> str:
 @pytest.fixture
 async def sample_report(emulator: Emulator, tmp_path: Path) -> Path:
     """The sample manifests reconciled against the demo dataset; the output directory."""
-    await run(
-        sorted(SAMPLES.glob("*.csv")), settings_for(emulator), RunOptions(out_dir=tmp_path / "out", label="html <test>")
-    )
+    await run(sorted(SAMPLES.glob("*.csv")), tmp_path / "out", settings=settings_for(emulator), label="html <test>")
     return tmp_path / "out"
 
 
@@ -164,9 +161,7 @@ async def test_user_text_is_escaped(tmp_path: Path) -> None:
     hostile = ("<b>acme</b>", "org & co", '2026/11/25/"><script>alert(1)</script>', "<img src=x onerror=alert(1)>")
     manifest = write_manifest(tmp_path / "m.csv", [hostile])
     async with Emulator(EmulatorConfig(), Dataset({})) as emulator:
-        await run(
-            [manifest], settings_for(emulator), RunOptions(out_dir=tmp_path / "out", label="</title><script>x</script>")
-        )
+        await run([manifest], tmp_path / "out", settings=settings_for(emulator), label="</title><script>x</script>")
     page = parse(tmp_path / "out" / "report.html")
     assert not {"script", "img", "b"} & set(page.tags)
     text = "".join(page.text)
@@ -180,7 +175,7 @@ async def test_no_missing_rows_means_no_missing_charts(tmp_path: Path) -> None:
     key = ("acme", "acme-ca", "2026/11/25", "a.mp3")
     manifest = write_manifest(tmp_path / "m.csv", [key])
     async with Emulator(EmulatorConfig(), Dataset({key: "id"})) as emulator:
-        await run([manifest], settings_for(emulator), RunOptions(out_dir=tmp_path / "out"))
+        await run([manifest], tmp_path / "out", settings=settings_for(emulator))
     page = parse(tmp_path / "out" / "report.html")
     assert "chart-organisation" not in page.bars
     assert "missing" not in page.tables

@@ -8,7 +8,6 @@ import pytest
 
 import reconcile
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
-from reconcile.engine._engine import RunOptions
 from reconcile.errors import UsageError
 from tests.conftest import read_results, settings_for, write_manifest
 
@@ -21,7 +20,7 @@ async def finished_run(tmp_path: Path) -> Path:
     manifest = write_manifest(tmp_path / "export.csv", [PRESENT, MISSING, INVALID, PRESENT])
     out = tmp_path / "out"
     async with Emulator(EmulatorConfig(), Dataset({PRESENT: "call-7"})) as emulator:
-        await reconcile.run([manifest], settings_for(emulator), RunOptions(out_dir=out, label="audit"))
+        await reconcile.run([manifest], out, settings=settings_for(emulator), label="audit")
     return out
 
 

@@ -53,7 +53,9 @@ def page_texts(pdf: Path, pages: int) -> list[str]:
 async def pdf_report(emulator: Emulator, tmp_path: Path) -> Path:
     """The demo's sample manifests reconciled with --format pdf; the output directory."""
     out = tmp_path / "out"
-    await run(sample_manifests(), settings_for(emulator), RunOptions(out_dir=out, formats=("pdf",), label="audit"))
+    await run(
+        sample_manifests(), out, settings=settings_for(emulator), options=RunOptions(formats=("pdf",), label="audit")
+    )
     return out
 
 
@@ -118,7 +120,7 @@ async def test_pdf_caps_long_lists_and_says_where_the_rest_are(
     """With lists capped at 5 missing and 2 invalid rows, the PDF lists that many and names the full list's file."""
     monkeypatch.setattr(PdfWriter, "caps", {"missing": 5, "error": 2, "invalid": 2})
     out = tmp_path / "out"
-    await run(sample_manifests(), settings_for(emulator), RunOptions(out_dir=out, formats=("pdf",)))
+    await run(sample_manifests(), out, settings=settings_for(emulator), options=RunOptions(formats=("pdf",)))
     pdf = out / "report.pdf"
     texts = "\n".join(page_texts(pdf, len(pdf_pages(pdf, tmp_path / "pages"))))
     missing = read_results(out / "missing.csv")
@@ -136,7 +138,9 @@ async def test_pdf_lists_error_rows_with_their_reason(make_emulator, tmp_path: P
     config = EmulatorConfig(faults=Faults(rate_malformed=0.3), seed=7)
     async with make_emulator(config) as emulator:
         out = tmp_path / "out"
-        await run([manifest], settings_for(emulator, max_attempts=1), RunOptions(out_dir=out, formats=("pdf",)))
+        await run(
+            [manifest], out, settings=settings_for(emulator, max_attempts=1), options=RunOptions(formats=("pdf",))
+        )
     errors = [r for r in read_results(out / "results.csv") if r["status"] == "error"]
     assert errors
     pdf = out / "report.pdf"
@@ -227,8 +231,8 @@ async def test_merge_writes_the_pdf_the_shards_wrote(emulator: Emulator, tmp_pat
     """Shards run with --format pdf merge, by default, into a report.pdf listing every shard's missing rows."""
     shards = [tmp_path / f"shard-{k}" for k in range(2)]
     for k, out in enumerate(shards):
-        options = RunOptions(out_dir=out, formats=("pdf",), shard=Shard(k, 2))
-        await run(sample_manifests(), settings_for(emulator), options)
+        options = RunOptions(formats=("pdf",), shard=Shard(k, 2))
+        await run(sample_manifests(), out, settings=settings_for(emulator), options=options)
     summary = merge_reports(shards, tmp_path / "merged")
     pdf = tmp_path / "merged" / "report.pdf"
     assert summary.paths["report_pdf"] == pdf

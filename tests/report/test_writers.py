@@ -29,8 +29,8 @@ def as_text(frame: pd.DataFrame) -> list[dict[str, str]]:
 async def every_format(emulator: Emulator, tmp_path: Path) -> Path:
     """The sample manifests (three shapes, non-ASCII, duplicates, invalid rows) reported in every format."""
     out = tmp_path / "out"
-    options = RunOptions(out_dir=out, formats=("json", "xlsx", "parquet"), label="all formats")
-    await run(sorted(SAMPLES.glob("*.csv")), settings_for(emulator), options)
+    options = RunOptions(formats=("json", "xlsx", "parquet"), label="all formats")
+    await run(sorted(SAMPLES.glob("*.csv")), out, settings=settings_for(emulator), options=options)
     return out
 
 
@@ -111,7 +111,7 @@ def test_xlsx_has_frozen_bold_header_and_sized_columns(every_format: Path) -> No
 async def test_run_writes_only_the_formats_asked(emulator: Emulator, tmp_path: Path) -> None:
     """--format parquet adds the Parquet files to csv (always written) and nothing else."""
     manifest = write_manifest(tmp_path / "m.csv", [("acme", "acme-ca", "2026/11/24", "x.mp3")])
-    summary = await run([manifest], settings_for(emulator), RunOptions(out_dir=tmp_path / "o", formats=("parquet",)))
+    summary = await run([manifest], tmp_path / "o", settings=settings_for(emulator), formats=("parquet",))
     written = sorted(p.name for p in (tmp_path / "o").iterdir() if not p.name.startswith(("journal", ".reconcile")))
     assert written == [
         "missing.csv",
@@ -135,7 +135,7 @@ async def test_an_unknown_format_fails_before_any_request(emulator: Emulator, tm
     """A typo in --format is refused before the run, not after hours of checking."""
     manifest = write_manifest(tmp_path / "m.csv", [("acme", "acme-ca", "2026/11/24", "x.mp3")])
     with pytest.raises(UsageError, match="xslx"):
-        await run([manifest], settings_for(emulator), RunOptions(out_dir=tmp_path / "o", formats=("xslx",)))
+        await run([manifest], tmp_path / "o", settings=settings_for(emulator), formats=("xslx",))
     assert emulator.stats.api_requests == 0
 
 

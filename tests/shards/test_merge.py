@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from reconcile.api import run
-from reconcile.cli._main import cli
+from reconcile.cli import cli
 from reconcile.config import Secret
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
 from reconcile.engine._engine import RunOptions
@@ -72,9 +72,9 @@ def run_all(base: Path, paths: list[Path], jobs: list[tuple[str, RunOptions | No
 
     async def main() -> None:
         async with Emulator(EmulatorConfig()) as emulator:
-            for _name, options, changes in jobs:
+            for name, options, changes in jobs:
                 assert options is not None
-                await run(paths, settings_for(emulator, **changes), options)
+                await run(paths, base / name, settings=settings_for(emulator, **changes), options=options)
 
     asyncio.run(main())
 
@@ -85,11 +85,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("merge")
     paths = [NIGHTLY, ARCHIVE, extra_manifest(base / "extra.csv")]
     jobs: list[tuple[str, RunOptions | None, dict[str, Any]]] = [
-        ("full", RunOptions(out_dir=base / "full", formats=FORMATS, label="audit"), {}),
+        ("full", RunOptions(formats=FORMATS, label="audit"), {}),
         *[
             (
                 f"shard-{k}",
-                RunOptions(out_dir=base / f"shard-{k}", formats=FORMATS, label="audit", shard=Shard(k, 3)),
+                RunOptions(formats=FORMATS, label="audit", shard=Shard(k, 3)),
                 {},
             )
             for k in range(3)
@@ -97,15 +97,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # A shard that stopped on a fatal error (the secret is refused), for --allow-incomplete.
         (
             "fatal-1",
-            RunOptions(out_dir=base / "fatal-1", formats=FORMATS, shard=Shard(1, 3)),
+            RunOptions(formats=FORMATS, shard=Shard(1, 3)),
             {"client_secret": Secret("not-the-secret")},
         ),
-        ("single", RunOptions(out_dir=base / "single", shard=Shard(0, 1)), {}),
+        ("single", RunOptions(shard=Shard(0, 1)), {}),
     ]
     run_all(base, paths, jobs)
     # Shard 2 of the same run, but of a manifest that changed in between (same path, other SHA-256).
     extra_manifest(base / "extra.csv", variant="-changed")
-    run_all(base, paths, [("other-2", RunOptions(out_dir=base / "other-2", formats=FORMATS, shard=Shard(2, 3)), {})])
+    run_all(base, paths, [("other-2", RunOptions(formats=FORMATS, shard=Shard(2, 3)), {})])
     (base / "stray").mkdir()
     merge_reports([base / "shard-2", base / "shard-0", base / "shard-1"], base / "merged")
     return base
@@ -317,9 +317,9 @@ async def test_mapped_columns_merge_like_an_unsharded_run(tmp_path: Path) -> Non
     present = {("acme", f"q{n % 4}", f"2026-11-{20 + n % 5}", f"RE{n}.wav"): f"id-{n}" for n in range(0, 60, 2)}
     async with Emulator(EmulatorConfig(), Dataset(present)) as emulator:
         settings = settings_for(emulator)
-        await run([manifest], settings, RunOptions(out_dir=tmp_path / "full", read=read))
+        await run([manifest], tmp_path / "full", settings=settings, read=read)
         for k in range(2):
-            await run([manifest], settings, RunOptions(out_dir=tmp_path / f"s{k}", read=read, shard=Shard(k, 2)))
+            await run([manifest], tmp_path / f"s{k}", settings=settings, read=read, shard=Shard(k, 2))
     summary: Summary = await asyncio.to_thread(merge_reports, [tmp_path / "s1", tmp_path / "s0"], tmp_path / "m")
     full = summary_of(tmp_path / "full")
     assert summary.data["by_organisation"] == full["by_organisation"]
