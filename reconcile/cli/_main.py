@@ -26,11 +26,13 @@ from reconcile._version import version_report
 from reconcile.config import LOG_FORMATS, Settings, configure_logging, reset_logging
 from reconcile.engine import Reconciler, RunOptions
 from reconcile.errors import InternalError, ReconcileError, UsageError
+from reconcile.input import FORMATS as INPUT_FORMATS
 from reconcile.input import ReadOptions, Shard, expand_manifest_paths
+from reconcile.model import ExitCode
 from reconcile.ops import DisplayOptions, Watcher
-from reconcile.report import Summary
+from reconcile.report import FORMATS, Summary
 
-from ._profiles import Profile, load_profile
+from ._profiles import CONSTANT_FIELDS, Profile, load_profile
 
 T = TypeVar("T")
 
@@ -147,7 +149,7 @@ CONNECTION_OPTIONS = (
 READ_OPTIONS = (
     click.option(
         "--input-format",
-        type=click.Choice(["csv", "tsv", "xlsx", "parquet", "jsonl"]),
+        type=click.Choice(INPUT_FORMATS),
         help="Manifest format [default: from the file name; .gz is decompressed].",
     ),
     click.option("--encoding", help="Manifest text encoding [default: utf-8-sig]."),
@@ -287,7 +289,7 @@ def _read_options(values: dict[str, Any], profile: Profile | None = None) -> Rea
                 f"{mapping!r} is not FIELD=COLUMN, e.g. --map filename=RecordingFile", param_hint="--map"
             )
         columns.append((field.strip().lower(), column))
-    constants = tuple((name, given[name]) for name in ("company", "organisation", "folder") if given[name])
+    constants = tuple((name, given[name]) for name in CONSTANT_FIELDS if given[name])
     return (profile or Profile()).read_options(
         encoding=given["encoding"],
         delimiter=given["delimiter"],
@@ -329,7 +331,7 @@ class _Commands(click.Group):
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("stopped (SIGINT) before any row was checked", err=True)
-            sys.exit(130)
+            sys.exit(ExitCode.SIGINT)
         except Exception as exc:
             from reconcile.ops import report_crash
 
@@ -379,7 +381,7 @@ def cli(verbose: int, log_format: str | None, log_file: Path | None) -> None:
 @click.option("--force", is_flag=True, help=FORCE_HELP)
 @click.option("--retry-errors", is_flag=True, help="Re-ask only the error rows of a finished run in --out.")
 @click.option("--label", help="Operator label recorded in summary.json and the reports.")
-@click.option("--format", "formats", help="Report formats, comma-separated: csv, parquet, xlsx, json [default: csv].")
+@click.option("--format", "formats", help=f"Report formats, comma-separated: {', '.join(FORMATS)} [default: csv].")
 @click.option(
     "--compare-to",
     type=click.Path(file_okay=False, path_type=Path),
@@ -659,7 +661,7 @@ def _run_async(
                     watcher.close()
         except asyncio.CancelledError:
             click.echo("stopped at once; the journal is consistent: re-run the same command to resume", err=True)
-            sys.exit(130 if stops[-1:] == ["SIGINT"] else 143)
+            sys.exit(ExitCode.SIGINT if stops[-1:] == ["SIGINT"] else ExitCode.SIGTERM)
 
     return _guard(lambda: _event_loop_run(main()))
 

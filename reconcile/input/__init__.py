@@ -2,10 +2,11 @@
 
 from ._manifest import Manifest, ManifestInfo, Record, expand_manifest_paths, spool_streams
 from ._shard import Shard
-from ._table import ReadOptions, changed_options, options_record
-from ._validate import render, validate
+from ._table import FORMATS, ReadOptions, changed_options, options_record
+from ._validate import format_duration, render, validate
 
 __all__ = [
+    "FORMATS",
     "Manifest",
     "ManifestInfo",
     "ReadOptions",
@@ -13,6 +14,7 @@ __all__ = [
     "Shard",
     "changed_options",
     "expand_manifest_paths",
+    "format_duration",
     "options_record",
     "render",
     "spool_streams",

@@ -29,13 +29,12 @@ from reconcile.config import DEFAULT_ENDPOINT_PATH, Settings, load_certificate, 
 from reconcile.errors import (
     ConfigError,
     CredentialConflict,
-    FatalError,
     ReconcileError,
     TokenError,
     TransportError,
     UsageError,
 )
-from reconcile.model import Key
+from reconcile.model import KEY_FIELDS, ExitCode, Key
 from reconcile.platform import (
     FEDERATED_AUDIENCE,
     RETRYABLE_STATUSES,
@@ -86,9 +85,9 @@ def _reached(step: str, result: Connectivity) -> Check:
     return Check(step, "pass" if result.ok else "fail", result.summary, result.details, fix=result.fix)
 
 
-def exit_code(checks: list[Check]) -> int:
+def exit_code(checks: list[Check]) -> ExitCode:
     """0 when every step passed, 4 (fatal: configuration) otherwise."""
-    return 0 if checks and all(c.ok for c in checks) else FatalError.exit_code
+    return ExitCode.OK if checks and all(c.ok for c in checks) else ExitCode.FATAL
 
 
 def parse_probe(text: str) -> Key:
@@ -481,7 +480,7 @@ async def _path_fix(http: _Http, settings: Settings) -> str:
 
 
 async def _check_probe(http: _Http, settings: Settings, key: Key) -> Check:
-    body = orjson.dumps(dict(zip(("company", "organisation", "folder", "filename"), key, strict=True)))
+    body = orjson.dumps(dict(zip(KEY_FIELDS, key, strict=True)))
     shown = "/".join(key)
     try:
         reply = await http.post_json(settings.endpoint_url, body)

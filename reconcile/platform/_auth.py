@@ -40,18 +40,6 @@ RETRY_FAILED_REFRESH_AFTER = 30.0
 ACCEPTED_LATELY = 10.0  # seconds: while the API accepted a token this recently, a 401 is not about permissions
 FALLBACK_LIFETIME = 300.0  # when a response carries neither expires_in nor a readable exp
 
-#: Azure AD errors that no retry can fix: wrong or expired secret, app not in tenant, unknown tenant, bad scope.
-PERMANENT_ERRORS = frozenset(
-    {
-        "invalid_client",
-        "unauthorized_client",
-        "invalid_request",
-        "invalid_scope",
-        "unsupported_grant_type",
-        "invalid_grant",
-        "access_denied",
-    }
-)
 TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 
 

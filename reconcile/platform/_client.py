@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 import time
@@ -391,8 +390,3 @@ def _raw_message(raw: bytes) -> str:
             if isinstance(payload.get(name), str) and payload[name]:
                 return str(payload[name])
     return text or "(empty body)"
-
-
-async def sleep(seconds: float) -> None:
-    """asyncio.sleep, kept in one place so tests can count waits."""
-    await asyncio.sleep(seconds)

@@ -25,21 +25,9 @@ from typing import Any
 
 from reconcile._version import __version__
 from reconcile.config import Settings
-from reconcile.engine import (
-    END,
-    ERROR,
-    INVALID,
-    MISSING,
-    PRESENT,
-    STATUSES,
-    UNCHECKED,
-    CommitWatermark,
-    Journal,
-    Pacing,
-    RunOutcome,
-)
+from reconcile.engine import END, CommitWatermark, Journal, Pacing, RunOutcome
 from reconcile.input import Manifest, Shard
-from reconcile.model import Key
+from reconcile.model import ExitCode, Key, Status
 
 from . import _delta as delta
 from . import _html as html_report
@@ -52,9 +40,6 @@ log = logging.getLogger("reconcile.report._build")
 # Formats cheap enough to write between requests; a workbook (openpyxl, ~9,000 rows/s) would hold the event loop
 # for half a second per chunk, so with xlsx the report is written after the run.
 STREAMED_FORMATS = frozenset({"csv", "json", "parquet"})
-
-EXIT_ALL_PRESENT, EXIT_SOME_MISSING, EXIT_USAGE, EXIT_ROW_PROBLEMS, EXIT_FATAL = 0, 1, 2, 3, 4
-EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +66,7 @@ class ReportFiles:
 
     def __init__(self, out_dir: Path, columns: list[str], formats: Sequence[str], compare_to: Path | None) -> None:
         width = len(columns)
-        self.statistics = ReportStatistics(STATUSES, MISSING, spill_dir=out_dir)
+        self.statistics = ReportStatistics(tuple(Status), Status.MISSING, spill_dir=out_dir)
         self._out_dir = out_dir
         self._compare_to = compare_to
         self._comparison: delta.Comparison | None = None
@@ -96,7 +81,7 @@ class ReportFiles:
         self.paths = {name: path for writer in self._writers for name, path in writer.paths.items()}
 
     def add(self, rows: list[list[Any]], keys: list[Key]) -> None:
-        missing = [row for row in rows if row[STATUS] == MISSING]
+        missing = [row for row in rows if row[STATUS] == Status.MISSING]
         for writer in self._writers:
             writer.add(rows, missing)
         if self._comparison is not None:
@@ -299,16 +284,12 @@ def _discard_leftovers(out_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def exit_code(counts: dict[str, int], outcome: RunOutcome) -> int:
+def exit_code(counts: dict[str, int], outcome: RunOutcome) -> ExitCode:
     if outcome.fatal is not None:
-        return EXIT_FATAL
+        return ExitCode.FATAL
     if outcome.interrupted:
-        return EXIT_SIGNAL.get(outcome.interrupted, EXIT_FATAL)
-    if counts.get(INVALID, 0) or counts.get(ERROR, 0) or counts.get(UNCHECKED, 0):
-        return EXIT_ROW_PROBLEMS
-    if counts.get(MISSING, 0):
-        return EXIT_SOME_MISSING
-    return EXIT_ALL_PRESENT
+        return ExitCode.__members__.get(outcome.interrupted, ExitCode.FATAL)
+    return ExitCode.for_counts(counts)
 
 
 def _unchecked(outcome: RunOutcome) -> Unchecked:
@@ -319,7 +300,7 @@ def _unchecked(outcome: RunOutcome) -> Unchecked:
         detail = f"not checked: the run was interrupted ({outcome.interrupted}); re-run the same command to resume"
     else:
         detail = "not checked"
-    return (UNCHECKED, "", detail, 0, "")
+    return (Status.UNCHECKED, "", detail, 0, "")
 
 
 def _summary_data(
@@ -333,8 +314,8 @@ def _summary_data(
     paths: dict[str, Path],
     changes: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    counts = {status: statistics.counts[status] for status in (PRESENT, MISSING, INVALID, ERROR, UNCHECKED)}
-    complete = outcome.fatal is None and not outcome.interrupted and counts[UNCHECKED] == 0
+    counts = {status: statistics.counts[status] for status in Status}
+    complete = outcome.fatal is None and not outcome.interrupted and counts[Status.UNCHECKED] == 0
     duration = max(outcome.duration, 1e-9)
     error = None
     if outcome.fatal is not None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.errors import UsageError
-from reconcile.model import KEY_FIELDS, Key, key_digest
+from reconcile.model import KEY_FIELDS, Key, Status, key_digest
 
 CHANGES = ("newly_missing", "recovered", "call_id_changed", "status_changed", "new", "gone")
 COLUMNS = (
@@ -54,11 +54,11 @@ Entry = tuple[Key, str, str, str, int | None]
 """One report row as the delta sees it: (key, status, call_id, source, row)."""
 
 # The change of a current row matched with its previous row, as its index in CHANGES; NULL when unchanged.
-_KIND = """CASE
+_KIND = f"""CASE
     WHEN p.seq IS NULL THEN 4
-    WHEN p.status = 'present' AND c.status = 'missing' THEN 0
-    WHEN p.status = 'missing' AND c.status = 'present' THEN 1
-    WHEN p.status = 'present' AND c.status = 'present' AND p.call_id != c.call_id THEN 2
+    WHEN p.status = '{Status.PRESENT}' AND c.status = '{Status.MISSING}' THEN 0
+    WHEN p.status = '{Status.MISSING}' AND c.status = '{Status.PRESENT}' THEN 1
+    WHEN p.status = '{Status.PRESENT}' AND c.status = '{Status.PRESENT}' AND p.call_id != c.call_id THEN 2
     WHEN p.status != c.status THEN 3
 END"""
 _CURRENT_CHANGES = f"""

@@ -15,18 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconcile.model import Status
+
 from ._statistics import DayCount, FolderCount, MissingRow
 
 CHART_BARS = 25  # organisations or folders drawn; the rest are counted in a note
 TOP_FOLDERS = 25
 MAX_DAY_BARS = 400  # beyond this many days the chart shows months
 
-_COLOURS = {
-    "present": "#2e7d32",
-    "missing": "#c62828",
-    "invalid": "#8e24aa",
-    "error": "#ef6c00",
-    "unchecked": "#757575",
+_COLOURS: dict[str, str] = {
+    Status.PRESENT: "#2e7d32",
+    Status.MISSING: "#c62828",
+    Status.INVALID: "#8e24aa",
+    Status.ERROR: "#ef6c00",
+    Status.UNCHECKED: "#757575",
 }
 
 

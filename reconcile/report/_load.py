@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconcile.errors import UsageError
+from reconcile.model import Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,11 +36,11 @@ class ReportFrames:
 
     @property
     def present(self) -> pd.DataFrame:
-        return self.results[self.results["status"] == "present"]
+        return self.results[self.results["status"] == Status.PRESENT]
 
     @property
     def missing(self) -> pd.DataFrame:
-        return self.results[self.results["status"] == "missing"]
+        return self.results[self.results["status"] == Status.MISSING]
 
 
 def load_report(out_dir: str | Path) -> ReportFrames:

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from reconcile._version import __version__
-from reconcile.engine import ERROR, INVALID, MISSING, PRESENT, UNCHECKED, claim
+from reconcile.engine import claim
 from reconcile.errors import UsageError
-from reconcile.model import KEY_FIELDS, Key
+from reconcile.model import KEY_FIELDS, ExitCode, Key, Status
 from reconcile.report import (
     ATTEMPTS,
     CHUNK,
@@ -99,14 +99,9 @@ def _merge(
     )
 
 
-def exit_code(data: dict[str, Any]) -> int:
+def exit_code(data: dict[str, Any]) -> ExitCode:
     """As ``run``'s: 4 when a shard stopped on a fatal error, else 3, 1 or 0 from the counts."""
-    counts = data["counts"]
-    if data["outcome"] == "fatal":
-        return 4
-    if counts[INVALID] or counts[ERROR] or counts[UNCHECKED]:
-        return 3
-    return 1 if counts[MISSING] else 0
+    return ExitCode.FATAL if data["outcome"] == "fatal" else ExitCode.for_counts(data["counts"])
 
 
 def _merged_chunks(
@@ -229,7 +224,7 @@ def merged_summary(
 ) -> dict[str, Any]:
     """summary.json of the merged report: an unsharded run's keys, from the rows, plus ``merged_from``."""
     summaries = [r.summary for r in reports]
-    counts = {status: statistics.counts[status] for status in (PRESENT, MISSING, INVALID, ERROR, UNCHECKED)}
+    counts = {status: statistics.counts[status] for status in Status}
     summed = {status: sum(s["counts"].get(status, 0) for s in summaries) for status in counts}
     if counts != summed:
         raise UsageError(
@@ -248,7 +243,7 @@ def merged_summary(
         "counts": counts,
         "records": statistics.records,
         "duplicates": statistics.duplicates,
-        "complete": all(s["complete"] for s in summaries) and counts[UNCHECKED] == 0,
+        "complete": all(s["complete"] for s in summaries) and counts[Status.UNCHECKED] == 0,
         "outcome": next((o for o in ("fatal", "interrupted") if o in outcomes), "complete"),
         "error": errors[0] if errors else None,
         # Merging the same shards again gives the same id.
