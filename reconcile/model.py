@@ -1,4 +1,5 @@
-"""What every stage shares: a recording's key and its digest, the statuses a row can end in, the exit codes.
+"""What every stage shares: a recording's key and its digest, the statuses a row can end in, the exit codes, and
+how a file is written so that its final name always holds a whole one.
 
 A key is the four values that name a recording on the platform; the digest is how the journal, the shards, the
 comparison with an earlier report and ``validate`` find a key again without holding its text.
@@ -8,7 +9,10 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 
 KEY_FIELDS = ("company", "organisation", "folder", "filename")
 
@@ -52,3 +56,19 @@ class ExitCode(enum.IntEnum):
         if any(counts.get(status, 0) for status in (Status.INVALID, Status.ERROR, Status.UNCHECKED)):
             return cls.ROW_PROBLEMS
         return cls.MISSING if counts.get(Status.MISSING, 0) else cls.OK
+
+
+def partial_path(path: Path) -> Path:
+    """Where ``path`` is written until it is complete: a hidden ``.NAME.partial`` beside it."""
+    return path.with_name(f".{path.name}.partial")
+
+
+@contextmanager
+def written_whole(path: Path) -> Iterator[Path]:
+    """Write ``path`` through the file this yields: renamed into place when the block ends, removed if it fails."""
+    temporary = partial_path(path)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from reconcile._version import __version__
 from reconcile.config import Settings
 from reconcile.engine import END, CommitWatermark, Journal, Pacing, RunOutcome
 from reconcile.input import Manifest, Shard
-from reconcile.model import ExitCode, Key, Status
+from reconcile.model import ExitCode, Key, Status, written_whole
 
 from . import _delta as delta
 from . import _html as html_report
@@ -386,8 +385,6 @@ def _pacing_data(pacing: Pacing) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    temporary = exports.partial(path)
-    with open(temporary, "w", encoding="utf-8") as handle:
+    with written_whole(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
-    os.replace(temporary, path)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.errors import UsageError
-from reconcile.model import KEY_FIELDS, Key, Status, key_digest
+from reconcile.model import KEY_FIELDS, Key, Status, key_digest, written_whole
 
 CHANGES = ("newly_missing", "recovered", "call_id_changed", "status_changed", "new", "gone")
 COLUMNS = (
@@ -168,19 +168,14 @@ class Comparison:
         for side in ("prev", "cur"):
             self._db.executescript(_INDEX.format(side=side))
         counts = dict.fromkeys(CHANGES, 0)
-        temporary = path.with_name(f".{path.name}.partial")
-        try:
-            with open(temporary, "w", encoding="utf-8", newline="") as handle:
-                writer = csv.writer(handle, lineterminator="\n")
-                writer.writerow(COLUMNS)
-                for query in (_CURRENT_CHANGES, _GONE):
-                    for kind, *row in self._db.execute(query):
-                        change = CHANGES[kind]
-                        writer.writerow((change, *row))
-                        counts[change] += 1
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        with written_whole(path) as temporary, open(temporary, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(COLUMNS)
+            for query in (_CURRENT_CHANGES, _GONE):
+                for kind, *row in self._db.execute(query):
+                    change = CHANGES[kind]
+                    writer.writerow((change, *row))
+                    counts[change] += 1
         (current,) = self._db.execute("SELECT count(*) FROM cur").fetchone()
         counts["unchanged"] = int(current) - sum(counts[c] for c in CHANGES if c != "gone")
         return counts

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconcile.model import Status
+from reconcile.model import Status, written_whole
 
 from ._statistics import DayCount, FolderCount, MissingRow
 
@@ -69,9 +69,8 @@ def render(summary: Mapping[str, Any], views: Views) -> str:
 
 
 def write(path: Path, summary: Mapping[str, Any], views: Views) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(render(summary, views), encoding="utf-8")
-    temporary.replace(path)
+    with written_whole(path) as temporary:
+        temporary.write_text(render(summary, views), encoding="utf-8")
 
 
 def _verdict(summary: Mapping[str, Any]) -> str:

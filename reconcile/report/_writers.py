@@ -24,6 +24,7 @@ from typing import IO, Any, Protocol
 import orjson
 
 from reconcile.errors import UsageError
+from reconcile.model import partial_path
 
 FORMATS = ("csv", "parquet", "xlsx", "json")
 EXCEL_MAX_ROWS = 1_048_576  # rows per worksheet, header included (Excel's limit)
@@ -89,26 +90,21 @@ TABLE_NAMES = (
 REPORT_NAMES = ("summary.json", "report.html", "delta.csv", *TABLE_NAMES)
 
 
-def partial(path: Path) -> Path:
-    """Where ``path`` is written until it is complete."""
-    return path.with_name(f".{path.name}.partial")
-
-
 def discard_partials(out_dir: Path) -> None:
     """Remove the files a killed run left half-written in ``out_dir`` (under :func:`partial` names of a report's
     files only: another program's ``.x.partial`` is not ours to remove)."""
     for name in REPORT_NAMES:
-        partial(out_dir / name).unlink(missing_ok=True)
+        partial_path(out_dir / name).unlink(missing_ok=True)
 
 
 def _commit(paths: Mapping[str, Path]) -> None:
     for path in paths.values():
-        os.replace(partial(path), path)
+        os.replace(partial_path(path), path)
 
 
 def _discard(paths: Mapping[str, Path]) -> None:
     for path in paths.values():
-        partial(path).unlink(missing_ok=True)
+        partial_path(path).unlink(missing_ok=True)
 
 
 class _FileWriter:
@@ -139,7 +135,7 @@ class CsvWriter(_FileWriter):
 
     def __init__(self, out_dir: Path, columns: list[str], int_columns: list[int]) -> None:
         self.paths = {"results": out_dir / "results.csv", "missing": out_dir / "missing.csv"}
-        self._handles = [open(partial(p), "w", encoding="utf-8", newline="") for p in self.paths.values()]  # noqa: SIM115
+        self._handles = [open(partial_path(p), "w", encoding="utf-8", newline="") for p in self.paths.values()]  # noqa: SIM115
         self._results, self._missing = (csv.writer(h, lineterminator="\n") for h in self._handles)
         self._results.writerow(columns)
         self._missing.writerow(columns)
@@ -155,7 +151,7 @@ class JsonWriter(_FileWriter):
     def __init__(self, out_dir: Path, columns: list[str], int_columns: list[int]) -> None:
         self.paths = {"results_json": out_dir / "results.jsonl", "missing_json": out_dir / "missing.jsonl"}
         self._columns = columns
-        self._handles = [open(partial(p), "wb") for p in self.paths.values()]  # noqa: SIM115
+        self._handles = [open(partial_path(p), "wb") for p in self.paths.values()]  # noqa: SIM115
 
     def add(self, rows: Sequence[list[Any]], missing: Sequence[list[Any]]) -> None:
         columns = self._columns
@@ -174,7 +170,7 @@ class ParquetWriter:
         self._pa = pa
         self._types = [pa.int64() if i in int_columns else pa.string() for i in range(len(columns))]
         self._schema = pa.schema([pa.field(c, t) for c, t in zip(columns, self._types, strict=True)])
-        self._writers = [pq.ParquetWriter(partial(p), self._schema) for p in self.paths.values()]
+        self._writers = [pq.ParquetWriter(partial_path(p), self._schema) for p in self.paths.values()]
 
     def add(self, rows: Sequence[list[Any]], missing: Sequence[list[Any]]) -> None:
         for writer, chunk in zip(self._writers, (rows, missing), strict=True):
@@ -253,14 +249,14 @@ class XlsxWriter:
             sheet.append([_cell(sheet, v, bold=bold) for v in row])
         self._missing.close()
         self._all.close()
-        self._book.save(partial(self.paths["results_xlsx"]))
+        self._book.save(partial_path(self.paths["results_xlsx"]))
         _commit(self.paths)
 
     def abort(self) -> None:
         # Saving is openpyxl's one public way to close its sheets' temporary files (in the system's temp
         # directory); the workbook saved is then deleted.
         with contextlib.suppress(Exception):
-            self._book.save(partial(self.paths["results_xlsx"]))
+            self._book.save(partial_path(self.paths["results_xlsx"]))
         _discard(self.paths)
 
 
