@@ -17,12 +17,12 @@ import reconcile.report._rows as report_rows
 from reconcile import __version__
 from reconcile.api import run
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
-from reconcile.engine._engine import STATUSES, Reconciler, RunOptions, RunOutcome
+from reconcile.engine._engine import Reconciler, RunOptions, RunOutcome
 from reconcile.engine._journal import Journal
 from reconcile.engine._outdir import LOCK_NAME
 from reconcile.input._manifest import Manifest
 from reconcile.input._table import ReadOptions
-from reconcile.model import Key
+from reconcile.model import Key, Status
 from reconcile.report._build import ReportFiles, RunReport
 from reconcile.report._delta import compare
 from reconcile.report._rows import OUR_COLUMNS, ReportRows, output_columns
@@ -59,9 +59,9 @@ async def test_counts_per_company_and_organisation_match_results_csv(emulator: E
     for row in rows:
         by_company.setdefault(row["company"], Counter())[row["status"]] += 1
         by_org.setdefault((row["company"], row["organisation"]), Counter())[row["status"]] += 1
-    assert data["by_company"] == [{"company": c, **{s: n[s] for s in STATUSES}} for c, n in sorted(by_company.items())]
+    assert data["by_company"] == [{"company": c, **{s: n[s] for s in Status}} for c, n in sorted(by_company.items())]
     assert data["by_organisation"] == [
-        {"company": c, "organisation": o, **{s: n[s] for s in STATUSES}} for (c, o), n in sorted(by_org.items())
+        {"company": c, "organisation": o, **{s: n[s] for s in Status}} for (c, o), n in sorted(by_org.items())
     ]
     assert sum(c["missing"] for c in data["by_company"]) == data["counts"]["missing"] > 0
 
@@ -121,7 +121,7 @@ async def test_a_killed_runs_leftovers_are_removed(emulator: Emulator, tmp_path:
     await sample_run(emulator, out)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".notes.partial", LOCK_NAME]
     assert not (out / "results.parquet").exists()
-    assert read_results(out / "results.csv")[0]["status"] in STATUSES
+    assert read_results(out / "results.csv")[0]["status"] in tuple(Status)
 
 
 TELEPHONY = ("Tenant", "Queue", "Date", "RecordingSid")
@@ -162,7 +162,7 @@ async def test_a_constant_beside_a_same_named_column_is_shown_as_checked(tmp_pat
 def test_folder_counts_spill_to_disk_with_the_same_answer(tmp_path: Path) -> None:
     """A tally forced to spill after 3 folders ranks folders exactly like one that keeps all in memory."""
     tallies = [
-        ReportStatistics(STATUSES, "missing", spill_dir=tmp_path, folders_in_memory=limit) for limit in (3, 10_000)
+        ReportStatistics(tuple(Status), "missing", spill_dir=tmp_path, folders_in_memory=limit) for limit in (3, 10_000)
     ]
     for number in range(400):
         folder = f"f{number % 37}"
