@@ -2,7 +2,7 @@
 
 from ._build import RunReport, Summary, check_options, supersede, write_rows
 from ._load import ReportFrames, load_report
-from ._rows import ATTEMPTS, CHUNK, DETAIL, OUR_COLUMNS, ROW, SOURCE, STATUS, rename_clash
+from ._rows import ATTEMPTS, CHUNK, DETAIL, OUR_COLUMNS, ROW, SOURCE, STATUS, Layout
 from ._statistics import ReportStatistics, day_reader
 from ._writers import FORMATS
 
@@ -15,6 +15,7 @@ __all__ = [
     "ROW",
     "SOURCE",
     "STATUS",
+    "Layout",
     "ReportFrames",
     "ReportStatistics",
     "RunReport",
@@ -22,7 +23,6 @@ __all__ = [
     "check_options",
     "day_reader",
     "load_report",
-    "rename_clash",
     "supersede",
     "write_rows",
 ]

@@ -34,6 +34,8 @@ from typing import Any
 from reconcile.errors import UsageError
 from reconcile.model import KEY_FIELDS, Key, Status, key_digest, written_whole
 
+from ._rows import CHECKED
+
 CHANGES = ("newly_missing", "recovered", "call_id_changed", "status_changed", "new", "gone")
 COLUMNS = (
     "change",
@@ -220,7 +222,7 @@ def _positions(path: Path, header: list[str]) -> tuple[list[int], int, int, int 
     """
     normalised = [name.strip().lower() for name in header]
     found = {name: normalised.index(name) for name in KEY_FIELDS if name in normalised}
-    found |= {name: header.index(f"{name} (checked)") for name in KEY_FIELDS if f"{name} (checked)" in header}
+    found |= {name: header.index(f"{name}{CHECKED}") for name in KEY_FIELDS if f"{name}{CHECKED}" in header}
     found |= {name: header.index(name) for name in ("status", "call_id", "source", "row") if name in header}
     wanted = [*KEY_FIELDS, "status", "call_id"]
     missing = [name for name in wanted if name not in found]

@@ -25,20 +25,19 @@ from typing import Any
 from reconcile._version import __version__
 from reconcile.engine import claim
 from reconcile.errors import UsageError
-from reconcile.model import KEY_FIELDS, ExitCode, Key, Status
+from reconcile.model import ExitCode, Key, Status
 from reconcile.report import (
     ATTEMPTS,
     CHUNK,
     DETAIL,
-    OUR_COLUMNS,
     ROW,
     SOURCE,
     STATUS,
+    Layout,
     ReportStatistics,
     Summary,
     check_options,
     day_reader,
-    rename_clash,
     write_rows,
 )
 
@@ -174,32 +173,19 @@ def _shard_rows(
 
 def _layouts(manifests: Sequence[dict[str, Any]], columns: list[str]) -> list[tuple[Any, Any, Any]]:
     """Per manifest: getters of its own values and of the four checked values from a results.csv row, and its day
-    reader.
-
-    results.csv holds every manifest's columns, then one column per value read through --map, a constant or a
-    template (named after the field, "company (checked)" if a manifest column is already so named), then ours.
-    """
-    own = list(dict.fromkeys(rename_clash(c) for m in manifests for c in m["columns"]))
-    added = {
-        name.removesuffix(" (checked)"): len(own) + n
-        for n, name in enumerate(columns[len(own) : len(columns) - len(OUR_COLUMNS)])
-    }
+    reader, from the report's column layout (:class:`reconcile.report.Layout`)."""
+    layout = Layout.of_header(columns, [m["columns"] for m in manifests])
     layouts = []
     for manifest in manifests:
         names = list(manifest["columns"])
-        positions = [columns.index(rename_clash(c)) for c in names]
-        keys = []
-        for field in KEY_FIELDS:
-            if field in added:
-                keys.append(added[field])
-                continue
-            matches = [c for c in names if c.strip().lower() == field]
-            if not matches:
-                raise UsageError(
-                    f"{manifest['path']}: no column holds {field!r}, yet the shards checked it. "
-                    "HINT: re-run the shards with this version of reconcile"
-                )
-            keys.append(columns.index(rename_clash(field if field in matches else matches[0])))
+        positions = layout.positions(names)
+        try:
+            keys = layout.key_positions(names)
+        except KeyError as missing:
+            raise UsageError(
+                f"{manifest['path']}: no column holds {missing.args[0]!r}, yet the shards checked it. "
+                "HINT: re-run the shards with this version of reconcile"
+            ) from None
         # itemgetter: C speed on the million-row path; a single position would give a value, not a tuple.
         own_values = itemgetter(*positions) if len(positions) > 1 else lambda row, p=positions: [row[i] for i in p]
         layouts.append((own_values, itemgetter(*keys), day_reader(names)))

@@ -25,7 +25,7 @@ from reconcile.input._table import ReadOptions
 from reconcile.model import Key, Status
 from reconcile.report._build import ReportFiles, RunReport
 from reconcile.report._delta import compare
-from reconcile.report._rows import OUR_COLUMNS, ReportRows, output_columns
+from reconcile.report._rows import OUR_COLUMNS, Layout, ReportRows
 from reconcile.report._statistics import ReportStatistics, date_column, day_of_folder, day_of_value, day_reader
 from tests.conftest import (
     SAMPLES,
@@ -259,7 +259,24 @@ def test_output_columns_add_only_values_no_column_shows(
 ) -> None:
     """A key column is added only when the value checked is not what a same-named manifest column holds."""
     manifest = Manifest(write_manifest(tmp_path / "m.csv", [("x",) * len(header)], header=header), 0, read)
-    assert output_columns([manifest]) == [*header, *added, *OUR_COLUMNS]
+    assert Layout.of_manifests([manifest]).columns == [*header, *added, *OUR_COLUMNS]
+
+
+def test_a_results_header_gives_back_the_layout_that_wrote_it(tmp_path: Path) -> None:
+    """merge reads the layout from a results.csv header and the manifests' columns: the same layout a run wrote,
+    and each checked value found where the run put it (an added column wins over the manifest's own)."""
+    header = ("Company", "organisation", "folder", "status", "Sid")
+    read = ReadOptions(constants=(("organisation", "support"),), filename_template="{Sid}")
+    manifest = Manifest(write_manifest(tmp_path / "m.csv", [("x",) * len(header)], header=header), 0, read)
+    written = Layout.of_manifests([manifest])
+    assert written.columns[:5] == ["Company", "organisation", "folder", "status (manifest)", "Sid"]
+    read_back = Layout.of_header(written.columns, [header])
+    assert read_back == written
+    # company: the manifest's "Company"; organisation and filename: the added columns; folder: the manifest's.
+    assert read_back.key_positions(header) == [0, 5, 2, 6]
+    assert read_back.positions(header) == [0, 1, 2, 3, 4]
+    with pytest.raises(KeyError, match="company"):
+        read_back.key_positions(("organisation", "folder"))
 
 
 STREAM_ROWS = [("acme", "acme-ca", "2026/11/25", f"call-{i:04d}.wav") for i in range(600)]
