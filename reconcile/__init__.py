@@ -2,14 +2,15 @@
 
 The library API: :func:`run` reconciles manifests into a report directory; :class:`Settings` says where to
 connect and with which credentials; :class:`RunOptions` how the run behaves;
-:func:`load_report` opens a finished report in pandas.
+:func:`load_report` opens a finished report in pandas, :func:`load_summary` its summary.json as a :class:`Summary`.
 """
 
 from reconcile.config._settings import Secret, Settings
 from reconcile.engine._engine import Progress, Reconciler, RunOptions
 from reconcile.input._manifest import Manifest, Record
-from reconcile.report._build import Summary
+from reconcile.report._build import Report
 from reconcile.report._load import ReportFrames, load_report
+from reconcile.report._summary import Summary, load_summary
 
 from ._version import __version__
 from .api import run
@@ -21,6 +22,7 @@ __all__ = [
     "ReconcileError",
     "Reconciler",
     "Record",
+    "Report",
     "ReportFrames",
     "RunOptions",
     "Secret",
@@ -28,5 +30,6 @@ __all__ = [
     "Summary",
     "__version__",
     "load_report",
+    "load_summary",
     "run",
 ]

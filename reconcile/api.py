@@ -13,7 +13,7 @@ from pathlib import Path
 from reconcile.config import Settings
 from reconcile.engine import Journal, Reconciler, RunOptions, claim
 from reconcile.input import ManifestInfo, options_record, spool_streams
-from reconcile.report import RunReport, Summary, check_options, supersede
+from reconcile.report import Report, RunReport, check_options, supersede
 
 from .errors import ManifestError, UsageError
 
@@ -24,7 +24,7 @@ async def run(
     options: RunOptions,
     *,
     on_start: Callable[[Reconciler], None] | None = None,
-) -> Summary:
+) -> Report:
     """Check every row of ``paths`` and write the report into ``options.out_dir``.
 
     ``on_start`` receives the :class:`Reconciler` before any request is sent: the CLI uses it to install
@@ -40,7 +40,7 @@ async def _run_claimed(
     settings: Settings,
     options: RunOptions,
     on_start: Callable[[Reconciler], None] | None,
-) -> Summary:
+) -> Report:
     paths = spool_streams([Path(p) for p in paths], options.out_dir)  # stdin and pipes: read once, kept in --out
     reconciler = Reconciler(paths, settings, options)
     check_options(options.formats, options.compare_to)  # a bad --format or --compare-to fails before any request

@@ -30,7 +30,7 @@ from reconcile.input import FORMATS as INPUT_FORMATS
 from reconcile.input import ReadOptions, Shard, expand_manifest_paths
 from reconcile.model import ExitCode
 from reconcile.ops import DisplayOptions, Watcher
-from reconcile.report import FORMATS, Summary
+from reconcile.report import FORMATS, Report
 
 from ._profiles import CONSTANT_FIELDS, Profile, load_profile
 
@@ -620,7 +620,7 @@ def doctor(
 
 async def _reconcile(
     paths: list[Path], settings: Settings, options: RunOptions, install: Callable[[Reconciler], None]
-) -> Summary:
+) -> Report:
     from reconcile.api import run as run_library
 
     return await run_library(paths, settings, options, on_start=install)
@@ -696,7 +696,7 @@ def _guard(fn: Callable[[], T]) -> T:
         sys.exit(exc.exit_code)
 
 
-def _print_summary(summary: Summary, *, error_logged: bool = True) -> None:
+def _print_summary(summary: Report, *, error_logged: bool = True) -> None:
     """The counts, what to do next, and the report's files, on stdout.  ``error_logged``: a fatal error was
     logged to stderr as it happened (a run's), so it is not printed again (a merge reports its shards')."""
     counts = summary.counts
@@ -706,15 +706,15 @@ def _print_summary(summary: Summary, *, error_logged: bool = True) -> None:
     )
     if counts.get("unchecked"):
         line += f", {counts['unchecked']} unchecked"
-    if summary.data.get("duplicates"):
-        line += f" ({summary.data['duplicates']} duplicates)"
+    if summary.summary.duplicates:
+        line += f" ({summary.summary.duplicates} duplicates)"
     click.echo(line)
-    error = summary.data.get("error")
+    error = summary.summary.error
     if error and not error_logged:
-        click.echo(f"error: {error['message']}", err=True)
+        click.echo(f"error: {error.message}", err=True)
     if error and error_logged:
         click.echo(
-            f"stopped by a fatal error ({error['type']}, on stderr): the rows not reached are unchecked; once it is "
+            f"stopped by a fatal error ({error.type}, on stderr): the rows not reached are unchecked; once it is "
             "fixed, re-run the same command to resume"
         )
     elif not summary.complete:

@@ -10,7 +10,7 @@ from reconcile.api import run
 from reconcile.config import Secret, Settings
 from reconcile.engine import Reconciler, RunOptions
 from reconcile.errors import FatalError
-from reconcile.report import Summary
+from reconcile.report import Report
 
 if TYPE_CHECKING:
     from reconcile.emulator import Emulator
@@ -47,7 +47,7 @@ def demo_settings(emulator: Emulator, **changes: Any) -> Settings:
     return settings
 
 
-async def run_demo(out_dir: Path, concurrency: int | None, install: Callable[[Reconciler], None]) -> Summary:
+async def run_demo(out_dir: Path, concurrency: int | None, install: Callable[[Reconciler], None]) -> Report:
     """Start the emulator on a free loopback port, reconcile the samples, write the report."""
     from reconcile.emulator import Emulator
 

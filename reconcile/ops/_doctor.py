@@ -9,9 +9,7 @@ payload (no signature check: only the platform can do that) and shown one by one
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import re
 import ssl
 import time
@@ -44,6 +42,8 @@ from reconcile.platform import (
     RetryPolicy,
     Token,
     TokenProvider,
+    jwt_claims,
+    jwt_expiry,
     post,
     refusal_fix,
     retry_after_from_headers,
@@ -214,7 +214,7 @@ def _describe_federated_token(path: Path, warnings: list[str]) -> tuple[tuple[st
         f"  subject      {claims.get('sub', '?')}",
         f"  audience     {', '.join(audiences)}",
     ]
-    exp = _expiry(claims)
+    exp = jwt_expiry(claims)
     if exp is not None:
         stamp = _stamp(exp)
         details.append(f"  expires      {stamp} (in {max(0, exp - time.time()) / 60:.0f} min)")
@@ -362,23 +362,6 @@ def _token_refused(exc: TokenError, settings: Settings) -> Check:
     )
 
 
-def jwt_claims(token: str) -> dict[str, Any] | None:
-    """The claims of a JWT, decoded from its payload only (the signature is the platform's business)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return claims if isinstance(claims, dict) else None
-
-
-def _expiry(claims: Mapping[str, Any]) -> float | None:
-    exp = claims.get("exp")
-    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
-
-
 def _stamp(seconds: float) -> str:
     """ISO-8601 UTC to the second, as the rest of the output writes times."""
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -394,7 +377,7 @@ def _describe_claims(claims: Mapping[str, Any], settings: Settings) -> tuple[tup
         f"roles     {', '.join(roles) if roles else '(none)'}",
         f"tenant    {claims.get('tid', '?')}",
     ]
-    exp = _expiry(claims)
+    exp = jwt_expiry(claims)
     if exp is not None:
         details.append(f"expires   {_stamp(exp)} (in {max(0, exp - time.time()) / 60:.0f} min)")
     warnings = []

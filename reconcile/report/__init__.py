@@ -1,9 +1,23 @@
 """The report: rows joined with results, statistics, the writers of each format, report.html, the delta."""
 
-from ._build import RunReport, Summary, check_options, supersede, write_rows
+from ._build import Report, RunReport, check_options, supersede, write_rows
 from ._load import ReportFrames, load_report
 from ._rows import ATTEMPTS, CHUNK, DETAIL, OUR_COLUMNS, ROW, SOURCE, STATUS, Layout
 from ._statistics import ReportStatistics, day_reader
+from ._summary import (
+    SUMMARY_NAME,
+    Attempt,
+    Counts,
+    Delta,
+    ErrorInfo,
+    GroupCounts,
+    ManifestEntry,
+    MergedShard,
+    PacingSummary,
+    Proxy,
+    Summary,
+    load_summary,
+)
 from ._writers import FORMATS
 
 __all__ = [
@@ -15,7 +29,18 @@ __all__ = [
     "ROW",
     "SOURCE",
     "STATUS",
+    "SUMMARY_NAME",
+    "Attempt",
+    "Counts",
+    "Delta",
+    "ErrorInfo",
+    "GroupCounts",
     "Layout",
+    "ManifestEntry",
+    "MergedShard",
+    "PacingSummary",
+    "Proxy",
+    "Report",
     "ReportFrames",
     "ReportStatistics",
     "RunReport",
@@ -23,6 +48,7 @@ __all__ = [
     "check_options",
     "day_reader",
     "load_report",
+    "load_summary",
     "supersede",
     "write_rows",
 ]

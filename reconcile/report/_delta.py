@@ -20,9 +20,7 @@ The changes, in the order delta.csv lists them (each group in row order):
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import json
 import os
 import sqlite3
 import tempfile
@@ -35,6 +33,7 @@ from reconcile.errors import UsageError
 from reconcile.model import KEY_FIELDS, Key, Status, key_digest, written_whole
 
 from ._rows import CHECKED
+from ._summary import load_summary
 
 CHANGES = ("newly_missing", "recovered", "call_id_changed", "status_changed", "new", "gone")
 COLUMNS = (
@@ -115,10 +114,11 @@ def open_previous(directory: Path) -> PreviousRun:
     if header is None:
         raise UsageError(f"--compare-to {directory}: results.csv is empty. {hint}")
     _positions(results, header)
-    meta: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):  # summary.json only adds the run id; comparing needs none of it
-        meta = json.loads((directory / "summary.json").read_text(encoding="utf-8"))
-    return PreviousRun(directory, results, meta.get("run_id"), meta.get("engine_version"))
+    try:
+        summary = load_summary(directory)
+    except UsageError:  # summary.json only adds the run id; comparing needs none of it
+        return PreviousRun(directory, results, None, None)
+    return PreviousRun(directory, results, summary.run_id, summary.engine_version)
 
 
 def read_results(path: Path) -> Iterator[Entry]:

@@ -47,7 +47,7 @@ async def sample_run(emulator: Emulator, out: Path, **options: Any) -> dict[str,
     summary = await run(
         sorted(SAMPLES.glob("*.csv")), settings_for(emulator), RunOptions(out_dir=out, label="nightly audit", **options)
     )
-    return summary.data
+    return summary.summary.to_dict()
 
 
 async def test_counts_per_company_and_organisation_match_results_csv(emulator: Emulator, tmp_path: Path) -> None:

@@ -186,7 +186,7 @@ async def reconcile_with(
     async with Emulator(EmulatorConfig(), Dataset(dataset)) as emulator:
         settings: Settings = settings_for(emulator)
         summary = await run([manifest], settings, RunOptions(out_dir=out, compare_to=compare_to))
-    return summary.data
+    return summary.summary.to_dict()
 
 
 async def test_two_real_runs_list_exactly_the_changes_made(tmp_path: Path) -> None:
