@@ -124,15 +124,14 @@ class ReportFiles:
             paths["report_html"] = out_dir / "report.html"
             paths["summary"] = out_dir / SUMMARY_NAME
             summary = summarize(self.statistics, paths, changes)
-            data = summary.to_dict()
             for writer in self._writers:
-                writer.finish(data)
+                writer.finish(summary)
             self._writers = []
             top, folders_missing = self.statistics.top_folders(html_report.TOP_FOLDERS)
             views = html_report.Views(
                 tuple(top), folders_missing, tuple(self.statistics.day_counts()), tuple(self.statistics.first_missing)
             )
-            html_report.write(paths["report_html"], data, views)
+            html_report.write(paths["report_html"], summary, views)
         finally:
             self.abort()
         summary.write(paths["summary"])

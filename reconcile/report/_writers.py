@@ -24,7 +24,9 @@ from typing import IO, Any, Protocol
 import orjson
 
 from reconcile.errors import UsageError
-from reconcile.model import partial_path
+from reconcile.model import Status, partial_path
+
+from ._summary import Summary
 
 FORMATS = ("csv", "parquet", "xlsx", "json")
 EXCEL_MAX_ROWS = 1_048_576  # rows per worksheet, header included (Excel's limit)
@@ -52,7 +54,7 @@ class Writer(Protocol):
 
     def add(self, rows: Sequence[list[Any]], missing: Sequence[list[Any]]) -> None: ...
 
-    def finish(self, summary: Mapping[str, Any]) -> None: ...
+    def finish(self, summary: Summary) -> None: ...
 
     def abort(self) -> None: ...
 
@@ -113,7 +115,7 @@ class _FileWriter:
     paths: dict[str, Path]
     _handles: list[IO[Any]]
 
-    def finish(self, summary: Mapping[str, Any]) -> None:
+    def finish(self, summary: Summary) -> None:
         for handle in self._handles:
             handle.close()
         _commit(self.paths)
@@ -185,7 +187,7 @@ class ParquetWriter:
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=self._schema)
 
-    def finish(self, summary: Mapping[str, Any]) -> None:
+    def finish(self, summary: Summary) -> None:
         for writer in self._writers:
             writer.close()
         _commit(self.paths)
@@ -234,7 +236,7 @@ class XlsxWriter:
         self._missing.add(missing)
         self._all.add(rows)
 
-    def finish(self, summary: Mapping[str, Any]) -> None:
+    def finish(self, summary: Summary) -> None:
         self.add([], [])  # a report of no rows still gets its sheets and headers
         sheet = self._summary
         for letter, width in zip("ABCDEFGH", (30, 44, 14, 14, 14, 14, 14, 14), strict=True):
@@ -260,39 +262,40 @@ class XlsxWriter:
         _discard(self.paths)
 
 
-def summary_rows(summary: Mapping[str, Any], notes: Sequence[str]) -> list[tuple[list[Any], bool]]:
+def summary_rows(summary: Summary, notes: Sequence[str]) -> list[tuple[list[Any], bool]]:
     """The Summary sheet as (cells, bold) rows: run metadata, notes, counts, changes, organisations."""
     rows: list[tuple[list[Any], bool]] = [(["Reconciliation report"], True)]
-    for title, name in (
-        ("Run id", "run_id"),
-        ("Label", "label"),
-        ("Outcome", "outcome"),
-        ("Engine version", "engine_version"),
-        ("Endpoint", "endpoint"),
-        ("Base URL", "base_url"),
-        ("Started at", "started_at"),
-        ("Finished at", "finished_at"),
-        ("Duration (seconds)", "duration_seconds"),
-        ("Rows per second", "rows_per_second"),
-        ("Records", "records"),
-        ("Duplicates", "duplicates"),
-    ):
-        rows.append(([title, summary.get(name)], False))
+    rows += [
+        ([title, value], False)
+        for title, value in (
+            ("Run id", summary.run_id),
+            ("Label", summary.label),
+            ("Outcome", summary.outcome),
+            ("Engine version", summary.engine_version),
+            ("Endpoint", summary.endpoint),
+            ("Base URL", summary.base_url),
+            ("Started at", summary.started_at),
+            ("Finished at", summary.finished_at),
+            ("Duration (seconds)", summary.duration_seconds),
+            ("Rows per second", summary.rows_per_second),
+            ("Records", summary.records),
+            ("Duplicates", summary.duplicates),
+        )
+    ]
     rows += [(["Note", note], False) for note in notes]
     rows += [([], False), (["Manifest", "SHA-256", "Records", "Bytes"], True)]
-    rows += [([m["path"], m["sha256"], m["records"], m["bytes"]], False) for m in summary.get("manifests", ())]
+    rows += [([m.path, m.sha256, m.records, m.bytes], False) for m in summary.manifests]
     rows += [([], False), (["Status", "Rows"], True)]
-    rows += [([status, count], False) for status, count in summary.get("counts", {}).items()]
-    delta = summary.get("delta")
+    rows += [([status, count], False) for status, count in summary.counts.as_dict().items()]
+    delta = summary.delta
     if delta:
         rows += [([], False), (["Change since the previous run", "Rows"], True)]
-        rows += [([name, count], False) for name, count in delta["counts"].items()]
-        rows += [(["Compared to", delta["compared_to"]], False), (["Previous run id", delta["run_id"]], False)]
-    organisations = summary.get("by_organisation", ())
-    if organisations:
-        statuses = [k for k in organisations[0] if k not in ("company", "organisation")]
+        rows += [([name, count], False) for name, count in delta.counts.items()]
+        rows += [(["Compared to", delta.compared_to], False), (["Previous run id", delta.run_id], False)]
+    if summary.by_organisation:
+        statuses = [s.value for s in Status]
         rows += [([], False), (["Company", "Organisation", *statuses], True)]
-        rows += [([o["company"], o["organisation"], *(o[s] for s in statuses)], False) for o in organisations]
+        rows += [([o.company, o.organisation, *o.counts.as_dict().values()], False) for o in summary.by_organisation]
     return rows
 
 
