@@ -696,20 +696,20 @@ def _guard(fn: Callable[[], T]) -> T:
         sys.exit(exc.exit_code)
 
 
-def _print_summary(summary: Report, *, error_logged: bool = True) -> None:
+def _print_summary(report: Report, *, error_logged: bool = True) -> None:
     """The counts, what to do next, and the report's files, on stdout.  ``error_logged``: a fatal error was
     logged to stderr as it happened (a run's), so it is not printed again (a merge reports its shards')."""
-    counts = summary.counts
+    counts = report.summary.counts
     line = (
-        f"{summary.records} records: {counts['present']} present, {counts['missing']} missing, "
-        f"{counts['invalid']} invalid, {counts['error']} error"
+        f"{report.records} records: {counts.present} present, {counts.missing} missing, "
+        f"{counts.invalid} invalid, {counts.error} error"
     )
-    if counts.get("unchecked"):
-        line += f", {counts['unchecked']} unchecked"
-    if summary.summary.duplicates:
-        line += f" ({summary.summary.duplicates} duplicates)"
+    if counts.unchecked:
+        line += f", {counts.unchecked} unchecked"
+    if report.summary.duplicates:
+        line += f" ({report.summary.duplicates} duplicates)"
     click.echo(line)
-    error = summary.summary.error
+    error = report.summary.error
     if error and not error_logged:
         click.echo(f"error: {error.message}", err=True)
     if error and error_logged:
@@ -717,9 +717,9 @@ def _print_summary(summary: Report, *, error_logged: bool = True) -> None:
             f"stopped by a fatal error ({error.type}, on stderr): the rows not reached are unchecked; once it is "
             "fixed, re-run the same command to resume"
         )
-    elif not summary.complete:
+    elif not report.complete:
         click.echo("incomplete: re-run the same command to resume")
-    for name, path in summary.paths.items():
+    for name, path in report.paths.items():
         click.echo(f"{name.replace('_', ' ') + ':':17} {path}")
 
 

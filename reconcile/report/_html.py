@@ -98,15 +98,8 @@ def _table(
 
 
 def _run_section(summary: Summary) -> str:
-    fields: list[tuple[str, object]] = [
-        ("Run id", summary.run_id),
-        ("Label", summary.label),
-        ("Outcome", summary.outcome),
-        ("Engine version", summary.engine_version),
-        ("Endpoint", summary.endpoint),
-        ("Base URL", summary.base_url),
-        ("Started at", summary.started_at),
-        ("Finished at", summary.finished_at),
+    fields = [
+        *summary.run_fields(),
         ("Duration", f"{summary.duration_seconds:,} s"),
         ("Rows per second", f"{summary.rows_per_second:,}"),
     ]

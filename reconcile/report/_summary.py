@@ -213,6 +213,19 @@ class Summary:
     shard: str | None = None  # "K/N" for a shard's report
     merged_from: tuple[MergedShard, ...] | None = field(default=None, metadata=_OMITTED_WHEN_NONE)
 
+    def run_fields(self) -> list[tuple[str, object]]:
+        """The run's identity as report.html and the XLSX Summary sheet title it: id, label, platform, times."""
+        return [
+            ("Run id", self.run_id),
+            ("Label", self.label),
+            ("Outcome", self.outcome),
+            ("Engine version", self.engine_version),
+            ("Endpoint", self.endpoint),
+            ("Base URL", self.base_url),
+            ("Started at", self.started_at),
+            ("Finished at", self.finished_at),
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON object summary.json holds, keys in their order."""
         return _to_json(self)  # type: ignore[no-any-return]

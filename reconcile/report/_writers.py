@@ -26,7 +26,7 @@ import orjson
 from reconcile.errors import UsageError
 from reconcile.model import Status, partial_path
 
-from ._summary import Summary
+from ._summary import SUMMARY_NAME, Summary
 
 FORMATS = ("csv", "parquet", "xlsx", "json")
 EXCEL_MAX_ROWS = 1_048_576  # rows per worksheet, header included (Excel's limit)
@@ -89,7 +89,7 @@ TABLE_NAMES = (
     "missing.jsonl",
 )
 # The rest of a report (report.py and delta.py write them); summary.json first, as it marks a report finished.
-REPORT_NAMES = ("summary.json", "report.html", "delta.csv", *TABLE_NAMES)
+REPORT_NAMES = (SUMMARY_NAME, "report.html", "delta.csv", *TABLE_NAMES)
 
 
 def discard_partials(out_dir: Path) -> None:
@@ -268,14 +268,7 @@ def summary_rows(summary: Summary, notes: Sequence[str]) -> list[tuple[list[Any]
     rows += [
         ([title, value], False)
         for title, value in (
-            ("Run id", summary.run_id),
-            ("Label", summary.label),
-            ("Outcome", summary.outcome),
-            ("Engine version", summary.engine_version),
-            ("Endpoint", summary.endpoint),
-            ("Base URL", summary.base_url),
-            ("Started at", summary.started_at),
-            ("Finished at", summary.finished_at),
+            *summary.run_fields(),
             ("Duration (seconds)", summary.duration_seconds),
             ("Rows per second", summary.rows_per_second),
             ("Records", summary.records),
