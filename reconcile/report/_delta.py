@@ -201,18 +201,6 @@ class Comparison:
         self._seq[side] = seq
 
 
-def compare(previous_dir: Path, current_dir: Path, out: Path | None = None) -> dict[str, int]:
-    """Compare two report directories' results.csv; write delta.csv (into ``current_dir`` unless ``out``)."""
-    previous = open_previous(previous_dir)
-    current = open_previous(current_dir)
-    comparison = Comparison(previous, current_dir)
-    try:
-        comparison.add(read_results(current.results))
-        return comparison.write(out or current_dir / "delta.csv")
-    finally:
-        comparison.close()
-
-
 def _positions(path: Path, header: list[str]) -> tuple[list[int], int, int, int | None, int | None]:
     """Where the key columns, status, call_id, source and row are; a UsageError names the ones missing.
 

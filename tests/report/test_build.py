@@ -24,7 +24,6 @@ from reconcile.input._manifest import Manifest
 from reconcile.input._table import ReadOptions
 from reconcile.model import Key, Status
 from reconcile.report._build import ReportFiles, RunReport
-from reconcile.report._delta import compare
 from reconcile.report._rows import OUR_COLUMNS, Layout, ReportRows
 from reconcile.report._statistics import ReportStatistics, date_column, day_of_folder, day_of_value, day_reader
 from tests.conftest import (
@@ -38,6 +37,7 @@ from tests.conftest import (
     without,
     write_manifest,
 )
+from tests.report.test_delta import compare
 
 # What may differ between two runs of the same input: identity, clock, and where the files went.
 VOLATILE = {"run_id", "started_at", "finished_at", "duration_seconds", "rows_per_second", "attempts", "outputs"}

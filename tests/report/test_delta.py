@@ -14,8 +14,19 @@ from reconcile.config._settings import Settings
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
 from reconcile.engine._engine import RunOptions
 from reconcile.errors import UsageError
-from reconcile.report._delta import CHANGES, COLUMNS, compare, open_previous
+from reconcile.report._delta import CHANGES, COLUMNS, Comparison, open_previous
+from reconcile.report._delta import read_results as read_entries
 from tests.conftest import RESULTS_HEADER, read_results, settings_for, write_manifest
+
+
+def compare(previous_dir: Path, current_dir: Path, out: Path | None = None) -> dict[str, int]:
+    """The comparison a run with --compare-to makes, of two finished reports: delta.csv into ``current_dir``."""
+    comparison = Comparison(open_previous(previous_dir), current_dir)
+    try:
+        comparison.add(read_entries(open_previous(current_dir).results))
+        return comparison.write(out or current_dir / "delta.csv")
+    finally:
+        comparison.close()
 
 
 def write_results(directory: Path, rows: Sequence[Sequence[str]], header: Sequence[str] = RESULTS_HEADER) -> Path:
