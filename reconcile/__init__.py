@@ -5,7 +5,8 @@ connect and with which credentials; :class:`RunOptions` how the run behaves;
 :func:`load_report` opens a finished report in pandas, :func:`load_summary` its summary.json as a :class:`Summary`.
 """
 
-from reconcile.config._settings import Secret, Settings
+from reconcile.config import Secret
+from reconcile.config._settings import Settings
 from reconcile.engine._engine import Progress, Reconciler, RunOptions
 from reconcile.input._manifest import Manifest, Record
 from reconcile.report._build import Report

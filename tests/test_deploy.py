@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import kubernetes_validate
@@ -260,9 +261,38 @@ def objects() -> dict[str, dict[str, Any]]:
 def jobs() -> tuple[dict[str, Any], dict[str, Any]]:
     all_jobs = [o for o in objects().values() if o["kind"] == "Job"]
     indexed = [j for j in all_jobs if j["spec"].get("completionMode") == "Indexed"]
-    merging = [j for j in all_jobs if j not in indexed]
+    merging = [j for j in all_jobs if j not in indexed and _component(j) == "merge"]
     assert len(indexed) == len(merging) == 1
     return indexed[0], merging[0]
+
+
+def _component(job: dict[str, Any]) -> str:
+    return str(job["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def test_the_history_job_puts_every_run_of_the_volume_side_by_side() -> None:
+    """After the merge, a Job runs `reconcile history` (a real command) over the reports volume the others write,
+    non-root and bounded like them, named for the same run."""
+    (history,) = [j for j in objects().values() if j["kind"] == "Job" and _component(j) == "history"]
+    indexed, merging = jobs()
+    spec, pod = container(history), history["spec"]["template"]["spec"]
+    params = parse_command(reconcile_argv(spec)).params
+    reports = {m["name"]: m["mountPath"] for m in container(merging)["volumeMounts"]}["reports"]
+    assert params["directories"] == (Path(reports),)
+    assert params["out_dir"] is None  # the history goes beside the runs, into the volume's root
+    assert str(parse_command(reconcile_argv(container(merging))).params["out_dir"]).startswith(f"{reports}/$(RUN_ID)")
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["allowPrivilegeEscalation"] is False
+    assert {"requests", "limits"} <= set(spec["resources"])
+    claims = {v["name"]: v.get("persistentVolumeClaim") for v in pod["volumes"]}
+    assert (
+        claims["reports"]
+        == {v["name"]: v.get("persistentVolumeClaim") for v in indexed["spec"]["template"]["spec"]["volumes"]}[
+            "reports"
+        ]
+    )
+    run_id = {e["name"]: e.get("value") for e in container(merging)["env"]}["RUN_ID"]
+    assert history["metadata"]["name"].endswith(run_id)
 
 
 def container(job: dict[str, Any]) -> dict[str, Any]:
@@ -452,8 +482,20 @@ def test_nightly_script_runs_real_commands() -> None:
         assert parse_command(argv).params["out_dir"] == Path("$out")
 
 
-def nightly(tmp_path: Path, url: str, day: str, *manifests: str) -> subprocess.CompletedProcess[str]:
+def test_nightly_script_writes_the_history_after_each_night() -> None:
+    """nightly.sh runs `reconcile history` over the reports directory (a real command), after the night's run,
+    and a failed history changes nothing of the night's exit code."""
+    script = (CRON / "nightly.sh").read_text(encoding="utf-8")
+    (line,) = [line for line in script.splitlines() if "reconcile history" in line]
+    words = shlex.split(line.split("reconcile ", 1)[1].split(">>", 1)[0])
+    assert parse_command(words).params["directories"] == (Path("$reports"),)
+    assert script.index("reconcile history") > script.index("code=$?")
+    assert script.rstrip().endswith('exit "$code"')
+
+
+def nightly(tmp_path: Path, url: str, day: str, *manifests: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {
+        **extra,
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
         "HOME": str(tmp_path),
         "RECONCILE_REPORTS": str(tmp_path / "reports"),
@@ -477,7 +519,8 @@ def nightly(tmp_path: Path, url: str, day: str, *manifests: str) -> subprocess.C
 
 def test_nightly_script_end_to_end(emulator_process_url: str, tmp_path: Path) -> None:
     """Two nights against the emulator: dated reports, a log each, the second compared with the first, exit 1
-    with a one-line message because recordings are missing; a third start while one runs exits 75."""
+    with a one-line message because recordings are missing, the history of both nights beside them; a third
+    start while one runs exits 75."""
     manifest = str(SAMPLES / "smoke-10.csv")
     first = nightly(tmp_path, emulator_process_url, "2026-11-25", manifest)
     second = nightly(tmp_path, emulator_process_url, "2026-11-26", manifest)
@@ -494,6 +537,9 @@ def test_nightly_script_end_to_end(emulator_process_url: str, tmp_path: Path) ->
         ]
         == 10
     )
+    history = [line.split(",")[0] for line in (reports / "history.csv").read_text(encoding="utf-8").splitlines()]
+    assert history == ["night", "2026-11-25", "2026-11-26"]
+    assert (reports / "history.html").is_file()
     log = (reports / "logs" / "2026-11-26.log").read_text(encoding="utf-8")
     assert "=== exit 1" in log
     assert "10 records" in log
@@ -557,3 +603,160 @@ def test_the_workload_identity_job_signs_in_without_any_secret(tmp_path: Path) -
     assert settings.credential_kind == "federated"
     assert settings.tenant_id == injected["AZURE_TENANT_ID"]
     assert settings.token_url == f"https://login.microsoftonline.com/{injected['AZURE_TENANT_ID']}/oauth2/v2.0/token"
+
+
+# -- metrics: the textfile collector (cron), the Pushgateway (Kubernetes), the alert rules ----------------------
+
+PUSHGATEWAY = KUBERNETES / "pushgateway" / "pushgateway.yaml"
+PROMETHEUS = REPO / "deploy" / "prometheus"
+RULE_KEYS = {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
+DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
+
+
+def test_nightly_script_writes_metrics_into_the_textfile_collectors_directory(
+    emulator_process_url: str, tmp_path: Path
+) -> None:
+    """With RECONCILE_METRICS_DIR (set in the cron file), a night leaves reconcile-nightly.prom there: Prometheus's
+    parser reads it, its rows and last run are the night's summary.json's, and nothing else is left beside it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    variables, _ = cron_entries()
+    assert variables["RECONCILE_METRICS_DIR"].startswith("/var/lib/")
+    collector = tmp_path / "textfile"
+    collector.mkdir()
+    night = nightly(
+        tmp_path,
+        emulator_process_url,
+        "2026-11-25",
+        str(SAMPLES / "smoke-10.csv"),
+        RECONCILE_METRICS_DIR=str(collector),
+    )
+    assert night.returncode == 1, night.stderr
+    assert [p.name for p in collector.iterdir()] == ["reconcile-nightly.prom"]
+    text = (collector / "reconcile-nightly.prom").read_text(encoding="utf-8")
+    samples = {
+        (s.name, s.labels.get("status", s.labels.get("outcome", ""))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    summary = json.loads((tmp_path / "reports" / "2026-11-25" / "summary.json").read_text(encoding="utf-8"))
+    assert {status: samples["reconcile_rows", status] for status in summary["counts"]} == summary["counts"]
+    assert samples["reconcile_last_run_exit_code", ""] == 1
+    assert (
+        samples["reconcile_last_success_timestamp_seconds", ""] == samples["reconcile_last_run_timestamp_seconds", ""]
+    )
+    assert DEMO_CLIENT_SECRET not in text
+
+
+@pytest.mark.parametrize("version", ["1.29.0", kubernetes_validate.latest_version()])
+def test_pushgateway_objects_match_the_api_schema(version: str) -> None:
+    """The Pushgateway's Deployment, Service, volume and web config validate strictly against the Kubernetes schema."""
+    docs = load_yaml(PUSHGATEWAY)
+    assert {d["kind"] for d in docs} == {"ConfigMap", "PersistentVolumeClaim", "Deployment", "Service"}
+    for doc in docs:
+        assert kubernetes_validate.validate(doc, version, strict=True), doc["metadata"]["name"]
+
+
+def test_both_jobs_push_to_the_pushgateway_service_over_verified_tls() -> None:
+    """Each shard Job's --pushgateway is https to the Service's name and port (the loopback rule holds), its
+    --ca-bundle is in the mounted CA ConfigMap; the Pushgateway serves TLS with the mounted Secret, keeps pushes on
+    its volume, and runs non-root."""
+    found = {f"{d['kind']}/{d['metadata']['name']}": d for d in load_yaml(PUSHGATEWAY)}
+    (service,) = [d for d in found.values() if d["kind"] == "Service"]
+    (deployment,) = [d for d in found.values() if d["kind"] == "Deployment"]
+    for job in (jobs()[0], next(o for o in workload_identity_objects().values() if o["kind"] == "Job")):
+        spec, pod = container(job), job["spec"]["template"]["spec"]
+        params = parse_command(reconcile_argv(spec)).params
+        url = urlsplit(params["pushgateway"])
+        assert check_url(params["pushgateway"]) is None
+        assert (url.scheme, url.hostname, url.port) == (
+            "https",
+            service["metadata"]["name"],
+            service["spec"]["ports"][0]["port"],
+        )
+        assert params["metrics_job"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in spec["volumeMounts"]}
+        assert mounts[str(params["ca_bundle"].parent)]["configMap"]["name"] == "reconcile-pushgateway-ca"
+    pod = deployment["spec"]["template"]["spec"]
+    (gateway,) = pod["containers"]
+    assert deployment["spec"]["replicas"] == 1
+    assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
+    args = dict(a.lstrip("-").split("=", 1) for a in gateway["args"])
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in gateway["volumeMounts"]}
+    web = Path(args["web.config.file"])
+    web_config = yaml.safe_load(found[f"ConfigMap/{mounts[str(web.parent)]['configMap']['name']}"]["data"][web.name])
+    for key in ("cert_file", "key_file"):
+        assert "secret" in mounts[str(Path(web_config["tls_server_config"][key]).parent)]
+    assert "persistentVolumeClaim" in mounts[str(Path(args["persistence.file"]).parent)]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert gateway["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def exported_metric_names() -> set[str]:
+    """Every metric family reconcile writes, from a finished run's textfile with an earlier success carried over."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from reconcile.ops._metrics import LAST_SUCCESS, RunCollector, RunMetrics, Sample, registry_of
+
+    run = RunMetrics(
+        started=1.0, duration=1.0, rows={"missing": 1}, requests=1, retries=0, throttled=0, faults=0,
+        token_fetches=1, rows_per_second=1.0, records=1, finished=2.0, exit_code=4, outcome="fatal",
+    )  # fmt: skip
+    text = generate_latest(registry_of(RunCollector(run, {}, [Sample(LAST_SUCCESS, (), 1.0)], with_success=True)))
+    names = set()
+    for family in text_string_to_metric_families(text.decode()):
+        names |= {s.name for s in family.samples}
+    return names
+
+
+def test_alert_rules_are_a_prometheus_rules_file_over_real_metrics() -> None:
+    """reconcile-rules.yaml has the shape of a Prometheus rules file (groups of alerting rules, each with its
+    expression, a valid `for`, string labels and annotations), its expressions are balanced and name only metrics
+    and label values reconcile exports, and the two asked-for alerts are there. (Structure only: promtool, which
+    would parse the PromQL, is not available where the tests run.)"""
+    from reconcile.engine import STATUSES
+    from reconcile.ops._metrics import OUTCOMES
+
+    data = yaml.safe_load((PROMETHEUS / "reconcile-rules.yaml").read_text(encoding="utf-8"))
+    assert set(data) == {"groups"}
+    exported = exported_metric_names()
+    alerts: dict[str, str] = {}
+    for group in data["groups"]:
+        assert set(group) <= {"name", "interval", "rules"}
+        assert isinstance(group["name"], str)
+        for rule in group["rules"]:
+            assert set(rule) <= RULE_KEYS
+            assert ("alert" in rule) != ("record" in rule)
+            assert isinstance(rule["expr"], str)
+            assert DURATION.fullmatch(rule.get("for", "0s"))
+            for key in ("labels", "annotations"):
+                assert all(isinstance(k, str) and isinstance(v, str) for k, v in rule.get(key, {}).items())
+                assert all(v.count("{{") == v.count("}}") for v in rule.get(key, {}).values())
+            expr = rule["expr"]
+            for opening, closing in ("()", "[]", "{}"):
+                assert expr.count(opening) == expr.count(closing), rule["alert"]
+            assert set(re.findall(r"\breconcile_\w+", expr)) <= exported, rule["alert"]
+            assert set(re.findall(r'status="(\w+)"', expr)) <= set(STATUSES)
+            assert {o for found in re.findall(r'outcome=~"([\w|]+)"', expr) for o in found.split("|")} <= set(OUTCOMES)
+            assert rule["alert"] not in alerts
+            alerts[rule["alert"]] = expr
+    assert "time() - reconcile_last_success_timestamp_seconds > 26 * 3600" in alerts["ReconcileNoRecentSuccess"]
+    assert 'reconcile_rows{status="missing"}' in alerts["ReconcileMissingRowsRose"]
+    assert "offset 1d" in alerts["ReconcileMissingRowsRose"]
+
+
+def test_the_scrape_config_loads_the_rules_and_keeps_the_pushed_labels() -> None:
+    """The prometheus.yml fragment names the rules file beside it and scrapes the Pushgateway over https with
+    honor_labels (else the runs' job and grouping labels would be overwritten by the scrape's)."""
+    data = yaml.safe_load((PROMETHEUS / "scrape-configs.yaml").read_text(encoding="utf-8"))
+    assert all((PROMETHEUS / name).is_file() for name in data["rule_files"])
+    (gateway,) = [job for job in data["scrape_configs"] if job["job_name"] == "reconcile-pushgateway"]
+    assert gateway["honor_labels"] is True
+    assert gateway["scheme"] == "https"
+    service = next(d for d in load_yaml(PUSHGATEWAY) if d["kind"] == "Service")
+    (target,) = gateway["static_configs"][0]["targets"]
+    assert target.split(".")[0] == service["metadata"]["name"]
+    assert target.endswith(f":{service['spec']['ports'][0]['port']}")

@@ -1,11 +1,14 @@
 #!/bin/sh
 # Nightly reconciliation, for cron: one dated report directory per night, compared with the previous night's,
-# a log file per night, and a one-line message (mailed by cron) only when something needs a person.
+# a log file per night, the history of all nights (history.csv, history.html) beside them, and a one-line
+# message (mailed by cron) only when something needs a person.
 #
 # Usage: nightly.sh MANIFEST_OR_DIRECTORY...
 # Environment:
 #   RECONCILE_REPORTS  where the dated report directories and logs/ go   [/var/lib/reconcile/reports]
 #   RECONCILE_DAY      the night to run or resume, YYYY-MM-DD              [today]
+#   RECONCILE_METRICS_DIR  node_exporter's textfile collector directory: the run's metrics go to
+#                      reconcile-nightly.prom there, during the run and at its end   [no metrics]
 #   CALLJOURNEY_*      the settings, as for `reconcile run` (e.g. CALLJOURNEY_PROFILE, CALLJOURNEY_CONFIG,
 #                      CALLJOURNEY_CLIENT_SECRET_FILE)
 #
@@ -42,6 +45,10 @@ for dir in "$reports"/[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]; do
 done
 
 echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) nightly $day: $*" >>"$log"
+# Metrics for Prometheus: a failed night keeps the last success in the file, for the 26-hour alert.
+if [ -n "${RECONCILE_METRICS_DIR:-}" ]; then
+    set -- "$@" --metrics-file "$RECONCILE_METRICS_DIR/reconcile-nightly.prom"
+fi
 if [ -n "$previous" ]; then
     reconcile run "$@" --out "$out" --compare-to "$previous" >>"$log" 2>&1
 else
@@ -49,6 +56,12 @@ else
 fi
 code=$?
 echo "=== exit $code" >>"$log"
+
+# Every night so far side by side ($reports/history.csv, history.html), whatever this night's outcome; it reads
+# only each night's summary.json, so it takes seconds even after years.  Its failure does not change the exit code.
+if ! reconcile history "$reports" >>"$log" 2>&1; then
+    echo "reconcile nightly $day: the history of the nights could not be written: see $log" >&2
+fi
 
 case "$code" in
     0) ;;

@@ -29,7 +29,7 @@ from reconcile.errors import InternalError, ReconcileError, UsageError
 from reconcile.input import FORMATS as INPUT_FORMATS
 from reconcile.input import ReadOptions, Shard, expand_manifest_paths
 from reconcile.model import ExitCode
-from reconcile.ops import DisplayOptions, Watcher
+from reconcile.ops import DisplayOptions, MetricsOptions, Watcher, export_metrics
 from reconcile.report import FORMATS, Report
 
 from ._profiles import CONSTANT_FIELDS, Profile, load_profile
@@ -209,6 +209,56 @@ WATCH_OPTIONS = (
     *LOG_OPTIONS,
 )
 WATCH_OPTION_NAMES = ("quiet", "progress_interval", "verbose", "log_format", "log_file")
+
+
+# -- metrics for the scheduler (`run`): the options, and the one call in `run` -------------------------------
+METRICS_OPTIONS = (
+    click.option(
+        "--metrics-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write Prometheus metrics to this NAME.prom file for node_exporter's textfile collector, during the "
+        "run and at its end (atomically; a failed run keeps the last success).",
+    ),
+    click.option(
+        "--pushgateway",
+        metavar="URL",
+        help="Push the run's metrics to this Prometheus Pushgateway at its end (push-add: a failed run does not "
+        "overwrite the last success); https, or http to loopback.",
+    ),
+    click.option("--metrics-job", help="The Pushgateway's job label [default reconcile]."),
+    click.option(
+        "--metrics-label",
+        "metrics_labels",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="A label on every metric and in the Pushgateway's grouping key (repeatable); keep it the same from "
+        "run to run. The profile's name and --label are labels too.",
+    ),
+)
+METRICS_OPTION_NAMES = ("metrics_file", "pushgateway", "metrics_job", "metrics_labels")
+
+
+def metrics_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(METRICS_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _metrics(values: dict[str, Any], profile: Profile) -> MetricsOptions:
+    """Pop the metrics options out of ``values`` into MetricsOptions, over the profile's."""
+    given = {name: values.pop(name, None) for name in METRICS_OPTION_NAMES}
+    labels = []
+    for text in given["metrics_labels"] or ():
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip() or not value:
+            raise click.BadParameter(f"{text!r} is not KEY=VALUE, e.g. region=ca", param_hint="--metrics-label")
+        labels.append((key.strip(), value))
+    return profile.metrics_options(
+        file=given["metrics_file"], pushgateway=given["pushgateway"], job=given["metrics_job"], labels=tuple(labels)
+    )
+
+
+# -- end of the metrics options ------------------------------------------------------------------------------
 
 
 def connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -402,6 +452,7 @@ def cli(verbose: int, log_format: str | None, log_file: Path | None) -> None:
 )
 @read_options
 @watch_options
+@metrics_options
 def run(
     manifests: tuple[Path, ...],
     out_dir: Path,
@@ -447,7 +498,13 @@ def run(
         shard=shard,
     )
     paths = _guard(lambda: expand_manifest_paths(manifests))
-    summary = _run_async(lambda install: _reconcile(paths, settings, options, install), display)
+    metrics = _metrics(connection, profile)
+    summary = _run_async(
+        lambda install: export_metrics(
+            metrics, settings, options, lambda start: _reconcile(paths, settings, options, start), install
+        ),
+        display,
+    )
     _print_summary(summary)
     sys.exit(summary.exit_code)
 
@@ -573,6 +630,41 @@ def merge(
     )
     _print_summary(summary, error_logged=False)
     sys.exit(summary.exit_code)
+
+
+@cli.command()
+@click.argument(
+    "directories", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR..."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for history.csv, history-by-company.csv and history.html [default: the first DIR when it "
+    "holds runs, else that run directory's parent].",
+)
+def history(directories: tuple[Path, ...], out_dir: Path | None) -> None:
+    """Put the runs of many nights side by side: history.csv, history-by-company.csv and history.html.
+
+    Each DIR is a run's --out (or merge's), or a directory holding them, such as the dated ones
+    deploy/cron/nightly.sh writes.  Only each run's summary.json (and delta.csv) is read, never its results.
+    A directory holding no report is skipped with a warning.  Exits 0, or 2 when no DIR holds a report.
+
+    \b
+    Example:
+        reconcile history /var/lib/reconcile/reports
+        reconcile history reports/2026-11-25 reports/2026-11-26 --out reports
+    """
+    from reconcile.report import default_out_dir, load_history, write_history
+
+    found = _guard(lambda: load_history(directories))
+    for warning in found.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    paths = _guard(lambda: write_history(found, out_dir or default_out_dir(directories)))
+    runs = found.runs
+    click.echo(f"{len(runs)} runs, {runs[0].night} to {runs[-1].night}: {len(found.failed)} failed")
+    for name, path in paths.items():
+        click.echo(f"{name.replace('_', ' ') + ':':19} {path}")
 
 
 @cli.command()

@@ -29,7 +29,7 @@ from __future__ import annotations
 import difflib
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +39,7 @@ from reconcile.errors import ConfigError
 from reconcile.input import FORMATS as INPUT_FORMATS
 from reconcile.input import ReadOptions
 from reconcile.model import KEY_FIELDS
+from reconcile.ops import MetricsOptions
 from reconcile.report import FORMATS
 
 CONFIG_NAME = "reconcile.toml"
@@ -120,6 +121,12 @@ def _formats(value: Any) -> tuple[str, ...]:
     return wanted
 
 
+def _labels(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
+        raise TypeError('a table of non-empty strings, e.g. { region = "ca" }')
+    return tuple(sorted(value.items()))
+
+
 # What a profile may set, and how each value is checked and converted.
 SETTING_KEYS: dict[str, Callable[[Any], Any]] = {
     "base_url": _text,
@@ -153,8 +160,14 @@ READ_KEYS: dict[str, Callable[[Any], Any]] = {
     "sheet": _text,
 }
 REPORT_KEYS: dict[str, Callable[[Any], Any]] = {"formats": _formats, "label": _text}
-KEYS = {**SETTING_KEYS, **READ_KEYS, **REPORT_KEYS}
-PATH_KEYS = ("ca_bundle", "client_secret_file", "client_certificate", "federated_token_file")
+METRICS_KEYS: dict[str, Callable[[Any], Any]] = {
+    "metrics_file": _text,
+    "pushgateway": _text,
+    "metrics_job": _text,
+    "metrics_labels": _labels,
+}
+KEYS = {**SETTING_KEYS, **READ_KEYS, **REPORT_KEYS, **METRICS_KEYS}
+PATH_KEYS = ("ca_bundle", "client_secret_file", "client_certificate", "federated_token_file", "metrics_file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +180,7 @@ class Profile:
     read: dict[str, Any] = field(default_factory=dict)  # manifest-reading options
     formats: tuple[str, ...] | None = None
     label: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)  # where the run's metrics go (METRICS_KEYS)
 
     def read_options(
         self,
@@ -192,6 +206,30 @@ class Profile:
             constants=read.get("constants", ()),
             filename_template=read.get("filename_template"),
         )
+
+    def metrics_options(
+        self,
+        *,
+        file: Path | None = None,
+        pushgateway: str | None = None,
+        job: str | None = None,
+        labels: tuple[tuple[str, str], ...] = (),
+    ) -> MetricsOptions:
+        """The flags' metrics options over this profile's; labels are merged, a flag's winning, and the
+        profile's name is the ``profile`` label of every series."""
+        metrics = self.metrics
+        merged = dict(metrics.get("metrics_labels", ()))
+        if self.name is not None:
+            merged.setdefault("profile", self.name)
+        merged.update(labels)
+        given = metrics.get("metrics_file")
+        job = job or metrics.get("metrics_job")
+        options = MetricsOptions(
+            file=file or (Path(given) if given else None),
+            pushgateway=pushgateway or metrics.get("pushgateway"),
+            labels=tuple(merged.items()),
+        )
+        return replace(options, job=job) if job else options
 
 
 def overlay(lower: Mapping[str, Any], upper: Mapping[str, Any]) -> dict[str, Any]:
@@ -273,6 +311,7 @@ def load_profile(
         read={k: v for k, v in values.items() if k in READ_KEYS},
         formats=values.get("formats"),
         label=values.get("label"),
+        metrics={k: v for k, v in values.items() if k in METRICS_KEYS},
     )
 
 

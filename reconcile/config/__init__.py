@@ -3,8 +3,8 @@
 from ._certificates import Certificate, load_certificate
 from ._logs import LOG_FORMATS, ROW, configure_logging, error_fields, reset_logging, utc_stamp
 from ._proxies import Route
-from ._redact import redact, register
-from ._settings import DEFAULT_ENDPOINT_PATH, ENV_PREFIX, Secret, Settings, environment, is_loopback
+from ._redact import Secret, redact, register
+from ._settings import DEFAULT_ENDPOINT_PATH, ENV_PREFIX, Settings, check_url, environment, is_loopback
 
 __all__ = [
     "DEFAULT_ENDPOINT_PATH",
@@ -15,6 +15,7 @@ __all__ = [
     "Route",
     "Secret",
     "Settings",
+    "check_url",
     "configure_logging",
     "environment",
     "error_fields",

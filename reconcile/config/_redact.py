@@ -1,6 +1,6 @@
 """Redaction: secrets never leave the process as text.
 
-Secrets are registered as they come into being (:class:`~reconcile.config._settings.Secret` on creation, each token and
+Secrets are registered as they come into being (:class:`Secret` on creation, each token and
 client assertion as it is made, a certificate's private key and a proxy's password as they are read);
 :func:`redact` replaces them, and anything shaped like a bearer token, a JWT, a ``client_secret=`` or
 ``client_assertion=`` form field or a password in a URL, in text that came from outside (a server's error
@@ -57,3 +57,31 @@ class RedactingFilter(logging.Filter):
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
         return True
+
+
+class Secret:
+    """A string that does not show itself in ``repr``, ``str``, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        register(value)
+
+    def reveal(self) -> str:
+        """The secret itself; call only where it is sent to the identity provider."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__

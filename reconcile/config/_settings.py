@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from reconcile.errors import ConfigError, CredentialConflict
 
 from ._proxies import Proxies, Route
-from ._redact import register
+from ._redact import Secret
 
 DEFAULT_BASE_URL = "https://platform-ca.calljourney.com"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
@@ -51,34 +51,6 @@ CREDENTIAL_SOURCES = {
     "federated": "a federated token file (--federated-token-file, CALLJOURNEY_FEDERATED_TOKEN_FILE or "
     "AZURE_FEDERATED_TOKEN_FILE)",
 }
-
-
-class Secret:
-    """A string that does not show itself in ``repr``, ``str``, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-        register(value)
-
-    def reveal(self) -> str:
-        """The secret itself; call only where it is sent to the identity provider."""
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,15 @@ from ._engine import (
     RunOptions,
     RunOutcome,
 )
+from ._journal import FILENAME as JOURNAL_NAME
 from ._journal import PAGE, Journal, ResultRow
-from ._outdir import claim
+from ._outdir import LOCK_NAME, claim
 from ._watermark import END, CommitWatermark, Position
 
 __all__ = [
     "END",
+    "JOURNAL_NAME",
+    "LOCK_NAME",
     "PAGE",
     "CommitWatermark",
     "Journal",

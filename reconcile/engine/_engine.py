@@ -136,6 +136,11 @@ class Reconciler:
         self._stop_reason: str | None = None
         self._stopping = asyncio.Event()
 
+    @property
+    def stop_reason(self) -> str | None:
+        """What :meth:`stop` was asked with (``SIGINT``, ``SIGTERM``), or None."""
+        return self._stop_reason
+
     def stop(self, reason: str) -> None:
         """Stop feeding rows; in-flight requests get :data:`GRACE_PERIOD` to finish."""
         if self._stop_reason is None:

@@ -128,8 +128,13 @@ class ReportFiles:
                 writer.finish(summary)
             self._writers = []
             top, folders_missing = self.statistics.top_folders(html_report.TOP_FOLDERS)
+            previous = self._compare_to / "report.html" if self._compare_to is not None else None
             views = html_report.Views(
-                tuple(top), folders_missing, tuple(self.statistics.day_counts()), tuple(self.statistics.first_missing)
+                tuple(top),
+                folders_missing,
+                tuple(self.statistics.day_counts()),
+                tuple(self.statistics.first_missing),
+                html_report.relative_href(out_dir, previous) if previous is not None and previous.is_file() else None,
             )
             html_report.write(paths["report_html"], summary, views)
         finally:

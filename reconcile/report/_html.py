@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import html
 import math
+import os
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,17 @@ class Views:
     folders_missing: int  # folders with at least one missing row
     days: tuple[DayCount, ...]
     first_missing: tuple[MissingRow, ...]
+    previous_report: str | None = None  # href of the compared run's report.html, relative when possible
+
+
+def relative_href(directory: Path, target: Path) -> str:
+    """A link from a page in ``directory`` to ``target``: relative, so that the two can move together, unless
+    there is no relative path between them (another drive on Windows)."""
+    try:
+        relative = os.path.relpath(target.resolve(), directory.resolve())
+    except ValueError:
+        return target.resolve().as_uri()
+    return urllib.parse.quote(Path(relative).as_posix())
 
 
 def esc(value: object) -> str:
@@ -55,10 +68,11 @@ def render(summary: Summary, views: Views) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
-        f'<header><h1>{esc(title)}</h1><p class="verdict">{esc(_verdict(summary))}</p></header>',
+        f'<header><h1>{esc(title)}</h1><p class="verdict">{esc(_verdict(summary))}</p>'
+        f"{_changes_line(summary, views)}</header>",
         _run_section(summary),
         _counts_section(summary),
-        _delta_section(summary),
+        _delta_section(summary, views),
         _charts_section(summary, views),
         _folders_section(views),
         _missing_rows_section(summary, views),
@@ -159,15 +173,30 @@ def _composition(counts: Mapping[str, int]) -> str:
     return "".join(parts) + "</svg>"
 
 
-def _delta_section(summary: Summary) -> str:
+def _changes_line(summary: Summary, views: Views) -> str:
+    """The delta's counts under the verdict, with a link to the previous run's report: what changed overnight."""
+    delta = summary.delta
+    if not delta:
+        return ""
+    changed = [f"{n:,} {name.replace('_', ' ')}" for name, n in delta.counts.items() if n and name != "unchanged"]
+    name = Path(delta.compared_to or "").name
+    previous = f"the previous run ({esc(name)})" if name else "the previous run"
+    if views.previous_report:
+        previous = f'<a href="{esc(views.previous_report)}">{previous}</a>'
+    text = ", ".join(esc(c) for c in changed) if changed else "no change"
+    return f'<p class="changes" id="changes">Since {previous}: {text} (<a href="#delta">details</a>).</p>'
+
+
+def _delta_section(summary: Summary, views: Views) -> str:
     delta = summary.delta
     if not delta:
         return ""
     rows = [(name.replace("_", " "), f"{n:,}") for name, n in delta.counts.items()]
     previous = f" (run {esc(delta.run_id)})" if delta.run_id else ""
+    report = f' (<a href="{esc(views.previous_report)}">its report</a>)' if views.previous_report else ""
     return (
         f'<section id="delta"><h2>Changes since the previous run</h2>'
-        f"<p>Compared with <code>{esc(delta.compared_to)}</code>{previous}; every change is listed in "
+        f"<p>Compared with <code>{esc(delta.compared_to)}</code>{previous}{report}; every change is listed in "
         f'<a href="delta.csv">delta.csv</a>.</p>{_table(["Change", "Rows"], rows, css="delta", numeric=(1,))}'
         "</section>"
     )
@@ -251,7 +280,7 @@ def _hbar_chart(chart_id: str, items: Sequence[tuple[str, int, int]]) -> str:
         )
         parts.append(
             f'<rect class="bar" x="{label_width}" y="{y + 3}" width="{length:.1f}" height="{row_height - 6}"'
-            f' fill="{_COLOURS["missing"]}" data-label="{esc(label)}" data-value="{n}" data-total="{total}">'
+            f' fill="{_COLOURS[Status.MISSING]}" data-label="{esc(label)}" data-value="{n}" data-total="{total}">'
             f"<title>{esc(label)}: {n:,} missing of {total:,}</title></rect>"
         )
         parts.append(
@@ -285,7 +314,7 @@ def _column_chart(chart_id: str, items: Sequence[tuple[str, int, int]]) -> str:
             bar = plot_height * n / peak
             parts.append(
                 f'<rect class="bar" x="{x + slot * 0.1:.2f}" y="{base - bar:.2f}" width="{slot * 0.8:.2f}" '
-                f'height="{bar:.2f}" fill="{_COLOURS["missing"]}" data-label="{esc(label)}" data-value="{n}" '
+                f'height="{bar:.2f}" fill="{_COLOURS[Status.MISSING]}" data-label="{esc(label)}" data-value="{n}" '
                 f'data-total="{total}"><title>{esc(label)}: {n:,} missing of {total:,}</title></rect>'
             )
             if len(items) <= 40:
@@ -294,12 +323,17 @@ def _column_chart(chart_id: str, items: Sequence[tuple[str, int, int]]) -> str:
                     f'class="tick">{n:,}</text>'
                 )
         if index % every == 0:
-            cx, cy = x + slot / 2, base + 12
-            parts.append(
-                f'<text x="{cx:.1f}" y="{cy}" transform="rotate(-60 {cx:.1f} {cy})" text-anchor="end" '
-                f'class="tick">{esc(label)}</text>'
-            )
+            parts.append(x_label(x + slot / 2, base, label))
     return "".join(parts) + "</svg>"
+
+
+def x_label(x: float, base: float, label: str) -> str:
+    """A time axis' label under a column centred on ``x``, slanted so that dates do not overlap."""
+    y = base + 12
+    return (
+        f'<text x="{x:.1f}" y="{y}" transform="rotate(-60 {x:.1f} {y})" text-anchor="end" '
+        f'class="tick">{esc(label)}</text>'
+    )
 
 
 def _folders_section(views: Views) -> str:
@@ -351,7 +385,7 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, 
        margin: 0 auto; padding: 24px; max-width: 1100px; }
 h1 { font-size: 24px; margin: 0 0 4px; } h2 { font-size: 18px; border-bottom: 1px solid #d0d7de; padding-bottom: 4px;
        margin-top: 32px; } h3 { font-size: 15px; margin: 20px 0 6px; }
-.verdict { font-size: 16px; margin: 0 0 8px; }
+.verdict { font-size: 16px; margin: 0 0 8px; } .changes { margin: 0 0 8px; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
 th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; vertical-align: top; }
 thead th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: tabular-nums; }

@@ -130,10 +130,10 @@ class Attempt:
 class Delta:
     """The comparison with an earlier run (``--compare-to``): which, and how many rows changed in each way."""
 
-    compared_to: str
-    run_id: str | None
-    engine_version: str | None
-    counts: dict[str, int]
+    compared_to: str = ""
+    run_id: str | None = None
+    engine_version: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,6 +208,33 @@ def test_formats_and_label_come_from_the_profile(tmp_path: Path) -> None:
     assert (top.name, top.formats, top.label) == (None, ("csv", "xlsx"), "shared")
 
 
+def test_metrics_options_come_from_the_profile_and_flags_win(tmp_path: Path) -> None:
+    """metrics_file (relative to the file), pushgateway, metrics_job and metrics_labels are read; the profile's name
+    is a label; a flag's file, gateway, job and labels win over the profile's, label by label."""
+    config = write_config(
+        tmp_path / "r.toml",
+        {"metrics_job": "reconcile-nightly"},
+        {
+            "ca": {
+                "metrics_file": "textfile/reconcile.prom",
+                "pushgateway": "https://pushgateway.example:9091",
+                "metrics_labels": Inline('{ region = "ca", team = "audit" }'),
+            }
+        },
+    )
+    profile = load_profile(config, "ca", environ={}, dotenv=None)
+    metrics = profile.metrics_options()
+    assert metrics.file == tmp_path / "textfile" / "reconcile.prom"
+    assert (metrics.pushgateway, metrics.job) == ("https://pushgateway.example:9091", "reconcile-nightly")
+    assert dict(metrics.labels) == {"profile": "ca", "region": "ca", "team": "audit"}
+    flagged = profile.metrics_options(
+        file=tmp_path / "other.prom", pushgateway="https://gw.example", job="adhoc", labels=(("team", "ops"),)
+    )
+    assert (flagged.file, flagged.pushgateway, flagged.job) == (tmp_path / "other.prom", "https://gw.example", "adhoc")
+    assert dict(flagged.labels) == {"profile": "ca", "region": "ca", "team": "ops"}
+    assert not Profile().metrics_options().enabled
+
+
 @pytest.mark.parametrize(
     ("where", "key"),
     [
@@ -313,6 +340,7 @@ def test_unknown_keys_are_refused_with_a_suggestion(tmp_path: Path) -> None:
         ),
         ({"input_format": "docx"}, "input_format must be one of"),
         ({"base_url": 443}, "base_url must be a string"),
+        ({"metrics_labels": Inline("{ region = 1 }")}, "metrics_labels must be a table of non-empty strings"),
     ],
 )
 def test_badly_typed_values_are_refused(entry: dict[str, Any], problem: str, tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from reconcile.api import run
 from reconcile.cli._main import cli
+from reconcile.config import Secret
 from reconcile.config._logs import configure_logging, error_fields, level_for, reset_logging
 from reconcile.config._redact import RedactingFilter
-from reconcile.config._settings import Secret
 from reconcile.emulator import EmulatorConfig, Faults
 from reconcile.engine._engine import RunOptions
 from reconcile.errors import TokenError, UsageError

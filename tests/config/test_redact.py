@@ -20,9 +20,9 @@ from click.testing import CliRunner, Result
 
 from reconcile.api import run
 from reconcile.cli._main import cli
+from reconcile.config import Secret
 from reconcile.config._logs import configure_logging, reset_logging
 from reconcile.config._redact import MASK, RedactingFilter, redact, register
-from reconcile.config._settings import Secret
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_TENANT_ID, Dataset, Emulator, EmulatorConfig, Faults
 from reconcile.emulator.tokens import TokenBook
 from reconcile.engine._engine import RunOptions

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from reconcile.config import Secret
 from reconcile.config._settings import (
     DEFAULT_AUTHORITY,
     DEFAULT_BASE_URL,
     DEFAULT_ENDPOINT_PATH,
     DEFAULT_MAX_CONCURRENCY,
-    Secret,
     Settings,
     check_url,
     is_loopback,

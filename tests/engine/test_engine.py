@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from reconcile import Reconciler, RunOptions, run
-from reconcile.config._settings import Secret, Settings
+from reconcile.config import Secret
+from reconcile.config._settings import Settings
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig, Faults, make_call_id, synthetic_manifest_rows
 from reconcile.engine._engine import BATCH
 from reconcile.engine._journal import Journal

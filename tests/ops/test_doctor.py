@@ -14,7 +14,8 @@ from aiohttp import web
 from click.testing import CliRunner
 
 from reconcile.cli._main import cli
-from reconcile.config._settings import Secret, Settings
+from reconcile.config import Secret
+from reconcile.config._settings import Settings
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID, Dataset, Emulator, EmulatorConfig
 from reconcile.emulator.tokens import TokenBook
 from reconcile.errors import UsageError

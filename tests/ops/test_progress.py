@@ -21,7 +21,8 @@ from rich.console import Console
 
 from reconcile.api import run
 from reconcile.cli._main import cli
-from reconcile.config._settings import Secret, Settings
+from reconcile.config import Secret
+from reconcile.config._settings import Settings
 from reconcile.emulator import EmulatorConfig
 from reconcile.engine._engine import Progress, Reconciler, RunOptions
 from reconcile.input._shard import Shard

@@ -16,7 +16,8 @@ from aioresponses.core import RequestCall
 from multidict import CIMultiDict
 from yarl import URL
 
-from reconcile.config._settings import Secret, Settings
+from reconcile.config import Secret
+from reconcile.config._settings import Settings
 from reconcile.errors import HostUnreachable, TokenError, TransportError
 from reconcile.platform._auth import ACCEPTED_LATELY, Reply, TokenProvider, jwt_claims, jwt_expiry
 from reconcile.platform._client import PlatformClient

@@ -15,7 +15,8 @@ from aioresponses import aioresponses
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from reconcile.config._settings import Secret, Settings
+from reconcile.config import Secret
+from reconcile.config._settings import Settings
 from reconcile.emulator import Emulator, EmulatorConfig, Faults
 from reconcile.errors import (
     AuthorizationError,

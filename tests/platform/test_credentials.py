@@ -20,7 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import reconcile
-from reconcile.config._settings import Secret, Settings
+from reconcile.config import Secret
+from reconcile.config._settings import Settings
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_TENANT_ID, Dataset, Emulator, EmulatorConfig, FederatedIssuer
 from reconcile.engine._engine import RunOptions
 from reconcile.errors import ConfigError, CredentialConflict, TokenError

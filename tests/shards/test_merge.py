@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from reconcile.api import run
 from reconcile.cli._main import cli
-from reconcile.config._settings import Secret
+from reconcile.config import Secret
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
 from reconcile.engine._engine import RunOptions
 from reconcile.errors import UsageError
