@@ -234,22 +234,19 @@ class Summary:
     def from_dict(cls, data: Mapping[str, Any]) -> Summary:
         """A summary from its JSON object; absent keys take their defaults. A TypeError, ValueError or KeyError
         says the object is not a summary."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {name: value for name, value in data.items() if name in known}
+        values = _known(cls, data)
         values["counts"] = Counts.of(data.get("counts") or {})
         values["records"] = int(data.get("records") or 0)
         sections: dict[str, Any] = {
-            "error": lambda v: ErrorInfo(
-                **{**v, "error_codes": tuple(v["error_codes"])} if v.get("error_codes") else v
-            ),
-            "manifests": lambda v: tuple(ManifestEntry(**{**m, "columns": tuple(m.get("columns", ()))}) for m in v),
-            "proxy": lambda v: Proxy(**v),
-            "pacing": lambda v: PacingSummary(**v),
-            "attempts": lambda v: tuple(Attempt(**a) for a in v),
-            "delta": lambda v: Delta(**v),
+            "error": lambda v: _make(ErrorInfo, v, error_codes=tuple(v.get("error_codes") or ()) or None),
+            "manifests": lambda v: tuple(_make(ManifestEntry, m, columns=tuple(m.get("columns", ()))) for m in v),
+            "proxy": lambda v: _make(Proxy, v),
+            "pacing": lambda v: _make(PacingSummary, v),
+            "attempts": lambda v: tuple(_make(Attempt, a) for a in v),
+            "delta": lambda v: _make(Delta, v),
             "by_company": lambda v: tuple(GroupCounts.from_dict(g) for g in v),
             "by_organisation": lambda v: tuple(GroupCounts.from_dict(g) for g in v),
-            "merged_from": lambda v: tuple(MergedShard(**{**m, "counts": Counts.of(m["counts"])}) for m in v),
+            "merged_from": lambda v: tuple(_make(MergedShard, m, counts=Counts.of(m["counts"])) for m in v),
         }
         for name, make in sections.items():
             if values.get(name) is not None:
@@ -288,6 +285,16 @@ def load_summary(
         return Summary.from_dict(data)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise UsageError(f"{path} is not a reconcile summary ({exc!r}). {hint}") from None
+
+
+def _known(cls: type[Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``data`` that are fields of ``cls``: a key a later reconcile added is passed over."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {name: value for name, value in data.items() if name in names}
+
+
+def _make(cls: type[Any], data: Mapping[str, Any], **values: Any) -> Any:
+    return cls(**(_known(cls, data) | values))
 
 
 def _to_json(value: Any) -> Any:

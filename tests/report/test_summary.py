@@ -13,7 +13,7 @@ from reconcile.emulator import Emulator
 from reconcile.engine._engine import RunOptions
 from reconcile.errors import TokenError, UsageError
 from reconcile.model import Status
-from reconcile.report import Counts, ErrorInfo, Summary, load_summary
+from reconcile.report import Counts, ErrorInfo, Proxy, Summary, load_summary
 from tests.conftest import SAMPLES, settings_for
 
 
@@ -80,10 +80,13 @@ def test_the_counts_are_the_statuses() -> None:
 
 
 def test_an_older_summary_reads_with_defaults(tmp_path: Path) -> None:
-    """Keys a summary lacks (an older reconcile's) read as their defaults; keys it does not know are ignored."""
+    """Keys a summary lacks (an older reconcile's) read as their defaults; keys it does not know (a later one's), in
+    the summary or in a section, are passed over."""
     (tmp_path / "summary.json").write_text(json.dumps({"run_id": "r-1", "engine_version": "0.0.9", "extra": 1}))
     summary = load_summary(tmp_path)
     assert (summary.run_id, summary.engine_version, summary.records, summary.counts) == ("r-1", "0.0.9", 0, Counts())
+    later = {"counts": {"present": 1}, "records": 1, "proxy": {"api": "direct", "identity_provider": "direct", "x": 1}}
+    assert Summary.from_dict(later).proxy == Proxy("direct", "direct")
 
 
 @pytest.mark.parametrize(
