@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.emulator import Dataset
-from reconcile.engine._engine import ERROR, MISSING, PRESENT, UNCHECKED
+from reconcile.model import Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +37,15 @@ def check_results(results_csv: Path, dataset: Dataset) -> Exactness:
         for row in csv.DictReader(handle):
             rows += 1
             status = row["status"]
-            if status == ERROR:
+            if status == Status.ERROR:
                 errors += 1
                 continue
-            if status == UNCHECKED:
+            if status == Status.UNCHECKED:
                 unchecked += 1
                 continue
             key = (row["company"], row["organisation"], row["folder"], row["filename"])
             call_id = dataset.lookup(key)
-            expected = (MISSING, "") if call_id is None else (PRESENT, call_id)
+            expected = (Status.MISSING, "") if call_id is None else (Status.PRESENT, call_id)
             if (status, row["call_id"]) == expected:
                 right += 1
             else:

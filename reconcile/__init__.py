@@ -3,8 +3,8 @@
 The library API: :func:`run` (``await``) and :func:`run_sync` reconcile manifests into a report directory;
 :class:`Settings` says where to connect and with which credentials (``Settings.load()`` reads the environment);
 :class:`RunOptions` how the run behaves and :class:`ReportOptions` what the report writes; :func:`load_report`
-opens a finished report in pandas.  Every error is a :class:`ReconcileError` (the tree is in
-:mod:`reconcile.errors`), and each one is exported here.
+opens a finished report in pandas, :func:`load_summary` its summary.json as a :class:`Summary`.  Every error is a
+:class:`ReconcileError` (the tree is in :mod:`reconcile.errors`), and each one is exported here.
 """
 
 from reconcile.config import Secret
@@ -13,8 +13,9 @@ from reconcile.engine._engine import Progress, Reconciler
 from reconcile.engine._options import ReportOptions, RunOptions
 from reconcile.input._manifest import Manifest, Record
 from reconcile.input._table import ReadOptions
-from reconcile.report._build import Summary
+from reconcile.report._build import Report
 from reconcile.report._load import ReportFrames, load_report
+from reconcile.report._summary import Summary, load_summary
 
 from ._version import __version__
 from .api import run, run_sync
@@ -67,6 +68,7 @@ __all__ = [
     "ReconcileError",
     "Reconciler",
     "Record",
+    "Report",
     "ReportFrames",
     "ReportOptions",
     "RequestRejected",
@@ -83,6 +85,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "load_report",
+    "load_summary",
     "run",
     "run_sync",
 ]

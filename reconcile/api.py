@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from reconcile.config import Settings
 from reconcile.engine import Journal, Reconciler, RunOptions, claim
 from reconcile.input import ManifestInfo, ManifestPaths, expand_manifest_paths, options_record, spool_streams
-from reconcile.report import RunReport, Summary, check_options, supersede
+from reconcile.report import Report, RunReport, check_options, supersede
 
 from .errors import ManifestError, UsageError
 
@@ -38,8 +38,8 @@ async def run(
     options: RunOptions | None = None,
     on_start: OnStart | None = None,
     **changes: Any,
-) -> Summary:
-    """Check every row of ``paths`` and write the report into ``out_dir``; the summary of what it found.
+) -> Report:
+    """Check every row of ``paths`` and write the report into ``out_dir``; the report: its summary, exit code, files.
 
     ``options`` is a :class:`RunOptions` to start from, ``changes`` its fields to set (``fresh=True``,
     ``concurrency=32``, ``formats="csv,xlsx"``, ...); an unknown one is a TypeError naming the valid ones.
@@ -67,7 +67,7 @@ def run_sync(
     options: RunOptions | None = None,
     on_start: OnStart | None = None,
     **changes: Any,
-) -> Summary:
+) -> Report:
     """:func:`run` for code that is not async: a script, an Airflow task, a notebook cell.
 
     The run gets an event loop of its own, as ``reconcile run`` does (uvloop when installed, the collector tuned
@@ -99,7 +99,7 @@ async def _run_claimed(
     settings: Settings,
     options: RunOptions,
     on_start: OnStart | None,
-) -> Summary:
+) -> Report:
     paths = spool_streams(paths, out_dir)  # stdin and pipes: read once, kept in --out
     reconciler = Reconciler(paths, settings, options)
     settings = reconciler.settings  # with the run's own pacing options

@@ -717,7 +717,7 @@ def test_alert_rules_are_a_prometheus_rules_file_over_real_metrics() -> None:
     expression, a valid `for`, string labels and annotations), its expressions are balanced and name only metrics
     and label values reconcile exports, and the two asked-for alerts are there. (Structure only: promtool, which
     would parse the PromQL, is not available where the tests run.)"""
-    from reconcile.engine import STATUSES
+    from reconcile.model import Status
     from reconcile.ops._metrics import OUTCOMES
 
     data = yaml.safe_load((PROMETHEUS / "reconcile-rules.yaml").read_text(encoding="utf-8"))
@@ -739,7 +739,7 @@ def test_alert_rules_are_a_prometheus_rules_file_over_real_metrics() -> None:
             for opening, closing in ("()", "[]", "{}"):
                 assert expr.count(opening) == expr.count(closing), rule["alert"]
             assert set(re.findall(r"\breconcile_\w+", expr)) <= exported, rule["alert"]
-            assert set(re.findall(r'status="(\w+)"', expr)) <= set(STATUSES)
+            assert set(re.findall(r'status="(\w+)"', expr)) <= {s.value for s in Status}
             assert {o for found in re.findall(r'outcome=~"([\w|]+)"', expr) for o in found.split("|")} <= set(OUTCOMES)
             assert rule["alert"] not in alerts
             alerts[rule["alert"]] = expr

@@ -63,6 +63,7 @@ def test_all_is_the_documented_surface() -> None:
         "ReconcileError",
         "Reconciler",
         "Record",
+        "Report",
         "ReportFrames",
         "ReportOptions",
         "RequestRejected",
@@ -79,6 +80,7 @@ def test_all_is_the_documented_surface() -> None:
         "UsageError",
         "__version__",
         "load_report",
+        "load_summary",
         "run",
         "run_sync",
     ]

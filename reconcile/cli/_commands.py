@@ -25,6 +25,7 @@ from reconcile.config import Settings, configure_logging, reset_logging
 from reconcile.engine import Reconciler, RunOptions
 from reconcile.errors import InternalError, ReconcileError
 from reconcile.input import Shard, expand_manifest_paths
+from reconcile.model import ExitCode
 from reconcile.ops import DisplayOptions, MetricsOptions, Watcher, export_metrics
 
 from . import _output as output
@@ -83,7 +84,7 @@ class _Commands(click.Group):
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             output.print_stop(output.STOPPED_BEFORE_RUN)
-            sys.exit(130)
+            sys.exit(ExitCode.SIGINT)
         except Exception as exc:
             from reconcile.ops import report_crash
 
@@ -410,6 +411,6 @@ def _run_async(
                     watcher.close()
         except asyncio.CancelledError:
             output.print_stop(output.STOPPED_AT_ONCE)
-            sys.exit(130 if stops[-1:] == ["SIGINT"] else 143)
+            sys.exit(ExitCode.SIGINT if stops[-1:] == ["SIGINT"] else ExitCode.SIGTERM)
 
     return event_loop_run(main())

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from reconcile.config import LOG_FORMATS
+from reconcile.input import FORMATS as INPUT_FORMATS
 from reconcile.report import FORMATS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -183,7 +184,7 @@ CONNECTION = OptionGroup(PROFILE, SETTINGS)
 READ = OptionGroup(
     flag(
         "--input-format",
-        type=click.Choice(["csv", "tsv", "xlsx", "parquet", "jsonl"]),
+        type=click.Choice(INPUT_FORMATS),
         help="Manifest format [default: from the file name; .gz is decompressed].",
     ),
     flag("--encoding", help="Manifest text encoding [default: utf-8-sig]."),

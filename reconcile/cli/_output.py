@@ -11,7 +11,7 @@ import click
 
 from reconcile._version import version_report
 from reconcile.errors import ReconcileError
-from reconcile.report import Summary
+from reconcile.report import Report
 
 if TYPE_CHECKING:
     from reconcile.report import History
@@ -21,30 +21,30 @@ STOPPED_BEFORE_RUN = "stopped (SIGINT) before any row was checked"
 STOPPED_AT_ONCE = "stopped at once; the journal is consistent: re-run the same command to resume"
 
 
-def print_summary(summary: Summary, *, error_logged: bool = True) -> None:
+def print_summary(report: Report, *, error_logged: bool = True) -> None:
     """The counts, what to do next, and the report's files, on stdout.  ``error_logged``: a fatal error was
     logged to stderr as it happened (a run's), so it is not printed again (a merge reports its shards')."""
-    counts = summary.counts
+    counts = report.summary.counts
     line = (
-        f"{summary.records} records: {counts['present']} present, {counts['missing']} missing, "
-        f"{counts['invalid']} invalid, {counts['error']} error"
+        f"{report.records} records: {counts.present} present, {counts.missing} missing, "
+        f"{counts.invalid} invalid, {counts.error} error"
     )
-    if counts.get("unchecked"):
-        line += f", {counts['unchecked']} unchecked"
-    if summary.data.get("duplicates"):
-        line += f" ({summary.data['duplicates']} duplicates)"
+    if counts.unchecked:
+        line += f", {counts.unchecked} unchecked"
+    if report.summary.duplicates:
+        line += f" ({report.summary.duplicates} duplicates)"
     click.echo(line)
-    error = summary.data.get("error")
+    error = report.summary.error
     if error and not error_logged:
-        click.echo(f"error: {error['message']}", err=True)
+        click.echo(f"error: {error.message}", err=True)
     if error and error_logged:
         click.echo(
-            f"stopped by a fatal error ({error['type']}, on stderr): the rows not reached are unchecked; once it is "
+            f"stopped by a fatal error ({error.type}, on stderr): the rows not reached are unchecked; once it is "
             "fixed, re-run the same command to resume"
         )
-    elif not summary.complete:
+    elif not report.complete:
         click.echo("incomplete: re-run the same command to resume")
-    for name, path in summary.paths.items():
+    for name, path in report.paths.items():
         click.echo(f"{name.replace('_', ' ') + ':':17} {path}")
 
 

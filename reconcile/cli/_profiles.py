@@ -37,14 +37,14 @@ from urllib.parse import urlsplit
 from reconcile.config import ENV_PREFIX, environment, redact
 from reconcile.engine import ReportOptions, format_names
 from reconcile.errors import ConfigError
+from reconcile.input import FORMATS as INPUT_FORMATS
 from reconcile.input import ReadOptions
+from reconcile.model import KEY_FIELDS
 from reconcile.ops import MetricsOptions
 from reconcile.report import FORMATS
 
 CONFIG_NAME = "reconcile.toml"
-INPUT_FORMATS = ("csv", "tsv", "xlsx", "parquet", "jsonl")
-MAPPED_FIELDS = ("company", "organisation", "folder", "filename")
-CONSTANT_FIELDS = ("company", "organisation", "folder")
+CONSTANT_FIELDS = KEY_FIELDS[:3]  # a filename is never one constant: --filename-template builds it
 # Parts of a key's name that mark it as a secret.  ``client_secret_file`` names a file, which is the safe way.
 SECRET_WORDS = ("secret", "password", "passwd", "passphrase", "token", "apikey", "api_key", "private_key", "credential")
 NOT_SECRETS = frozenset({"client_secret_file", "federated_token_file"})
@@ -152,7 +152,7 @@ SETTING_KEYS: dict[str, Callable[[Any], Any]] = {
     "federated_token_file": _text,
 }
 READ_KEYS: dict[str, Callable[[Any], Any]] = {
-    "map": _table(MAPPED_FIELDS),
+    "map": _table(KEY_FIELDS),
     "constants": _table(CONSTANT_FIELDS),
     "filename_template": _text,
     "input_format": _choice(INPUT_FORMATS),

@@ -1,12 +1,6 @@
 """The run: the engine that checks every record, its journal, the commit watermark, the output directory."""
 
 from ._engine import (
-    ERROR,
-    INVALID,
-    MISSING,
-    PRESENT,
-    STATUSES,
-    UNCHECKED,
     Pacing,
     Progress,
     Reconciler,
@@ -20,15 +14,9 @@ from ._watermark import END, CommitWatermark, Position
 
 __all__ = [
     "END",
-    "ERROR",
-    "INVALID",
     "JOURNAL_NAME",
     "LOCK_NAME",
-    "MISSING",
     "PAGE",
-    "PRESENT",
-    "STATUSES",
-    "UNCHECKED",
     "CommitWatermark",
     "Journal",
     "Pacing",

@@ -26,6 +26,7 @@ from typing import Any
 from reconcile.config import ROW, Settings, error_fields
 from reconcile.errors import FatalError, RunStopped, UsageError
 from reconcile.input import Manifest, ManifestInfo, Record
+from reconcile.model import Status
 from reconcile.platform import Outcome, PlatformClient
 
 from ._journal import FLUSH_EVERY, Journal, Result
@@ -38,9 +39,6 @@ BATCH = 1000  # records read per trip to the reader thread
 ROWS_PER_SLOT = 8  # rows in progress per slot at the ceiling: room for rows waiting out a Retry-After
 MIN_ROWS_IN_PROGRESS = 512
 GRACE_PERIOD = 5.0  # seconds in-flight requests may take to finish after a stop is asked
-
-PRESENT, MISSING, INVALID, ERROR, UNCHECKED = "present", "missing", "invalid", "error", "unchecked"
-STATUSES = (PRESENT, MISSING, INVALID, ERROR, UNCHECKED)
 
 
 _stamp: list[Any] = [-1, ""]  # the last millisecond formatted, and its text
@@ -233,7 +231,7 @@ class Reconciler:
                 continue
             if record.problem is not None:
                 handed_out((source, record.row))
-                self._record(journal, Result(source, record.row, INVALID, "", record.problem, 0, now))
+                self._record(journal, Result(source, record.row, Status.INVALID, "", record.problem, 0, now))
                 continue
             first = first_of[record.row]
             if first != (source, record.row):
@@ -304,7 +302,7 @@ def _pacing(client: PlatformClient) -> Pacing:
 
 
 def _result(record: Record, outcome: Outcome) -> Result:
-    status = ERROR if outcome.exists is None else PRESENT if outcome.exists else MISSING
+    status = Status.ERROR if outcome.exists is None else Status.PRESENT if outcome.exists else Status.MISSING
     return Result(record.source, record.row, status, outcome.call_id, outcome.detail, outcome.attempts, utc_now())
 
 

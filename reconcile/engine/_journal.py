@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from reconcile._version import __version__
 from reconcile.errors import JournalError, JournalMismatch
 from reconcile.input import ManifestInfo, changed_options
-from reconcile.model import Key, key_digest
+from reconcile.model import Key, Status, key_digest
 
 T = TypeVar("T")
 
@@ -115,10 +115,6 @@ class Journal:
     def add(self, result: Result) -> None:
         """Queue a result; :meth:`flush` writes it."""
         self._pending.append(result)
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
 
     async def flush(self) -> None:
         """Write and commit what :meth:`add` queued.
@@ -343,18 +339,18 @@ def _first_rows(
 
 
 def _resolved(db: sqlite3.Connection, source: int, first: int, last: int) -> set[int]:
-    query = "SELECT row FROM results WHERE source = ? AND row BETWEEN ? AND ? AND status != 'error'"
-    return {row for (row,) in db.execute(query, (source, first, last))}
+    query = "SELECT row FROM results WHERE source = ? AND row BETWEEN ? AND ? AND status != ?"
+    return {row for (row,) in db.execute(query, (source, first, last, Status.ERROR))}
 
 
 def _count_resolved(db: sqlite3.Connection) -> int:
-    (count,) = db.execute("SELECT count(*) FROM results WHERE status != 'error'").fetchone()
+    (count,) = db.execute("SELECT count(*) FROM results WHERE status != ?", (Status.ERROR,)).fetchone()
     return int(count)
 
 
-_RESULTS_QUERY = """
+_RESULTS_QUERY = f"""
 SELECT r.row,
-       CASE WHEN r.dup_row IS NULL THEN r.status ELSE COALESCE(o.status, 'unchecked') END,
+       CASE WHEN r.dup_row IS NULL THEN r.status ELSE COALESCE(o.status, '{Status.UNCHECKED}') END,
        CASE WHEN r.dup_row IS NULL THEN r.call_id ELSE COALESCE(o.call_id, '') END,
        CASE WHEN r.dup_row IS NULL OR COALESCE(o.detail, '') = '' THEN r.detail
             ELSE r.detail || '; ' || o.detail END,

@@ -3,10 +3,11 @@
 from ._manifest import Manifest, ManifestInfo, Record, spool_streams
 from ._paths import ManifestPaths, expand_manifest_paths
 from ._shard import Shard
-from ._table import ReadOptions, changed_options, options_record
-from ._validate import render, validate
+from ._table import FORMATS, ReadOptions, changed_options, options_record
+from ._validate import format_duration, render, validate
 
 __all__ = [
+    "FORMATS",
     "Manifest",
     "ManifestInfo",
     "ManifestPaths",
@@ -15,6 +16,7 @@ __all__ = [
     "Shard",
     "changed_options",
     "expand_manifest_paths",
+    "format_duration",
     "options_record",
     "render",
     "spool_streams",

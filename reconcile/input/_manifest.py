@@ -10,7 +10,6 @@ comes from a column named after it (matched case-insensitively, surrounding spac
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import stat
@@ -20,11 +19,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
-from typing import IO
 
 from reconcile.errors import ManifestError, UsageError
 from reconcile.input._table import ReadOptions, Table, manifest_error
-from reconcile.model import KEY_FIELDS, Key
+from reconcile.model import KEY_FIELDS, Key, written_whole
 
 from ._paths import STDIN
 from ._readers import FlawedRow, open_table
@@ -447,23 +445,19 @@ def spool_streams(paths: Sequence[Path], directory: Path) -> list[Path]:
         target = (
             directory / f"{SPOOL_PREFIX}{name}" if len(paths) == 1 else directory / f"{SPOOL_PREFIX}{number}-{name}"
         )
-        temporary = target.with_name(f".{target.name}.partial")
+        if str(path) == STDIN and (sys.stdin is None or sys.stdin.isatty()):
+            raise UsageError(
+                "- reads the manifest from standard input, which is a terminal here. "
+                "HINT: pipe the export in, e.g. zcat export.csv.gz | reconcile run - --out DIR"
+            )
         try:
-            if str(path) == STDIN:
-                if sys.stdin is None or sys.stdin.isatty():
-                    raise UsageError(
-                        "- reads the manifest from standard input, which is a terminal here. "
-                        "HINT: pipe the export in, e.g. zcat export.csv.gz | reconcile run - --out DIR"
-                    )
-                source: IO[bytes] = sys.stdin.buffer
-                with open(temporary, "wb") as handle:
-                    shutil.copyfileobj(source, handle, 1 << 20)
-            else:
-                with open(path, "rb") as source, open(temporary, "wb") as handle:
-                    shutil.copyfileobj(source, handle, 1 << 20)
+            with written_whole(target) as temporary, open(temporary, "wb") as handle:
+                if str(path) == STDIN:
+                    shutil.copyfileobj(sys.stdin.buffer, handle, 1 << 20)
+                else:
+                    with open(path, "rb") as source:
+                        shutil.copyfileobj(source, handle, 1 << 20)
         except OSError as exc:
-            temporary.unlink(missing_ok=True)
             raise ManifestError(path, f"cannot be read: {exc.strerror or exc}") from None
-        os.replace(temporary, target)
         spooled.append(target)
     return spooled

@@ -10,7 +10,7 @@ from reconcile.api import run
 from reconcile.config import Secret, Settings
 from reconcile.engine import Reconciler
 from reconcile.errors import FatalError
-from reconcile.report import Summary
+from reconcile.report import Report
 
 if TYPE_CHECKING:
     from reconcile.emulator import Emulator
@@ -48,7 +48,7 @@ def demo_settings(emulator: Emulator, **changes: Any) -> Settings:
     return settings
 
 
-async def run_demo(out_dir: Path, concurrency: int | str | None, install: Callable[[Reconciler], None]) -> Summary:
+async def run_demo(out_dir: Path, concurrency: int | str | None, install: Callable[[Reconciler], None]) -> Report:
     """Start the emulator on a free loopback port, reconcile the samples, write the report.  ``concurrency``:
     a number, or ``"auto"`` (or None) to find it."""
     from reconcile.emulator import Emulator

@@ -8,10 +8,7 @@ payload (no signature check: only the platform can do that) and shown one by one
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import contextlib
-import json
 import re
 import ssl
 import time
@@ -22,34 +19,29 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from reconcile.config import DEFAULT_ENDPOINT_PATH, Settings, load_certificate, redact
 from reconcile.errors import (
     ConfigError,
     CredentialConflict,
-    FatalError,
     ReconcileError,
     TokenError,
-    TransportError,
     UsageError,
 )
-from reconcile.model import Key
+from reconcile.model import KEY_FIELDS, ExitCode, Key
 from reconcile.platform import (
     FEDERATED_AUDIENCE,
-    RETRYABLE_STATUSES,
-    USER_AGENT,
     FederatedCredential,
-    Reply,
+    PlatformClient,
     RetryPolicy,
     Token,
     TokenProvider,
-    post,
+    jwt_claims,
+    jwt_expiry,
     refusal_fix,
-    retry_after_from_headers,
+    server_message,
 )
-from reconcile.platform._client import _message as server_message
 
 from ._connectivity import Connectivity, probe_connectivity
 
@@ -58,8 +50,9 @@ ALTERNATIVE_PATHS = ("/api/v1/search/conversationexists", "/api/v1/search/callex
 DOCTOR_TIMEOUT = 10.0  # seconds per step at most: someone is waiting on the phone
 POST_ATTEMPTS = 3  # one passing 5xx or reset must not fail a step; a persistent one must
 RETRY_WAIT = 0.5
+RETRY_AFTER_CAP = 2.0  # seconds: a Retry-After is honoured, up to this
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_EMPTY_PROBE = orjson.dumps({"company": "", "organisation": "", "folder": "", "filename": ""})
+_EMPTY_PROBE = orjson.dumps(dict.fromkeys(KEY_FIELDS, ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +79,9 @@ def _reached(step: str, result: Connectivity) -> Check:
     return Check(step, "pass" if result.ok else "fail", result.summary, result.details, fix=result.fix)
 
 
-def exit_code(checks: list[Check]) -> int:
+def exit_code(checks: list[Check]) -> ExitCode:
     """0 when every step passed, 4 (fatal: configuration) otherwise."""
-    return 0 if checks and all(c.ok for c in checks) else FatalError.exit_code
+    return ExitCode.OK if checks and all(c.ok for c in checks) else ExitCode.FATAL
 
 
 def parse_probe(text: str) -> Key:
@@ -126,21 +119,28 @@ async def diagnose(
     checks.append(_reached("authority", reached))
     if not checks[-1].ok:
         return skip_rest()
-    connector = aiohttp.TCPConnector(ssl=context, limit=4)
-    async with aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT}) as session:
-        http = _Http(session, settings, seconds)
-        tokens = http.tokens = TokenProvider(
-            settings, http, policy=RetryPolicy(max_attempts=2, max_time=seconds, backoff_initial=0.2, backoff_max=1.0)
-        )
-        token, check = await _check_token(tokens, settings)
+    # The run's own client, with patience for someone waiting on the phone: a passing failure is tried again
+    # soon, a persistent one fails the step.
+    token_policy = RetryPolicy(max_attempts=2, max_time=seconds, backoff_initial=0.2, backoff_max=1.0)
+    policy = RetryPolicy(
+        max_attempts=POST_ATTEMPTS,
+        max_time=seconds,
+        backoff_initial=RETRY_WAIT,
+        backoff_max=RETRY_WAIT,
+        healthy_backoff_initial=RETRY_WAIT,
+        healthy_backoff_max=RETRY_WAIT,
+        retry_after_cap=RETRY_AFTER_CAP,
+    )
+    async with PlatformClient(settings, policy=policy, token_policy=token_policy, timeout=seconds) as client:
+        token, check = await _check_token(client.tokens, settings)
         checks.append(check)
         if token is None:
             return skip_rest()
-        checks.append(await _check_api(http, settings, context, seconds))
+        checks.append(await _check_api(client, settings, context, seconds))
         if not checks[-1].ok:
             return skip_rest()
         if probe is not None:
-            checks.append(await _check_probe(http, settings, probe))
+            checks.append(await _check_probe(client, settings, probe))
     return checks
 
 
@@ -215,7 +215,7 @@ def _describe_federated_token(path: Path, warnings: list[str]) -> tuple[tuple[st
         f"  subject      {claims.get('sub', '?')}",
         f"  audience     {', '.join(audiences)}",
     ]
-    exp = _expiry(claims)
+    exp = jwt_expiry(claims)
     if exp is not None:
         stamp = _stamp(exp)
         details.append(f"  expires      {stamp} (in {max(0, exp - time.time()) / 60:.0f} min)")
@@ -274,55 +274,6 @@ def _describe_credential(settings: Settings, warnings: list[str]) -> tuple[tuple
 # -- token ---------------------------------------------------------------------------------------------
 
 
-class _Http:
-    """Token requests and raw API posts over one session, errors mapped as a run maps them."""
-
-    def __init__(self, session: aiohttp.ClientSession, settings: Settings, timeout: float) -> None:
-        self._session = session
-        self._settings = settings
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self.tokens: TokenProvider | None = None
-
-    async def post_form(self, url: str, form: Mapping[str, str]) -> Reply:
-        return await post(self._session, url, self._settings.proxy_for(url), data=dict(form), timeout=self._timeout)
-
-    async def post_json(self, url: str, body: bytes) -> Reply:
-        """POST as a run would: a refused token is renewed once, a passing failure (5xx, 429, reset) retried."""
-        if self.tokens is None:
-            raise RuntimeError("_Http.tokens is not set")
-        renewed, attempt = False, 1
-        while True:
-            token = await self.tokens.token()
-            try:
-                reply = await self._post_json(url, body, token)
-            except TransportError as exc:
-                if exc.connect or attempt >= POST_ATTEMPTS:
-                    raise
-                attempt += 1
-                await asyncio.sleep(RETRY_WAIT)
-                continue
-            if reply.status == 401 and not renewed:  # revoked under our feet: a fresh one says more
-                self.tokens.invalidate(token)
-                renewed = True
-                continue
-            if reply.status not in RETRYABLE_STATUSES or attempt >= POST_ATTEMPTS:
-                return reply
-            attempt += 1
-            await asyncio.sleep(min(retry_after_from_headers(reply.headers) or RETRY_WAIT, 2.0))
-
-    async def _post_json(self, url: str, body: bytes, token: Token) -> Reply:
-        headers = {"Authorization": f"Bearer {token.value}", "Content-Type": "application/json"}
-        return await post(
-            self._session,
-            url,
-            self._settings.proxy_for(url),
-            data=body,
-            headers=headers,
-            timeout=self._timeout,
-            allow_redirects=False,
-        )
-
-
 async def _check_token(tokens: TokenProvider, settings: Settings) -> tuple[Token | None, Check]:
     try:
         token = await tokens.token()
@@ -363,23 +314,6 @@ def _token_refused(exc: TokenError, settings: Settings) -> Check:
     )
 
 
-def jwt_claims(token: str) -> dict[str, Any] | None:
-    """The claims of a JWT, decoded from its payload only (the signature is the platform's business)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return claims if isinstance(claims, dict) else None
-
-
-def _expiry(claims: Mapping[str, Any]) -> float | None:
-    exp = claims.get("exp")
-    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
-
-
 def _stamp(seconds: float) -> str:
     """ISO-8601 UTC to the second, as the rest of the output writes times."""
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -395,7 +329,7 @@ def _describe_claims(claims: Mapping[str, Any], settings: Settings) -> tuple[tup
         f"roles     {', '.join(roles) if roles else '(none)'}",
         f"tenant    {claims.get('tid', '?')}",
     ]
-    exp = _expiry(claims)
+    exp = jwt_expiry(claims)
     if exp is not None:
         details.append(f"expires   {_stamp(exp)} (in {max(0, exp - time.time()) / 60:.0f} min)")
     warnings = []
@@ -415,7 +349,7 @@ def _describe_claims(claims: Mapping[str, Any], settings: Settings) -> tuple[tup
 # -- the API -------------------------------------------------------------------------------------------
 
 
-async def _check_api(http: _Http, settings: Settings, context: ssl.SSLContext, seconds: float) -> Check:
+async def _check_api(client: PlatformClient, settings: Settings, context: ssl.SSLContext, seconds: float) -> Check:
     base, authority = urlsplit(settings.base_url), urlsplit(settings.authority)
     if (base.hostname, base.port, base.scheme) != (authority.hostname, authority.port, authority.scheme):
         reached = await probe_connectivity(
@@ -429,7 +363,7 @@ async def _check_api(http: _Http, settings: Settings, context: ssl.SSLContext, s
             return _reached("api", reached)
     url = settings.endpoint_url
     try:
-        reply = await http.post_json(url, _EMPTY_PROBE)
+        reply = await client.ask(url, _EMPTY_PROBE)
     except ReconcileError as exc:
         return _fail("api", f"POST {url} failed: {redact(str(exc))}", "check CALLJOURNEY_BASE_URL and the network")
     status, message = reply.status, server_message(reply.body)
@@ -443,7 +377,7 @@ async def _check_api(http: _Http, settings: Settings, context: ssl.SSLContext, s
         )
     if status == 404:
         return _fail(
-            "api", f"{said} (not found): the base URL or the endpoint path is wrong", await _path_fix(http, settings)
+            "api", f"{said} (not found): the base URL or the endpoint path is wrong", await _path_fix(client, settings)
         )
     if status in (401, 403):
         fix = (
@@ -461,7 +395,7 @@ async def _check_api(http: _Http, settings: Settings, context: ssl.SSLContext, s
     return _fail("api", f"{said}: {message}", "check CALLJOURNEY_BASE_URL; a 5xx is the platform's own failure")
 
 
-async def _path_fix(http: _Http, settings: Settings) -> str:
+async def _path_fix(client: PlatformClient, settings: Settings) -> str:
     """The guide names two paths; say which one this platform answers at, if it answers at the other."""
     fix = (
         "check CALLJOURNEY_BASE_URL and --endpoint-path: the guide's reference names "
@@ -472,7 +406,7 @@ async def _path_fix(http: _Http, settings: Settings) -> str:
             continue
         url = settings.base_url.rstrip("/") + path
         with contextlib.suppress(ReconcileError):
-            reply = await http.post_json(url, _EMPTY_PROBE)
+            reply = await client.ask(url, _EMPTY_PROBE)
             if reply.status in (200, 400, 422):
                 return (
                     f"this platform answers at {path}: pass --endpoint-path {path} (or set CALLJOURNEY_ENDPOINT_PATH)"
@@ -480,11 +414,11 @@ async def _path_fix(http: _Http, settings: Settings) -> str:
     return fix
 
 
-async def _check_probe(http: _Http, settings: Settings, key: Key) -> Check:
-    body = orjson.dumps(dict(zip(("company", "organisation", "folder", "filename"), key, strict=True)))
+async def _check_probe(client: PlatformClient, settings: Settings, key: Key) -> Check:
+    body = orjson.dumps(dict(zip(KEY_FIELDS, key, strict=True)))
     shown = "/".join(key)
     try:
-        reply = await http.post_json(settings.endpoint_url, body)
+        reply = await client.ask(settings.endpoint_url, body)
     except ReconcileError as exc:
         return _fail("probe", f"{shown}: {redact(str(exc))}", "run doctor again; check the network")
     if reply.status == 200:

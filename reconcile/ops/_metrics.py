@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from reconcile.config import Settings, check_url, redact
-from reconcile.engine import STATUSES, UNCHECKED, Progress, Reconciler, RunOptions
+from reconcile.engine import Progress, Reconciler, RunOptions
 from reconcile.errors import ConfigError, ReconcileError, UsageError
-from reconcile.report import Summary
+from reconcile.model import ExitCode, Status
+from reconcile.report import Report
 
 if TYPE_CHECKING:  # prometheus-client is imported only by a run that exports metrics (~90 ms of start-up)
     from prometheus_client import CollectorRegistry
@@ -273,25 +274,25 @@ def _timestamp(iso: str, fallback: float) -> float:
         return fallback
 
 
-def summary_metrics(summary: Summary, started: float, now: float) -> RunMetrics:
+def summary_metrics(report: Report, started: float, now: float) -> RunMetrics:
     """A finished run's metrics, from its summary.json: the same values."""
-    data = summary.data
-    outcome = str(data.get("outcome", "complete"))
+    summary = report.summary
+    outcome = summary.outcome
     if outcome == "complete" and not summary.complete:
         outcome = "incomplete"
     return RunMetrics(
-        started=_timestamp(data.get("started_at", ""), started),
-        duration=float(data.get("duration_seconds", 0.0)),
-        rows=dict(summary.counts),
-        requests=int(data.get("requests", 0)),
-        retries=int(data.get("retries", 0)),
-        throttled=int(data.get("throttled", 0)),
-        faults=int((data.get("pacing") or {}).get("faults", 0)),
-        token_fetches=int(data.get("token_fetches", 0)),
-        rows_per_second=float(data.get("rows_per_second", 0.0)),
+        started=_timestamp(summary.started_at, started),
+        duration=float(summary.duration_seconds),
+        rows=summary.counts.as_dict(),
+        requests=summary.requests,
+        retries=summary.retries,
+        throttled=summary.throttled,
+        faults=summary.pacing.faults if summary.pacing is not None else 0,
+        token_fetches=summary.token_fetches,
+        rows_per_second=float(summary.rows_per_second),
         records=summary.records,
-        finished=_timestamp(data.get("finished_at", ""), now),
-        exit_code=summary.exit_code,
+        finished=_timestamp(summary.finished_at, now),
+        exit_code=report.exit_code,
         outcome=outcome,
     )
 
@@ -353,7 +354,7 @@ class MetricsExporter:
         return RunMetrics(
             started=self._started,
             duration=elapsed,
-            rows={status: progress.counts.get(status, 0) for status in STATUSES if status != UNCHECKED},
+            rows={status: progress.counts.get(status, 0) for status in Status if status is not Status.UNCHECKED},
             requests=progress.sent,
             retries=throttle.retries if throttle is not None else 0,
             throttled=throttle.throttled if throttle is not None else 0,
@@ -367,7 +368,7 @@ class MetricsExporter:
             self._task.cancel()
             self._task = None
 
-    async def finished(self, summary: Summary) -> None:
+    async def finished(self, summary: Report) -> None:
         """The run ended with a report (complete, fatal or interrupted): write and push it."""
         await self._end(summary_metrics(summary, self._started, self._wall()), push=True)
 
@@ -379,7 +380,7 @@ class MetricsExporter:
             number = signal.Signals.__members__.get(reason or "", signal.SIGINT)
             code, outcome = 128 + number.value, "interrupted"  # the shell's convention: 130, 143
         else:
-            code = exc.exit_code if isinstance(exc, ReconcileError) else 5
+            code = exc.exit_code if isinstance(exc, ReconcileError) else ExitCode.INTERNAL
             outcome = OUTCOME_OF_EXIT.get(code, "internal")
         end = dataclasses.replace(self.live(), finished=self._wall(), exit_code=code, outcome=outcome)
         await self._end(end, push=not stopped)
@@ -424,9 +425,9 @@ async def export_metrics(
     metrics: MetricsOptions | None,
     settings: Settings,
     options: RunOptions,
-    run: Callable[[Callable[[Reconciler], None]], Awaitable[Summary]],
+    run: Callable[[Callable[[Reconciler], None]], Awaitable[Report]],
     install: Callable[[Reconciler], None],
-) -> Summary:
+) -> Report:
     """``run(install)`` with its metrics exported as ``metrics`` says: during the run and at its end, however
     it ends.  ``run`` is the library's run taking ``on_start``; ``install`` is passed on to it."""
     if metrics is not None:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 
 from reconcile.config import utc_stamp
 from reconcile.engine import Reconciler
+from reconcile.input import format_duration
+from reconcile.model import Status
 
 if TYPE_CHECKING:  # rich is imported only for the live display: a run in cron or CI never loads it (~30 ms)
     from rich.console import Console, RenderableType
@@ -37,7 +39,7 @@ TTY_REFRESH = 0.5  # seconds between redraws of the live display
 RATE_WINDOW = 10.0  # rows/s is measured over this many seconds, so the ETA follows the recent pace
 RETRY_WINDOW = 60.0
 COUNT_CHECK_EVERY = 10_000  # rows between looks at the cancel flag while counting
-COUNTERS = ("present", "missing", "invalid", "error")
+COUNTERS = tuple(s.value for s in Status if s is not Status.UNCHECKED)  # a run in progress has no unchecked rows
 
 log = logging.getLogger("reconcile.ops._progress")
 
@@ -167,18 +169,6 @@ def count_records(reconciler: Reconciler, cancel: threading.Event) -> int | None
 # -- formatting --------------------------------------------------------------------------------------
 
 
-def format_duration(seconds: float) -> str:
-    """``47s``, ``12m05s``, ``3h04m``."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
 def plain_line(snap: Snapshot, *, now: float | None = None) -> str:
     """One progress line for a log: UTC time, rows, pace, ETA, counters, retries (and limits when set)."""
     stamp = utc_stamp(time.time() if now is None else now, millis=False)
@@ -256,7 +246,12 @@ def render(snap: Snapshot, *, final: bool = False) -> RenderableType:
     top = Table.grid(padding=(0, 1))
     top.add_row(bar, head)
     counters = Text()
-    styles = {"present": "green", "missing": "yellow", "invalid": "magenta", "error": "red"}
+    styles: dict[str, str] = {
+        Status.PRESENT: "green",
+        Status.MISSING: "yellow",
+        Status.INVALID: "magenta",
+        Status.ERROR: "red",
+    }
     for name in COUNTERS:
         counters.append(f"{name} ", style="dim")
         counters.append(f"{snap.counts.get(name, 0):,}", style=styles[name])

@@ -1,7 +1,7 @@
 """The platform: the API client, tokens and credentials, retries, and the rate and concurrency controllers."""
 
-from ._auth import Reply, Token, TokenProvider, refusal_fix
-from ._client import USER_AGENT, Outcome, PlatformClient, post
+from ._auth import Reply, Token, TokenProvider, jwt_claims, jwt_expiry, refusal_fix
+from ._client import USER_AGENT, Outcome, PlatformClient, post, server_message
 from ._credentials import FEDERATED_AUDIENCE, FederatedCredential
 from ._retry import RETRYABLE_STATUSES, RetryPolicy, retry_after_from_headers
 
@@ -16,7 +16,10 @@ __all__ = [
     "RetryPolicy",
     "Token",
     "TokenProvider",
+    "jwt_claims",
+    "jwt_expiry",
     "post",
     "refusal_fix",
     "retry_after_from_headers",
+    "server_message",
 ]

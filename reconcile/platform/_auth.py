@@ -40,18 +40,6 @@ RETRY_FAILED_REFRESH_AFTER = 30.0
 ACCEPTED_LATELY = 10.0  # seconds: while the API accepted a token this recently, a 401 is not about permissions
 FALLBACK_LIFETIME = 300.0  # when a response carries neither expires_in nor a readable exp
 
-#: Azure AD errors that no retry can fix: wrong or expired secret, app not in tenant, unknown tenant, bad scope.
-PERMANENT_ERRORS = frozenset(
-    {
-        "invalid_client",
-        "unauthorized_client",
-        "invalid_request",
-        "invalid_scope",
-        "unsupported_grant_type",
-        "invalid_grant",
-        "access_denied",
-    }
-)
 TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 
 
@@ -268,7 +256,8 @@ def _token_from(payload: Mapping[str, Any], sent: float) -> Token:
     value = str(payload["access_token"])
     lifetime = _number(payload.get("expires_in"))
     if lifetime is None:
-        exp = _jwt_exp(value)
+        claims = jwt_claims(value)
+        exp = jwt_expiry(claims) if claims is not None else None
         lifetime = exp - time.time() if exp is not None else None
     if lifetime is None or lifetime <= 0:
         log.warning("token response has no usable expires_in or exp; assuming %.0f s", FALLBACK_LIFETIME)
@@ -366,14 +355,22 @@ def _number(value: object) -> float | None:
     return None
 
 
-def _jwt_exp(token: str) -> float | None:
-    """The ``exp`` claim of a JWT, or None when the token is opaque."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, UnicodeDecodeError):
+def jwt_claims(token: str) -> dict[str, Any] | None:
+    """The claims of a JWT, decoded from its payload only (the signature is the platform's business); None when
+    the token is opaque."""
+    parts = token.split(".")
+    if len(parts) != 3:
         return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def jwt_expiry(claims: Mapping[str, Any]) -> float | None:
+    """The ``exp`` claim (seconds since the epoch), or None when there is no numeric one."""
+    exp = claims.get("exp")
     return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 

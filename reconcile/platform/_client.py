@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 import time
@@ -139,6 +138,8 @@ class PlatformClient:
         *,
         policy: RetryPolicy | None = None,
         throttle: Throttle | None = None,
+        token_policy: RetryPolicy | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy or RetryPolicy(max_attempts=settings.max_attempts, max_time=settings.max_retry_time)
@@ -156,9 +157,9 @@ class PlatformClient:
         self._url = settings.endpoint_url
         self._route = settings.proxy_for(self._url)
         self._proxy = proxy_arguments(self._route)
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout if timeout is None else timeout)
         self._session: aiohttp.ClientSession | None = None
-        self.tokens = TokenProvider(settings, self, policy=self.policy)
+        self.tokens = TokenProvider(settings, self, policy=token_policy or self.policy)
         self._headers: tuple[Token | None, dict[str, str]] = (None, {})
 
     def __repr__(self) -> str:
@@ -232,6 +233,39 @@ class PlatformClient:
             return Outcome(None, "", f"{exc} (after {attempts})", attempts.count)
         return Outcome(exists, call_id, "", attempts.count)
 
+    async def ask(self, url: str, body: bytes) -> Reply:
+        """POST ``body`` to ``url`` with the run's token and give back the answer whatever its status, redirects
+        not followed: what ``doctor`` shows.
+
+        A token the API refuses is replaced once, and a passing failure (a reset, a timeout, 408/429/5xx) is
+        tried again under :attr:`policy`; when the attempts run out the last answer is given back, or the
+        connection's error raised.
+        """
+        answers: list[Reply] = []
+
+        async def attempt() -> Reply:
+            token = await self.tokens.token()
+            reply = await self._post_reply(url, body, token)
+            if reply.status == 401 and not answers:  # revoked under our feet: a fresh token says more
+                self.tokens.invalidate(token)
+                reply = await self._post_reply(url, body, await self.tokens.token())
+            answers.append(reply)
+            if reply.status in RETRYABLE_STATUSES:
+                retry_after = retry_after_from_headers(reply.headers, cap=self.policy.retry_after_cap)
+                raise RetryableStatus(f"HTTP {reply.status}", status=reply.status, retry_after=retry_after)
+            return reply
+
+        try:
+            return await call_with_retries(attempt, self.policy, Attempts())
+        except RetryableStatus:
+            return answers[-1]
+
+    async def _post_reply(self, url: str, body: bytes, token: Token) -> Reply:
+        headers = {"Authorization": f"Bearer {token.value}", "Content-Type": "application/json"}
+        session = self._require_session()
+        route = self.settings.proxy_for(url)
+        return await post(session, url, route, data=body, headers=headers, timeout=self._timeout, allow_redirects=False)
+
     def stop(self) -> None:
         """Send nothing more: requests on the wire finish, rows waiting for a slot or a retry raise RunStopped."""
         self.stopped = True
@@ -274,10 +308,10 @@ class PlatformClient:
             refreshes += 1
             if refreshes > MAX_REFRESHES:
                 # Tokens keep dying under this request while others succeed: back off like any passing failure.
-                raise RetryableStatus(f"HTTP 401 {refreshes} times in a row: {_message(raw)}", status=401)
+                raise RetryableStatus(f"HTTP 401 {refreshes} times in a row: {server_message(raw)}", status=401)
             if self.tokens.refused(token):
                 raise AuthorizationError(
-                    f"the API refused a freshly issued token (401): {_message(raw)}. "
+                    f"the API refused a freshly issued token (401): {server_message(raw)}. "
                     "HINT: the app registration may lack the API permission, or the scope is wrong"
                 )
             if self.tokens.trusted(token):
@@ -310,7 +344,7 @@ class PlatformClient:
             raise mapped_error(exc, self._url, self._route) from None
 
     def _failure(self, status: int, headers: Mapping[str, str], raw: bytes, sent_at: float) -> Exception:
-        message = _message(raw)
+        message = server_message(raw)
         if status == 404:
             return EndpointNotFound(
                 f"the API answered 404 for {self._url}: the endpoint path does not exist on this platform. "
@@ -375,7 +409,7 @@ def _parse_answer(raw: bytes) -> tuple[bool, str]:
     )
 
 
-def _message(raw: bytes) -> str:
+def server_message(raw: bytes) -> str:
     """The server's message from a JSON error body (``message`` or ``error``) or plain text, redacted."""
     return redact(_raw_message(raw))
 
@@ -391,8 +425,3 @@ def _raw_message(raw: bytes) -> str:
             if isinstance(payload.get(name), str) and payload[name]:
                 return str(payload[name])
     return text or "(empty body)"
-
-
-async def sleep(seconds: float) -> None:
-    """asyncio.sleep, kept in one place so tests can count waits."""
-    await asyncio.sleep(seconds)

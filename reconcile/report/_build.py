@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import json
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,27 +22,27 @@ from typing import Any
 
 from reconcile._version import __version__
 from reconcile.config import Settings
-from reconcile.engine import (
-    END,
-    ERROR,
-    INVALID,
-    MISSING,
-    PRESENT,
-    STATUSES,
-    UNCHECKED,
-    CommitWatermark,
-    Journal,
-    Pacing,
-    RunOutcome,
-)
+from reconcile.engine import END, CommitWatermark, Journal, RunOutcome
 from reconcile.input import Manifest, Shard
-from reconcile.model import Key
+from reconcile.model import ExitCode, Key, Status
 
 from . import _delta as delta
 from . import _html as html_report
 from . import _writers as exports
 from ._rows import ATTEMPTS, CALL_ID, ROW, SOURCE, STATUS, ReportRows, Unchecked
 from ._statistics import SPILL_PREFIX, ReportStatistics
+from ._summary import (
+    SUMMARY_NAME,
+    Attempt,
+    Counts,
+    Delta,
+    ErrorInfo,
+    GroupCounts,
+    ManifestEntry,
+    PacingSummary,
+    Proxy,
+    Summary,
+)
 
 log = logging.getLogger("reconcile.report._build")
 
@@ -54,20 +51,26 @@ log = logging.getLogger("reconcile.report._build")
 # while they stream, and renders at the end.
 STREAMED_FORMATS = frozenset({"csv", "json", "parquet", "pdf"})
 
-EXIT_ALL_PRESENT, EXIT_SOME_MISSING, EXIT_USAGE, EXIT_ROW_PROBLEMS, EXIT_FATAL = 0, 1, 2, 3, 4
-EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
-
 
 @dataclass(frozen=True, slots=True)
-class Summary:
-    """What the report says, for the CLI to print and exit on."""
+class Report:
+    """A report written by a run or a merge: its summary (summary.json), its files, and the exit code it means."""
 
-    counts: dict[str, int]
-    records: int
-    complete: bool
-    exit_code: int
+    summary: Summary
+    exit_code: ExitCode
     paths: dict[str, Path]
-    data: dict[str, Any]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.summary.counts.as_dict()
+
+    @property
+    def records(self) -> int:
+        return self.summary.records
+
+    @property
+    def complete(self) -> bool:
+        return self.summary.complete
 
 
 def check_options(formats: Sequence[str], compare_to: Path | None) -> None:
@@ -82,7 +85,7 @@ class ReportFiles:
 
     def __init__(self, out_dir: Path, columns: list[str], formats: Sequence[str], compare_to: Path | None) -> None:
         width = len(columns)
-        self.statistics = ReportStatistics(STATUSES, MISSING, spill_dir=out_dir)
+        self.statistics = ReportStatistics(tuple(Status), Status.MISSING, spill_dir=out_dir)
         self._out_dir = out_dir
         self._compare_to = compare_to
         self._comparison: delta.Comparison | None = None
@@ -97,7 +100,7 @@ class ReportFiles:
         self.paths = {name: path for writer in self._writers for name, path in writer.paths.items()}
 
     def add(self, rows: list[list[Any]], keys: list[Key]) -> None:
-        missing = [row for row in rows if row[STATUS] == MISSING]
+        missing = [row for row in rows if row[STATUS] == Status.MISSING]
         for writer in self._writers:
             writer.add(rows, missing)
         if self._comparison is not None:
@@ -105,27 +108,25 @@ class ReportFiles:
                 (key, row[STATUS], row[CALL_ID], row[SOURCE], row[ROW]) for key, row in zip(keys, rows, strict=True)
             )
 
-    def finish(
-        self, summarize: Callable[[ReportStatistics, dict[str, Path], dict[str, Any] | None], dict[str, Any]]
-    ) -> tuple[dict[str, Any], dict[str, Path], int]:
+    def finish(self, summarize: Summarize) -> tuple[Summary, dict[str, Path]]:
         """Close every file under its final name, then write delta.csv, report.html and summary.json from
-        ``summarize``'s data.  Returns (data, paths, records)."""
+        ``summarize``'s summary.  Returns it, and the report's paths."""
         paths, out_dir = self.paths, self._out_dir
         try:
             changes = None
             if self._comparison is not None:
                 paths["delta"] = out_dir / "delta.csv"
-                changes = {
-                    "compared_to": str(self._compare_to),
-                    "run_id": self._comparison.previous.run_id,
-                    "engine_version": self._comparison.previous.engine_version,
-                    "counts": self._comparison.write(paths["delta"]),
-                }
+                changes = Delta(
+                    compared_to=str(self._compare_to),
+                    run_id=self._comparison.previous.run_id,
+                    engine_version=self._comparison.previous.engine_version,
+                    counts=self._comparison.write(paths["delta"]),
+                )
             paths["report_html"] = out_dir / "report.html"
-            paths["summary"] = out_dir / "summary.json"
-            data = summarize(self.statistics, paths, changes)
+            paths["summary"] = out_dir / SUMMARY_NAME
+            summary = summarize(self.statistics, paths, changes)
             for writer in self._writers:
-                writer.finish(data)
+                writer.finish(summary)
             self._writers = []
             top, folders_missing = self.statistics.top_folders(html_report.TOP_FOLDERS)
             previous = self._compare_to / "report.html" if self._compare_to is not None else None
@@ -136,11 +137,11 @@ class ReportFiles:
                 tuple(self.statistics.first_missing),
                 html_report.relative_href(out_dir, previous) if previous is not None and previous.is_file() else None,
             )
-            html_report.write(paths["report_html"], data, views)
+            html_report.write(paths["report_html"], summary, views)
         finally:
             self.abort()
-        _write_json(paths["summary"], data)
-        return data, paths, self.statistics.records
+        summary.write(paths["summary"])
+        return summary, paths
 
     def abort(self) -> None:
         """Remove what is not finished; what :meth:`finish` renamed stays."""
@@ -154,6 +155,7 @@ class ReportFiles:
 
 
 Chunks = Iterator[tuple[list[list[Any]], list[Key]]]
+Summarize = Callable[[ReportStatistics, dict[str, Path], Delta | None], Summary]
 
 
 def write_rows(
@@ -161,14 +163,14 @@ def write_rows(
     columns: list[str],
     formats: Sequence[str],
     chunks: Callable[[list[str], ReportStatistics], Chunks],
-    summarize: Callable[[ReportStatistics, dict[str, Path], dict[str, Any] | None], dict[str, Any]],
+    summarize: Summarize,
     *,
     compare_to: Path | None = None,
-) -> tuple[dict[str, Any], dict[str, Path], int]:
+) -> tuple[Summary, dict[str, Path]]:
     """Stream report rows to every writer, the tally and the comparison; then summary.json and report.html.
 
-    ``chunks`` yields the rows (counting them in the tally it is given); ``summarize`` builds summary.json's
-    data from the tally.  Used by ``reconcile merge``.  Returns (data, paths, records).
+    ``chunks`` yields the rows (counting them in the tally it is given); ``summarize`` builds the summary from
+    the tally.  Used by ``reconcile merge``.  Returns the summary and the report's paths.
     """
     files = ReportFiles(out_dir, columns, formats, compare_to)
     try:
@@ -226,7 +228,7 @@ class RunReport:
                 log.warning("writing the report during the run failed (%s); it is written after the run", exc)
                 self.abort()
 
-    async def finish(self, outcome: RunOutcome) -> Summary:
+    async def finish(self, outcome: RunOutcome) -> Report:
         """Write the rest of the rows, then the summary: the report is complete."""
         rows, files = (self._rows, self._files) if self._rows and self._files else self._open()
         try:
@@ -237,10 +239,8 @@ class RunReport:
         finally:
             rows.close()
 
-        def summarize(
-            statistics: ReportStatistics, paths: dict[str, Path], changes: dict[str, Any] | None
-        ) -> dict[str, Any]:
-            data = _summary_data(
+        def summarize(statistics: ReportStatistics, paths: dict[str, Path], changes: Delta | None) -> Summary:
+            return _summary(
                 outcome,
                 self._journal,
                 self._settings,
@@ -249,20 +249,12 @@ class RunReport:
                 label=self._label,
                 paths=paths,
                 changes=changes,
+                shard=self._shard,
             )
-            data["shard"] = str(self._shard) if self._shard is not None else None
-            return data
 
         self._rows = self._files = None
-        data, paths, records = files.finish(summarize)
-        return Summary(
-            counts=data["counts"],
-            records=records,
-            complete=data["complete"],
-            exit_code=exit_code(data["counts"], outcome),
-            paths=paths,
-            data=data,
-        )
+        summary, paths = files.finish(summarize)
+        return Report(summary, exit_code(summary.counts.as_dict(), outcome), paths)
 
     def abort(self) -> None:
         """Drop what was written (a run whose report must not be written, or a stream that failed)."""
@@ -305,16 +297,12 @@ def _discard_leftovers(out_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def exit_code(counts: dict[str, int], outcome: RunOutcome) -> int:
+def exit_code(counts: dict[str, int], outcome: RunOutcome) -> ExitCode:
     if outcome.fatal is not None:
-        return EXIT_FATAL
+        return ExitCode.FATAL
     if outcome.interrupted:
-        return EXIT_SIGNAL.get(outcome.interrupted, EXIT_FATAL)
-    if counts.get(INVALID, 0) or counts.get(ERROR, 0) or counts.get(UNCHECKED, 0):
-        return EXIT_ROW_PROBLEMS
-    if counts.get(MISSING, 0):
-        return EXIT_SOME_MISSING
-    return EXIT_ALL_PRESENT
+        return ExitCode.__members__.get(outcome.interrupted, ExitCode.FATAL)
+    return ExitCode.for_counts(counts)
 
 
 def _unchecked(outcome: RunOutcome) -> Unchecked:
@@ -325,10 +313,10 @@ def _unchecked(outcome: RunOutcome) -> Unchecked:
         detail = f"not checked: the run was interrupted ({outcome.interrupted}); re-run the same command to resume"
     else:
         detail = "not checked"
-    return (UNCHECKED, "", detail, 0, "")
+    return (Status.UNCHECKED, "", detail, 0, "")
 
 
-def _summary_data(
+def _summary(
     outcome: RunOutcome,
     journal: Journal,
     settings: Settings,
@@ -337,82 +325,54 @@ def _summary_data(
     run_id: str,
     label: str,
     paths: dict[str, Path],
-    changes: dict[str, Any] | None,
-) -> dict[str, Any]:
-    counts = {status: statistics.counts[status] for status in (PRESENT, MISSING, INVALID, ERROR, UNCHECKED)}
-    complete = outcome.fatal is None and not outcome.interrupted and counts[UNCHECKED] == 0
-    duration = max(outcome.duration, 1e-9)
-    error = None
-    if outcome.fatal is not None:
-        error = {"type": type(outcome.fatal).__name__, "message": str(outcome.fatal)}
-        for name in ("error", "error_codes", "trace_id", "correlation_id"):
-            if getattr(outcome.fatal, name, None):
-                error[name] = getattr(outcome.fatal, name)
-    return {
-        "counts": counts,
-        "records": statistics.records,
-        "duplicates": statistics.duplicates,
-        "complete": complete,
-        "outcome": "fatal" if outcome.fatal else ("interrupted" if outcome.interrupted else "complete"),
-        "error": error,
-        "run_id": run_id,
-        "label": label,
-        "engine_version": __version__,
-        "started_at": outcome.started_at,
-        "finished_at": outcome.finished_at,
-        "duration_seconds": round(outcome.duration, 3),
-        "rows_per_second": round(outcome.checked / duration, 1),
-        "manifests": [
-            {
-                "path": info.path,
-                "sha256": info.sha256,
-                "bytes": info.size,
-                "records": records,
-                "columns": list(info.columns),
-            }
+    changes: Delta | None,
+    shard: Shard | None,
+) -> Summary:
+    counts = Counts.of(statistics.counts)
+    breakdowns = statistics.breakdowns()
+    return Summary(
+        counts=counts,
+        records=statistics.records,
+        duplicates=statistics.duplicates,
+        complete=outcome.fatal is None and not outcome.interrupted and counts.unchecked == 0,
+        outcome="fatal" if outcome.fatal else ("interrupted" if outcome.interrupted else "complete"),
+        error=ErrorInfo.of(outcome.fatal) if outcome.fatal is not None else None,
+        run_id=run_id,
+        label=label,
+        engine_version=__version__,
+        started_at=outcome.started_at,
+        finished_at=outcome.finished_at,
+        duration_seconds=round(outcome.duration, 3),
+        rows_per_second=round(outcome.checked / max(outcome.duration, 1e-9), 1),
+        manifests=tuple(
+            ManifestEntry(info.path, info.sha256, info.size, records, tuple(info.columns))
             for info, records in zip(outcome.infos, statistics.per_manifest, strict=True)
-        ],
-        "endpoint": settings.endpoint_url,
-        "base_url": settings.base_url,
-        "endpoint_path": settings.endpoint_path,
-        "authority": settings.authority,
-        "tenant_id": settings.tenant_id,
-        "client_id": settings.client_id,
-        "credential": settings.credential_kind,
-        "proxy": {  # redacted: a proxy's password is never written
-            "api": settings.proxies.describe(settings.endpoint_url),
-            "identity_provider": settings.proxies.describe(settings.token_url),
-        },
-        "concurrency": outcome.pacing.concurrency_final,
-        "max_attempts": settings.max_attempts,
-        "timeout_seconds": settings.timeout,
-        "max_rps": settings.max_rps,
-        "requests": outcome.requests,
-        "token_fetches": outcome.token_fetches,
-        "retries": outcome.retries,
-        "throttled": outcome.pacing.throttled,
-        "pacing": _pacing_data(outcome.pacing),
-        "resumed": outcome.attempt > 1,
-        "attempts": journal.attempts(),
-        "delta": changes,
-        **statistics.breakdowns(),
-        "outputs": {name: str(path) for name, path in paths.items()},
-    }
-
-
-def _pacing_data(pacing: Pacing) -> dict[str, Any]:
-    """The run's concurrency and rate, and what the platform answered, as summary.json shows them."""
-    data = dataclasses.asdict(pacing)
-    data["concurrency"] = "auto" if pacing.concurrency is None else pacing.concurrency
-    for name in ("rate_limit", "rate_limit_lowest"):
-        if data[name] is not None:
-            data[name] = round(data[name], 1)
-    return data
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    temporary = exports.partial(path)
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-    os.replace(temporary, path)
+        ),
+        endpoint=settings.endpoint_url,
+        base_url=settings.base_url,
+        endpoint_path=settings.endpoint_path,
+        authority=settings.authority,
+        tenant_id=settings.tenant_id,
+        client_id=settings.client_id,
+        credential=settings.credential_kind,
+        proxy=Proxy(  # redacted: a proxy's password is never written
+            api=settings.proxies.describe(settings.endpoint_url),
+            identity_provider=settings.proxies.describe(settings.token_url),
+        ),
+        concurrency=outcome.pacing.concurrency_final,
+        max_attempts=settings.max_attempts,
+        timeout_seconds=settings.timeout,
+        max_rps=settings.max_rps,
+        requests=outcome.requests,
+        token_fetches=outcome.token_fetches,
+        retries=outcome.retries,
+        throttled=outcome.pacing.throttled,
+        pacing=PacingSummary.of(outcome.pacing),
+        resumed=outcome.attempt > 1,
+        attempts=tuple(Attempt(**attempt) for attempt in journal.attempts()),
+        delta=changes,
+        by_company=tuple(GroupCounts.from_dict(g) for g in breakdowns["by_company"]),
+        by_organisation=tuple(GroupCounts.from_dict(g) for g in breakdowns["by_organisation"]),
+        outputs={name: str(path) for name, path in paths.items()},
+        shard=str(shard) if shard is not None else None,
+    )

@@ -20,9 +20,7 @@ The changes, in the order delta.csv lists them (each group in row order):
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import json
 import os
 import sqlite3
 import tempfile
@@ -32,7 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.errors import UsageError
-from reconcile.model import KEY_FIELDS, Key, key_digest
+from reconcile.model import KEY_FIELDS, Key, Status, key_digest, written_whole
+
+from ._rows import CHECKED
+from ._summary import load_summary
 
 CHANGES = ("newly_missing", "recovered", "call_id_changed", "status_changed", "new", "gone")
 COLUMNS = (
@@ -54,11 +55,11 @@ Entry = tuple[Key, str, str, str, int | None]
 """One report row as the delta sees it: (key, status, call_id, source, row)."""
 
 # The change of a current row matched with its previous row, as its index in CHANGES; NULL when unchanged.
-_KIND = """CASE
+_KIND = f"""CASE
     WHEN p.seq IS NULL THEN 4
-    WHEN p.status = 'present' AND c.status = 'missing' THEN 0
-    WHEN p.status = 'missing' AND c.status = 'present' THEN 1
-    WHEN p.status = 'present' AND c.status = 'present' AND p.call_id != c.call_id THEN 2
+    WHEN p.status = '{Status.PRESENT}' AND c.status = '{Status.MISSING}' THEN 0
+    WHEN p.status = '{Status.MISSING}' AND c.status = '{Status.PRESENT}' THEN 1
+    WHEN p.status = '{Status.PRESENT}' AND c.status = '{Status.PRESENT}' AND p.call_id != c.call_id THEN 2
     WHEN p.status != c.status THEN 3
 END"""
 _CURRENT_CHANGES = f"""
@@ -113,10 +114,11 @@ def open_previous(directory: Path) -> PreviousRun:
     if header is None:
         raise UsageError(f"--compare-to {directory}: results.csv is empty. {hint}")
     _positions(results, header)
-    meta: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):  # summary.json only adds the run id; comparing needs none of it
-        meta = json.loads((directory / "summary.json").read_text(encoding="utf-8"))
-    return PreviousRun(directory, results, meta.get("run_id"), meta.get("engine_version"))
+    try:
+        summary = load_summary(directory)
+    except UsageError:  # summary.json only adds the run id; comparing needs none of it
+        return PreviousRun(directory, results, None, None)
+    return PreviousRun(directory, results, summary.run_id, summary.engine_version)
 
 
 def read_results(path: Path) -> Iterator[Entry]:
@@ -168,19 +170,14 @@ class Comparison:
         for side in ("prev", "cur"):
             self._db.executescript(_INDEX.format(side=side))
         counts = dict.fromkeys(CHANGES, 0)
-        temporary = path.with_name(f".{path.name}.partial")
-        try:
-            with open(temporary, "w", encoding="utf-8", newline="") as handle:
-                writer = csv.writer(handle, lineterminator="\n")
-                writer.writerow(COLUMNS)
-                for query in (_CURRENT_CHANGES, _GONE):
-                    for kind, *row in self._db.execute(query):
-                        change = CHANGES[kind]
-                        writer.writerow((change, *row))
-                        counts[change] += 1
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        with written_whole(path) as temporary, open(temporary, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(COLUMNS)
+            for query in (_CURRENT_CHANGES, _GONE):
+                for kind, *row in self._db.execute(query):
+                    change = CHANGES[kind]
+                    writer.writerow((change, *row))
+                    counts[change] += 1
         (current,) = self._db.execute("SELECT count(*) FROM cur").fetchone()
         counts["unchanged"] = int(current) - sum(counts[c] for c in CHANGES if c != "gone")
         return counts
@@ -204,18 +201,6 @@ class Comparison:
         self._seq[side] = seq
 
 
-def compare(previous_dir: Path, current_dir: Path, out: Path | None = None) -> dict[str, int]:
-    """Compare two report directories' results.csv; write delta.csv (into ``current_dir`` unless ``out``)."""
-    previous = open_previous(previous_dir)
-    current = open_previous(current_dir)
-    comparison = Comparison(previous, current_dir)
-    try:
-        comparison.add(read_results(current.results))
-        return comparison.write(out or current_dir / "delta.csv")
-    finally:
-        comparison.close()
-
-
 def _positions(path: Path, header: list[str]) -> tuple[list[int], int, int, int | None, int | None]:
     """Where the key columns, status, call_id, source and row are; a UsageError names the ones missing.
 
@@ -225,7 +210,7 @@ def _positions(path: Path, header: list[str]) -> tuple[list[int], int, int, int 
     """
     normalised = [name.strip().lower() for name in header]
     found = {name: normalised.index(name) for name in KEY_FIELDS if name in normalised}
-    found |= {name: header.index(f"{name} (checked)") for name in KEY_FIELDS if f"{name} (checked)" in header}
+    found |= {name: header.index(f"{name}{CHECKED}") for name in KEY_FIELDS if f"{name}{CHECKED}" in header}
     found |= {name: header.index(name) for name in ("status", "call_id", "source", "row") if name in header}
     wanted = [*KEY_FIELDS, "status", "call_id"]
     missing = [name for name in wanted if name not in found]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,14 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconcile.engine import ERROR, INVALID, JOURNAL_NAME, LOCK_NAME, MISSING, STATUSES, UNCHECKED
+from reconcile.engine import JOURNAL_NAME, LOCK_NAME
 from reconcile.errors import UsageError
+from reconcile.model import ExitCode, Status, written_whole
 
 from . import _history_html as page
 from ._delta import CHANGES
-from ._writers import partial
+from ._summary import SUMMARY_NAME, Summary
 
-SUMMARY = "summary.json"
+STATUSES = tuple(s.value for s in Status)  # history.csv's count columns, in summary.json's order
 MERGED = "merged"  # where the Kubernetes example merges a run's shards: RUN_ID/merged
 CSV_NAME, COMPANY_CSV_NAME, HTML_NAME = "history.csv", "history-by-company.csv", "history.html"
 COMPLETE, UNFINISHED = "complete", "unfinished"
@@ -131,7 +131,7 @@ def load_history(directories: Sequence[Path]) -> History:
 def default_out_dir(directories: Sequence[Path]) -> Path:
     """Where history goes without --out: the first directory when it holds runs, else (a run itself) its parent."""
     first = directories[0]
-    return first.parent if _is_report(first) or (first / MERGED / SUMMARY).is_file() else first
+    return first.parent if _is_report(first) or (first / MERGED / SUMMARY_NAME).is_file() else first
 
 
 def write_history(history: History, out_dir: Path) -> dict[str, Path]:
@@ -158,8 +158,8 @@ def write_history(history: History, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def read_summary(path: Path) -> dict[str, Any]:
-    """summary.json's data; a UsageError names the file (and where it is broken) when it is not a run's summary."""
+def read_summary(path: Path) -> Summary:
+    """summary.json, typed; a UsageError names the file (and where it is broken) when it is not a run's summary."""
     hint = "HINT: restore it from a backup, or leave its directory out of the history"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -171,7 +171,10 @@ def read_summary(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). {hint}") from None
     if not isinstance(data, dict) or not isinstance(data.get("counts"), dict):
         raise UsageError(f"{path}: not a reconcile summary (it holds no counts). {hint}")
-    return data
+    try:
+        return Summary.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise UsageError(f"{path}: not a reconcile summary ({exc}). {hint}") from None
 
 
 def _run_directories(directories: Sequence[Path]) -> tuple[list[tuple[Path, bool]], list[str]]:
@@ -209,7 +212,7 @@ def _as_run(directory: Path) -> tuple[Path, bool] | None:
 
 
 def _is_report(directory: Path) -> bool:
-    return (directory / SUMMARY).is_file()
+    return (directory / SUMMARY_NAME).is_file()
 
 
 def _load_run(directory: Path, finished: bool) -> HistoryRun:
@@ -219,33 +222,27 @@ def _load_run(directory: Path, finished: bool) -> HistoryRun:
             with contextlib.suppress(OSError):
                 night = datetime.fromtimestamp(directory.stat().st_mtime, UTC).date().isoformat()
         return HistoryRun(directory, night, error="no summary.json: the run stopped before writing its report")
-    data = read_summary(directory / SUMMARY)
-    counts = {status: _int(data["counts"].get(status)) for status in STATUSES}
-    delta = data.get("delta") if isinstance(data.get("delta"), dict) else None
-    error = data.get("error") if isinstance(data.get("error"), dict) else None
-    outcome = str(data.get("outcome") or COMPLETE)
-    started_at = str(data.get("started_at") or "")
+    summary = read_summary(directory / SUMMARY_NAME)
+    counts = summary.counts.as_dict()
+    delta = summary.delta
+    error = summary.error
     return HistoryRun(
         directory=directory,
-        night=night or started_at[:10],
-        run_id=str(data.get("run_id") or ""),
-        label=str(data.get("label") or ""),
-        outcome=outcome,
-        exit_code=_exit_code(outcome, counts),
-        started_at=started_at,
-        finished_at=str(data.get("finished_at") or ""),
-        duration_seconds=_float(data.get("duration_seconds")),
-        rows_per_second=_float(data.get("rows_per_second")),
-        records=_int(data.get("records")),
+        night=night or summary.started_at[:10],
+        run_id=summary.run_id or "",
+        label=summary.label,
+        outcome=summary.outcome,
+        exit_code=_exit_code(summary.outcome, counts),
+        started_at=summary.started_at,
+        finished_at=summary.finished_at,
+        duration_seconds=_float(summary.duration_seconds),
+        rows_per_second=_float(summary.rows_per_second),
+        records=summary.records,
         counts=counts,
-        changes=_changes(directory, delta),
-        compared_to=str(delta.get("compared_to") or "") if delta else "",
-        error=f"{error.get('type', '')}: {error.get('message', '')}" if error else "",
-        by_company=tuple(
-            CompanyCounts(str(c.get("company", "")), {s: _int(c.get(s)) for s in STATUSES})
-            for c in data.get("by_company") or ()
-            if isinstance(c, dict)
-        ),
+        changes=_changes(directory, delta.counts if delta else None),
+        compared_to=delta.compared_to if delta else "",
+        error=f"{error.type}: {error.message}" if error else "",
+        by_company=tuple(CompanyCounts(c.company, c.counts.as_dict()) for c in summary.by_company),
     )
 
 
@@ -259,8 +256,8 @@ def _night_of(directory: Path) -> str:
 
 def _changes(directory: Path, delta: Mapping[str, Any] | None) -> dict[str, int] | None:
     """The run's delta counts: summary.json's, else counted from delta.csv's ``change`` column; None if neither."""
-    if delta and isinstance(delta.get("counts"), dict):
-        return {change: _int(delta["counts"].get(change)) for change in CHANGES}
+    if delta:
+        return {change: _int(delta.get(change)) for change in CHANGES}
     path = directory / "delta.csv"
     if not path.is_file():
         return None
@@ -276,12 +273,8 @@ def _exit_code(outcome: str, counts: Mapping[str, int]) -> int | None:
     """The code `reconcile run` exited with, from what summary.json records (the signal of an interruption it
     does not, so that one is not known)."""
     if outcome == "fatal":
-        return 4
-    if outcome != COMPLETE:
-        return None
-    if counts[INVALID] or counts[ERROR] or counts[UNCHECKED]:
-        return 3
-    return 1 if counts[MISSING] else 0
+        return ExitCode.FATAL
+    return ExitCode.for_counts(counts) if outcome == COMPLETE else None
 
 
 def _csv_row(run: HistoryRun) -> list[object]:
@@ -318,21 +311,12 @@ def _float(value: object) -> float | None:
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    temporary = partial(path)
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(rows)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with written_whole(path) as temporary, open(temporary, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    temporary = partial(path)
-    try:
+    with written_whole(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

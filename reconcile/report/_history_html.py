@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconcile.engine import ERROR, MISSING, STATUSES
+from reconcile.model import Status
 
 from ._html import _COLOURS, _CSS, esc, relative_href, x_label
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 CHART_RUNS = 400  # the last runs charted (more than a year of nights); history.csv has every one
 CHART_COMPANIES = 25
-_RECOVERED = _COLOURS["present"]
+_RECOVERED = _COLOURS[Status.PRESENT]
 Series = tuple[str, str, Sequence[int | None]]  # (name, colour, one value per run; None: nothing to draw)
 
 
@@ -39,15 +39,23 @@ def render(history: History, out_dir: Path) -> str:
         '<section id="charts"><h2>Over time</h2>',
         _more(len(runs)),
         "<h3>Missing rows</h3>",
-        _chart("chart-missing", charted, [(MISSING, _COLOURS[MISSING], [_count(r, MISSING) for r in charted])]),
+        _chart(
+            "chart-missing",
+            charted,
+            [(Status.MISSING, _COLOURS[Status.MISSING], [_count(r, Status.MISSING) for r in charted])],
+        ),
         "<h3>Error rows</h3>",
-        _chart("chart-errors", charted, [(ERROR, _COLOURS[ERROR], [_count(r, ERROR) for r in charted])]),
+        _chart(
+            "chart-errors",
+            charted,
+            [(Status.ERROR, _COLOURS[Status.ERROR], [_count(r, Status.ERROR) for r in charted])],
+        ),
         "<h3>Changes since the run before</h3>",
         _chart(
             "chart-changes",
             charted,
             [
-                ("newly_missing", _COLOURS[MISSING], [_change(r, "newly_missing") for r in charted]),
+                ("newly_missing", _COLOURS[Status.MISSING], [_change(r, "newly_missing") for r in charted]),
                 ("recovered", _RECOVERED, [_change(r, "recovered") for r in charted]),
             ],
             grouped=True,
@@ -69,8 +77,8 @@ def _verdict(history: History) -> str:
     latest = next((r for r in reversed(runs) if not r.failed), None)
     if latest is not None:
         text += (
-            f" Latest complete run ({latest.night}): {latest.counts[MISSING]:,} missing and "
-            f"{latest.counts[ERROR]:,} error of {latest.records or 0:,} rows."
+            f" Latest complete run ({latest.night}): {latest.counts[Status.MISSING]:,} missing and "
+            f"{latest.counts[Status.ERROR]:,} error of {latest.records or 0:,} rows."
         )
     return text
 
@@ -175,7 +183,7 @@ def _companies_section(runs: Sequence[HistoryRun]) -> str:
     weight: Counter[str] = Counter()
     for run in runs:
         for company in run.by_company:
-            weight[company.company] += company.counts.get(MISSING, 0) + company.counts.get(ERROR, 0)
+            weight[company.company] += company.counts.get(Status.MISSING, 0) + company.counts.get(Status.ERROR, 0)
     if not weight:
         return ""
     companies = sorted(weight, key=lambda name: (-weight[name], name))
@@ -184,7 +192,7 @@ def _companies_section(runs: Sequence[HistoryRun]) -> str:
     for index, name in enumerate(companies[:CHART_COMPANIES]):
         series: list[Series] = [
             (status, _COLOURS[status], [None if of is None else of.get(name, {}).get(status, 0) for of in per_run])
-            for status in (MISSING, ERROR)
+            for status in (Status.MISSING, Status.ERROR)
         ]
         parts.append(
             f"<h3>{esc(name or '(no company)')}</h3>{_chart(f'chart-company-{index}', runs, series, company=name)}"
@@ -198,7 +206,7 @@ def _companies_section(runs: Sequence[HistoryRun]) -> str:
 
 
 def _runs_section(history: History, out_dir: Path) -> str:
-    headers = ["Night", "Label", "Outcome", "Exit code", "Records", *(s.capitalize() for s in STATUSES)]
+    headers = ["Night", "Label", "Outcome", "Exit code", "Records", *(s.capitalize() for s in tuple(Status))]
     headers += ["Newly missing", "Recovered"]
     headers += ["Duration (s)", "Rows/s", "Report"]
     rows = []
@@ -211,7 +219,7 @@ def _runs_section(history: History, out_dir: Path) -> str:
                 esc(run.outcome),
                 _cell(run.exit_code),
                 _cell(run.records),
-                *(_cell(run.counts.get(s)) for s in STATUSES),
+                *(_cell(run.counts.get(s)) for s in tuple(Status)),
                 _cell(changes.get("newly_missing")),
                 _cell(changes.get("recovered")),
                 _cell(run.duration_seconds),
@@ -219,7 +227,7 @@ def _runs_section(history: History, out_dir: Path) -> str:
                 _report_link(run, out_dir),
             )
         )
-    numeric = (3, 4, *range(5, 5 + len(STATUSES) + 4))
+    numeric = (3, 4, *range(5, 5 + len(tuple(Status)) + 4))
     return (
         '<section id="runs"><h2>Every run, newest first</h2>'
         f"{_table(headers, rows, 'runs', numeric, failed=[r.failed for r in reversed(history.runs)])}</section>"

@@ -15,20 +15,22 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from reconcile.model import Status, written_whole
 
 from ._statistics import DayCount, FolderCount, MissingRow
+from ._summary import Summary
 
 CHART_BARS = 25  # organisations or folders drawn; the rest are counted in a note
 TOP_FOLDERS = 25
 MAX_DAY_BARS = 400  # beyond this many days the chart shows months
 
-_COLOURS = {
-    "present": "#2e7d32",
-    "missing": "#c62828",
-    "invalid": "#8e24aa",
-    "error": "#ef6c00",
-    "unchecked": "#757575",
+_COLOURS: dict[str, str] = {
+    Status.PRESENT: "#2e7d32",
+    Status.MISSING: "#c62828",
+    Status.INVALID: "#8e24aa",
+    Status.ERROR: "#ef6c00",
+    Status.UNCHECKED: "#757575",
 }
 
 
@@ -57,9 +59,9 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def render(summary: Mapping[str, Any], views: Views) -> str:
+def render(summary: Summary, views: Views) -> str:
     """The whole page."""
-    label = summary.get("label") or ""
+    label = summary.label
     title = "Reconciliation report" + (f": {label}" if label else "")
     parts = [
         "<!DOCTYPE html>",
@@ -74,27 +76,25 @@ def render(summary: Mapping[str, Any], views: Views) -> str:
         _charts_section(summary, views),
         _folders_section(views),
         _missing_rows_section(summary, views),
-        f"<footer>Written by reconcile {esc(summary.get('engine_version', ''))}.</footer>",
+        f"<footer>Written by reconcile {esc(summary.engine_version or '')}.</footer>",
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
 
 
-def write(path: Path, summary: Mapping[str, Any], views: Views) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(render(summary, views), encoding="utf-8")
-    temporary.replace(path)
+def write(path: Path, summary: Summary, views: Views) -> None:
+    with written_whole(path) as temporary:
+        temporary.write_text(render(summary, views), encoding="utf-8")
 
 
-def _verdict(summary: Mapping[str, Any]) -> str:
-    counts = summary["counts"]
-    records = summary["records"]
-    text = f"{counts['present']:,} of {records:,} recordings present, {counts['missing']:,} missing"
-    others = [f"{counts[s]:,} {s}" for s in ("invalid", "error", "unchecked") if counts.get(s)]
+def _verdict(summary: Summary) -> str:
+    counts = summary.counts.as_dict()
+    text = f"{counts[Status.PRESENT]:,} of {summary.records:,} recordings present, {counts[Status.MISSING]:,} missing"
+    others = [f"{counts[s]:,} {s}" for s in (Status.INVALID, Status.ERROR, Status.UNCHECKED) if counts[s]]
     if others:
         text += " (" + ", ".join(others) + ")"
-    if summary.get("outcome") != "complete":
-        text += f". The run is incomplete ({summary.get('outcome')}): re-run the same command to finish it"
+    if summary.outcome != "complete":
+        text += f". The run is incomplete ({summary.outcome}): re-run the same command to finish it"
     return text + "."
 
 
@@ -111,25 +111,18 @@ def _table(
     return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _run_section(summary: Mapping[str, Any]) -> str:
+def _run_section(summary: Summary) -> str:
     fields = [
-        ("Run id", summary.get("run_id")),
-        ("Label", summary.get("label")),
-        ("Outcome", summary.get("outcome")),
-        ("Engine version", summary.get("engine_version")),
-        ("Endpoint", summary.get("endpoint")),
-        ("Base URL", summary.get("base_url")),
-        ("Started at", summary.get("started_at")),
-        ("Finished at", summary.get("finished_at")),
-        ("Duration", f"{summary.get('duration_seconds', 0):,} s"),
-        ("Rows per second", f"{summary.get('rows_per_second', 0):,}"),
+        *summary.run_fields(),
+        ("Duration", f"{summary.duration_seconds:,} s"),
+        ("Rows per second", f"{summary.rows_per_second:,}"),
     ]
-    if summary.get("error"):
-        fields.append(("Error", f"{summary['error'].get('type', '')}: {summary['error'].get('message', '')}"))
+    if summary.error:
+        fields.append(("Error", f"{summary.error.type}: {summary.error.message}"))
     meta = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v if v is not None else '')}</td></tr>" for k, v in fields)
     manifests = _table(
         ["Manifest", "Records", "Bytes", "SHA-256"],
-        [(m["path"], f"{m['records']:,}", f"{m['bytes']:,}", m["sha256"]) for m in summary.get("manifests", ())],
+        [(m.path, f"{m.records:,}", f"{m.bytes:,}", m.sha256) for m in summary.manifests],
         css="manifests",
         numeric=(1, 2),
     )
@@ -139,15 +132,13 @@ def _run_section(summary: Mapping[str, Any]) -> str:
     )
 
 
-def _counts_section(summary: Mapping[str, Any]) -> str:
-    counts = summary["counts"]
-    records = max(summary["records"], 1)
+def _counts_section(summary: Summary) -> str:
+    counts = summary.counts.as_dict()
+    records = max(summary.records, 1)
     rows = [(status, f"{n:,}", f"{100 * n / records:.1f}%") for status, n in counts.items()]
-    rows.append(("total", f"{summary['records']:,}", ""))
+    rows.append(("total", f"{summary.records:,}", ""))
     note = (
-        f"<p>{summary['duplicates']:,} rows repeat an earlier row and carry its status.</p>"
-        if summary.get("duplicates")
-        else ""
+        f"<p>{summary.duplicates:,} rows repeat an earlier row and carry its status.</p>" if summary.duplicates else ""
     )
     return (
         f'<section id="counts"><h2>Counts</h2>{_composition(counts)}'
@@ -182,14 +173,13 @@ def _composition(counts: Mapping[str, int]) -> str:
     return "".join(parts) + "</svg>"
 
 
-def _changes_line(summary: Mapping[str, Any], views: Views) -> str:
+def _changes_line(summary: Summary, views: Views) -> str:
     """The delta's counts under the verdict, with a link to the previous run's report: what changed overnight."""
-    delta = summary.get("delta")
+    delta = summary.delta
     if not delta:
         return ""
-    counts = delta["counts"]
-    changed = [f"{n:,} {name.replace('_', ' ')}" for name, n in counts.items() if n and name != "unchanged"]
-    name = Path(str(delta.get("compared_to") or "")).name
+    changed = [f"{n:,} {name.replace('_', ' ')}" for name, n in delta.counts.items() if n and name != "unchanged"]
+    name = Path(delta.compared_to or "").name
     previous = f"the previous run ({esc(name)})" if name else "the previous run"
     if views.previous_report:
         previous = f'<a href="{esc(views.previous_report)}">{previous}</a>'
@@ -197,29 +187,29 @@ def _changes_line(summary: Mapping[str, Any], views: Views) -> str:
     return f'<p class="changes" id="changes">Since {previous}: {text} (<a href="#delta">details</a>).</p>'
 
 
-def _delta_section(summary: Mapping[str, Any], views: Views) -> str:
-    delta = summary.get("delta")
+def _delta_section(summary: Summary, views: Views) -> str:
+    delta = summary.delta
     if not delta:
         return ""
-    rows = [(name.replace("_", " "), f"{n:,}") for name, n in delta["counts"].items()]
-    previous = f" (run {esc(delta['run_id'])})" if delta.get("run_id") else ""
+    rows = [(name.replace("_", " "), f"{n:,}") for name, n in delta.counts.items()]
+    previous = f" (run {esc(delta.run_id)})" if delta.run_id else ""
     report = f' (<a href="{esc(views.previous_report)}">its report</a>)' if views.previous_report else ""
     return (
         f'<section id="delta"><h2>Changes since the previous run</h2>'
-        f"<p>Compared with <code>{esc(delta['compared_to'])}</code>{previous}{report}; every change is listed in "
+        f"<p>Compared with <code>{esc(delta.compared_to)}</code>{previous}{report}; every change is listed in "
         f'<a href="delta.csv">delta.csv</a>.</p>{_table(["Change", "Rows"], rows, css="delta", numeric=(1,))}'
         "</section>"
     )
 
 
-def _charts_section(summary: Mapping[str, Any], views: Views) -> str:
-    if not summary["counts"].get("missing"):
+def _charts_section(summary: Summary, views: Views) -> str:
+    if not summary.counts.missing:
         return '<section id="charts"><h2>Missing recordings</h2><p class="empty">No recording is missing.</p></section>'
     organisations = sorted(
         (
-            (o["missing"], f"{o['company']} / {o['organisation']}", _total(o))
-            for o in summary.get("by_organisation", ())
-            if o["missing"]
+            (o.counts.missing, f"{o.company} / {o.organisation}", sum(o.counts.as_dict().values()))
+            for o in summary.by_organisation
+            if o.counts.missing
         ),
         key=lambda item: (-item[0], item[1]),
     )
@@ -242,9 +232,9 @@ def _charts_section(summary: Mapping[str, Any], views: Views) -> str:
         days, unit = _by_period(views.days)
         parts += [f"<h3>By {unit}</h3>", _column_chart("chart-day", days)]
         dated = sum(d.missing for d in views.days)
-        if dated < summary["counts"]["missing"]:
+        if dated < summary.counts.missing:
             parts.append(
-                f'<p class="note">{summary["counts"]["missing"] - dated:,} missing rows carry no date '
+                f'<p class="note">{summary.counts.missing - dated:,} missing rows carry no date '
                 "(no date column value and no date in the folder) and are not in this chart.</p>"
             )
     else:
@@ -253,10 +243,6 @@ def _charts_section(summary: Mapping[str, Any], views: Views) -> str:
             "(2026/11/25) to see missing recordings by day.</p>"
         )
     return "".join(parts) + "</section>"
-
-
-def _total(counts: Mapping[str, Any]) -> int:
-    return sum(v for k, v in counts.items() if k not in ("company", "organisation"))
 
 
 def _more(count: int, shown: int, what: str) -> str:
@@ -294,7 +280,7 @@ def _hbar_chart(chart_id: str, items: Sequence[tuple[str, int, int]]) -> str:
         )
         parts.append(
             f'<rect class="bar" x="{label_width}" y="{y + 3}" width="{length:.1f}" height="{row_height - 6}"'
-            f' fill="{_COLOURS["missing"]}" data-label="{esc(label)}" data-value="{n}" data-total="{total}">'
+            f' fill="{_COLOURS[Status.MISSING]}" data-label="{esc(label)}" data-value="{n}" data-total="{total}">'
             f"<title>{esc(label)}: {n:,} missing of {total:,}</title></rect>"
         )
         parts.append(
@@ -328,7 +314,7 @@ def _column_chart(chart_id: str, items: Sequence[tuple[str, int, int]]) -> str:
             bar = plot_height * n / peak
             parts.append(
                 f'<rect class="bar" x="{x + slot * 0.1:.2f}" y="{base - bar:.2f}" width="{slot * 0.8:.2f}" '
-                f'height="{bar:.2f}" fill="{_COLOURS["missing"]}" data-label="{esc(label)}" data-value="{n}" '
+                f'height="{bar:.2f}" fill="{_COLOURS[Status.MISSING]}" data-label="{esc(label)}" data-value="{n}" '
                 f'data-total="{total}"><title>{esc(label)}: {n:,} missing of {total:,}</title></rect>'
             )
             if len(items) <= 40:
@@ -373,10 +359,10 @@ def _folders_section(views: Views) -> str:
     return f'<section id="folders"><h2>Top folders by missing count</h2>{table}</section>'
 
 
-def _missing_rows_section(summary: Mapping[str, Any], views: Views) -> str:
+def _missing_rows_section(summary: Summary, views: Views) -> str:
     if not views.first_missing:
         return ""
-    missing = summary["counts"]["missing"]
+    missing = summary.counts.missing
     shown = len(views.first_missing)
     rows = [
         (Path(m.source).name, m.row, m.company, m.organisation, m.folder, m.filename, m.day)

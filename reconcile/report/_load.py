@@ -3,7 +3,7 @@
     report = reconcile.load_report("reports/2026-11-26")
     report.present[["filename", "call_id"]]          # every recording the platform holds, with its callId
     report.missing.groupby("company").size()         # what is missing, per company
-    report.summary["run_id"], report.summary["counts"]
+    report.summary.run_id, report.summary.counts.missing
 
 results.csv is read back exactly as it was written: every column as text, so a filename ``00123`` stays
 ``00123`` and a company called ``NA`` stays ``NA`` (pandas' defaults would make them the number 123 and a
@@ -13,12 +13,14 @@ on the path of a run: writing the report needs none of it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reconcile.errors import UsageError
+from reconcile.model import Status
+
+from ._summary import SUMMARY_NAME, Summary, load_summary
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,18 +30,19 @@ INTEGER_COLUMNS = ("row", "attempts")
 
 @dataclass(frozen=True, eq=False, slots=True)
 class ReportFrames:
-    """Every row of results.csv (``results``), its present and missing rows, and summary.json's data."""
+    """Every row of results.csv (``results``), its present and missing rows, and summary.json (None when the
+    report has none: a run stopped at once)."""
 
     results: pd.DataFrame
-    summary: dict[str, Any]
+    summary: Summary | None
 
     @property
     def present(self) -> pd.DataFrame:
-        return self.results[self.results["status"] == "present"]
+        return self.results[self.results["status"] == Status.PRESENT]
 
     @property
     def missing(self) -> pd.DataFrame:
-        return self.results[self.results["status"] == "missing"]
+        return self.results[self.results["status"] == Status.MISSING]
 
 
 def load_report(out_dir: str | Path) -> ReportFrames:
@@ -54,6 +57,5 @@ def load_report(out_dir: str | Path) -> ReportFrames:
     for column in INTEGER_COLUMNS:
         if column in frame.columns:
             frame[column] = frame[column].astype("int64")
-    summary_path = directory / "summary.json"
-    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    summary = load_summary(directory) if (directory / SUMMARY_NAME).is_file() else None
     return ReportFrames(frame, summary)

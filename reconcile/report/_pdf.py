@@ -27,15 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from reconcile.engine import ERROR, INVALID, MISSING
 from reconcile.errors import UsageError
-from reconcile.model import KEY_FIELDS
+from reconcile.model import KEY_FIELDS, Status, partial_path
 
-from ._html import CHART_BARS, Views, _composition, _delta_section, _hbar_chart, _table, _total, _verdict, esc
+from ._html import CHART_BARS, Views, _composition, _delta_section, _hbar_chart, _table, _verdict, esc
 from ._rows import DETAIL, OUR_COLUMNS, ROW, SOURCE, STATUS
-from ._writers import _commit, _discard, partial
+from ._summary import Summary
+from ._writers import _commit, _discard
 
 log = logging.getLogger("reconcile.report._pdf")
+
+MISSING, ERROR, INVALID = Status.MISSING, Status.ERROR, Status.INVALID
 
 # 700 table rows at most: ~30 pages, rendered in 5-15 s with ~170 MB at worst, whatever the run's size.
 LISTED_MISSING = 500
@@ -43,14 +45,18 @@ LISTED_OTHER = 100  # error rows, and invalid rows, each
 INSTALL_HINT = "HINT: pip install 'calljourney-reconcile[pdf]' (WeasyPrint), or leave pdf out of --format"
 
 # Where each list's every row is, for the note under a capped list.
-_FULL_LIST = {
+_FULL_LIST: dict[str, str] = {
     MISSING: "missing.csv",
     ERROR: "results.csv (status error)",
     INVALID: "results.csv (status invalid)",
 }
 _NO_VIEWS = Views((), 0, (), ())
 _NO_GLYPH = re.compile(r'unsupported by fonts: "(.+)" \(U\+')
-_HEADINGS = {MISSING: "Missing rows", ERROR: "Rows that could not be checked (error)", INVALID: "Invalid rows"}
+_HEADINGS: dict[str, str] = {
+    MISSING: "Missing rows",
+    ERROR: "Rows that could not be checked (error)",
+    INVALID: "Invalid rows",
+}
 
 
 def check_available() -> None:
@@ -116,7 +122,7 @@ class PdfWriter:
             if status in others and len(lists[status]) < caps[status]:
                 lists[status].append(self._listed(row))
 
-    def finish(self, summary: Mapping[str, Any]) -> None:
+    def finish(self, summary: Summary) -> None:
         import weasyprint
         from weasyprint.urls import URLFetcher
 
@@ -125,7 +131,7 @@ class PdfWriter:
         document = weasyprint.HTML(string=render(summary, lists), base_url=str(self._out_dir), url_fetcher=fetcher)
         # summary.json rides inside the PDF: the filed document carries the run's numbers in a form a program reads
         attachment = weasyprint.Attachment(
-            string=json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
+            string=json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n",
             name="summary.json",
             description="The run's summary.json",
             relationship="Data",
@@ -135,7 +141,7 @@ class PdfWriter:
             # WeasyPrint 70 leaves its sRGB profile's file to the garbage collector: not ours to warn about
             warnings.simplefilter("ignore", ResourceWarning)
             # PDF/A-3b: the ISO profile for archiving (fonts embedded, colours defined), which allows attachments
-            document.write_pdf(partial(self.paths["report_pdf"]), pdf_variant="pdf/a-3b", attachments=[attachment])
+            document.write_pdf(partial_path(self.paths["report_pdf"]), pdf_variant="pdf/a-3b", attachments=[attachment])
         _commit(self.paths)
         if unreadable:
             characters = "".join(dict.fromkeys(unreadable))
@@ -195,8 +201,9 @@ def _key_positions(columns: Sequence[str]) -> list[tuple[int, ...]]:
     return positions
 
 
-def render(summary: Mapping[str, Any], lists: Sequence[RowList]) -> str:
+def render(typed: Summary, lists: Sequence[RowList]) -> str:
     """The document as HTML for WeasyPrint: the first page, then the breakdown and the row lists."""
+    summary = typed.to_dict()
     label = summary.get("label") or ""
     title = "Reconciliation report" + (f": {label}" if label else "")
     counts = summary["counts"]
@@ -208,7 +215,7 @@ def render(summary: Mapping[str, Any], lists: Sequence[RowList]) -> str:
         f"<style>{_CSS}</style></head><body>",
         '<section id="first-page">',
         f"<h1>{esc(title)}</h1>",
-        f'<p class="verdict">{esc(_verdict(summary))}</p>',
+        f'<p class="verdict">{esc(_verdict(typed))}</p>',
         f'<p class="run-id">Run {esc(summary.get("run_id", ""))}</p>',
         _run_table(summary),
         _manifests(summary),
@@ -216,7 +223,7 @@ def render(summary: Mapping[str, Any], lists: Sequence[RowList]) -> str:
         _composition(counts),
         _counts_table(summary),
         "</section>",
-        _delta_section(summary, _NO_VIEWS),  # no link to the previous report.html: a filed PDF travels alone
+        _delta_section(typed, _NO_VIEWS),  # no link to the previous report.html: a filed PDF travels alone
         _organisations(summary),
         *(_row_list(rows, counts.get(rows.status, 0)) for rows in lists),
         _unchecked(counts),
@@ -280,7 +287,7 @@ def _counts_table(summary: Mapping[str, Any]) -> str:
 
 def _organisations(summary: Mapping[str, Any]) -> str:
     ranked = sorted(
-        ((o, _total(o)) for o in summary.get("by_organisation", ()) if o.get(MISSING)),
+        ((o, sum(o.get(s, 0) for s in Status)) for o in summary.get("by_organisation", ()) if o.get(MISSING)),
         key=lambda item: (-item[0][MISSING], item[0]["company"], item[0]["organisation"]),
     )
     if not ranked:

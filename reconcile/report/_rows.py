@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from reconcile.engine import PAGE, Journal, Position, ResultRow
@@ -39,55 +40,88 @@ class MissingResult(RuntimeError):
     """A row before the committed frontier has no result: the frontier was wrong (never expected)."""
 
 
-def output_columns(manifests: Sequence[Manifest]) -> list[str]:
-    """Every manifest column, in order of first appearance, then each of the four checked values that no column
-    shows as checked (mapped, templated or constant), then ours.  A clash with ours is renamed."""
-    columns, added = _layout(manifests)
-    return columns + [name for _, name in added] + list(OUR_COLUMNS)
+CHECKED = " (checked)"  # the suffix of an added key column named like a manifest column
 
 
 def rename_clash(name: str) -> str:
     return f"{name} (manifest)" if name in OUR_COLUMNS else name
 
 
-def _layout(manifests: Sequence[Manifest]) -> tuple[list[str], list[tuple[int, str]]]:
-    """The manifests' columns, and the added key columns as (index in KEY_FIELDS, column name).
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """results.csv's columns: every manifest column in order of first appearance (renamed when it clashes with
+    ours), then a column for each of the four checked values that no column shows as checked, then ours.
 
     A value read through ``--map``, ``--filename-template`` or a constant is shown in a column of its own,
     named after the field ("company (checked)" when the manifest already has a column "company"), so that
-    results.csv always says what was asked and a later ``--compare-to`` can match rows by it.
+    results.csv always says what was asked and a later ``--compare-to`` or ``merge`` can match rows by it.
     """
-    columns: list[str] = []
-    for manifest in manifests:
-        for name in manifest.columns:
-            renamed = rename_clash(name)
-            if renamed not in columns:
-                columns.append(renamed)
-    options = manifests[0].options if manifests else ReadOptions()
-    derived = {name for name, column in options.columns if column.strip().lower() != name}
-    derived |= {name for name, _ in options.constants}
-    if options.filename_template is not None:
-        derived.add("filename")
-    named = {c.strip().lower() for c in columns}
-    added = [
-        (index, f"{field} (checked)" if field in named else field)
-        for index, field in enumerate(KEY_FIELDS)
-        if field in derived or field not in named
-    ]
-    return columns, added
+
+    own: tuple[str, ...]  # the manifests' columns, renamed
+    added: tuple[tuple[int, str], ...]  # the added key columns, as (index in KEY_FIELDS, column name)
+
+    @classmethod
+    def of_manifests(cls, manifests: Sequence[Manifest]) -> Layout:
+        """The layout a run writes for ``manifests`` read as they are."""
+        own = cls._own([m.columns for m in manifests])
+        options = manifests[0].options if manifests else ReadOptions()
+        derived = {name for name, column in options.columns if column.strip().lower() != name}
+        derived |= {name for name, _ in options.constants}
+        if options.filename_template is not None:
+            derived.add("filename")
+        named = {c.strip().lower() for c in own}
+        added = tuple(
+            (index, f"{field}{CHECKED}" if field in named else field)
+            for index, field in enumerate(KEY_FIELDS)
+            if field in derived or field not in named
+        )
+        return cls(own, added)
+
+    @classmethod
+    def of_header(cls, header: Sequence[str], manifest_columns: Sequence[Sequence[str]]) -> Layout:
+        """The layout of a results.csv with ``header``, written for manifests of ``manifest_columns``."""
+        own = cls._own(manifest_columns)
+        between = header[len(own) : len(header) - len(OUR_COLUMNS)]
+        added = tuple((KEY_FIELDS.index(name.removesuffix(CHECKED)), name) for name in between)
+        return cls(own, added)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.own, *(name for _, name in self.added), *OUR_COLUMNS]
+
+    def positions(self, manifest_columns: Sequence[str]) -> list[int]:
+        """Where each of a manifest's columns is in a report row."""
+        return [self.own.index(rename_clash(c)) for c in manifest_columns]
+
+    def key_positions(self, manifest_columns: Sequence[str]) -> list[int]:
+        """Where each of the four checked values of a manifest's row is in a report row: its added column, else
+        the manifest's column that holds it.  A KeyError names a field that neither holds."""
+        added = {KEY_FIELDS[index]: len(self.own) + n for n, (index, _) in enumerate(self.added)}
+        positions = []
+        for field in KEY_FIELDS:
+            if field in added:
+                positions.append(added[field])
+                continue
+            matches = [c for c in manifest_columns if c.strip().lower() == field]
+            if not matches:
+                raise KeyError(field)
+            positions.append(self.own.index(rename_clash(field if field in matches else matches[0])))
+        return positions
+
+    @staticmethod
+    def _own(manifest_columns: Sequence[Sequence[str]]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(rename_clash(c) for columns in manifest_columns for c in columns))
 
 
 class ReportRows:
     """The run's report rows, merged from the manifests and the journal, produced with :meth:`advance`."""
 
     def __init__(self, manifests: Sequence[Manifest], journal: Journal, shard: Shard | None = None) -> None:
-        self.columns = output_columns(manifests)
+        self.layout = Layout.of_manifests(manifests)
+        self.columns = self.layout.columns
         self._manifests = manifests
         self._journal = journal
         self._shard = shard
-        manifest_columns, added = _layout(manifests)
-        self._width = len(manifest_columns)
-        self._fills = [index for index, _ in added]
         self._chunk: list[list[Any]] = []
         self._keys: list[Key] = []
         # The manifest being read: its index, rows (the next one read ahead), how to make its lines.
@@ -158,7 +192,7 @@ class ReportRows:
         self._rows = manifest.rows()
         self._next = next(self._rows, None)
         self._count = 0
-        self._place = _placer(manifest, self.columns, self._width, self._fills)
+        self._place = _placer(manifest, self.layout)
         self._key_of, self._day_of, self._name = manifest.key_of, day_reader(manifest.columns), str(manifest.path)
         self._results.clear()
         self._fetched = 0
@@ -230,9 +264,7 @@ def _unset(*_: Any) -> Any:
     raise AssertionError("no manifest is being read")
 
 
-def _placer(
-    manifest: Manifest, columns: list[str], manifest_width: int, fills: list[int]
-) -> Callable[[list[str], Key], list[Any]]:
+def _placer(manifest: Manifest, layout: Layout) -> Callable[[list[str], Key], list[Any]]:
     """A function giving a row's report line up to our columns: its values in the report's manifest columns,
     then the added key columns.
 
@@ -240,7 +272,9 @@ def _placer(
     the line is a copy of its values, extended: only a manifest whose columns sit elsewhere in a wider report
     needs them placed one by one.  Always a new list: the caller appends our columns to it.
     """
-    positions = [columns.index(rename_clash(c)) for c in manifest.columns]
+    positions = layout.positions(manifest.columns)
+    manifest_width = len(layout.own)
+    fills = [index for index, _ in layout.added]
     gap = [""] * (manifest_width - len(positions))
     if positions == list(range(len(positions))):
         if not fills:

@@ -25,6 +25,9 @@ from typing import IO, Any, Protocol
 import orjson
 
 from reconcile.errors import UsageError
+from reconcile.model import Status, partial_path
+
+from ._summary import SUMMARY_NAME, Summary
 
 FORMATS = ("csv", "parquet", "xlsx", "json", "pdf")
 EXCEL_MAX_ROWS = 1_048_576  # rows per worksheet, header included (Excel's limit)
@@ -56,7 +59,7 @@ class Writer(Protocol):
 
     def add(self, rows: Sequence[list[Any]], missing: Sequence[list[Any]]) -> None: ...
 
-    def finish(self, summary: Mapping[str, Any]) -> None: ...
+    def finish(self, summary: Summary) -> None: ...
 
     def abort(self) -> None: ...
 
@@ -99,29 +102,24 @@ TABLE_NAMES = (
     "missing.jsonl",
 )
 # The rest of a report (report.py, delta.py and pdf.py write them); summary.json first, as it marks a report finished.
-REPORT_NAMES = ("summary.json", "report.html", "delta.csv", "report.pdf", *TABLE_NAMES)
-
-
-def partial(path: Path) -> Path:
-    """Where ``path`` is written until it is complete."""
-    return path.with_name(f".{path.name}.partial")
+REPORT_NAMES = (SUMMARY_NAME, "report.html", "delta.csv", "report.pdf", *TABLE_NAMES)
 
 
 def discard_partials(out_dir: Path) -> None:
     """Remove the files a killed run left half-written in ``out_dir`` (under :func:`partial` names of a report's
     files only: another program's ``.x.partial`` is not ours to remove)."""
     for name in REPORT_NAMES:
-        partial(out_dir / name).unlink(missing_ok=True)
+        partial_path(out_dir / name).unlink(missing_ok=True)
 
 
 def _commit(paths: Mapping[str, Path]) -> None:
     for path in paths.values():
-        os.replace(partial(path), path)
+        os.replace(partial_path(path), path)
 
 
 def _discard(paths: Mapping[str, Path]) -> None:
     for path in paths.values():
-        partial(path).unlink(missing_ok=True)
+        partial_path(path).unlink(missing_ok=True)
 
 
 class _FileWriter:
@@ -130,7 +128,7 @@ class _FileWriter:
     paths: dict[str, Path]
     _handles: list[IO[Any]]
 
-    def finish(self, summary: Mapping[str, Any]) -> None:
+    def finish(self, summary: Summary) -> None:
         for handle in self._handles:
             handle.close()
         _commit(self.paths)
@@ -152,7 +150,7 @@ class CsvWriter(_FileWriter):
 
     def __init__(self, out_dir: Path, columns: list[str], int_columns: list[int]) -> None:
         self.paths = {"results": out_dir / "results.csv", "missing": out_dir / "missing.csv"}
-        self._handles = [open(partial(p), "w", encoding="utf-8", newline="") for p in self.paths.values()]  # noqa: SIM115
+        self._handles = [open(partial_path(p), "w", encoding="utf-8", newline="") for p in self.paths.values()]  # noqa: SIM115
         self._results, self._missing = (csv.writer(h, lineterminator="\n") for h in self._handles)
         self._results.writerow(columns)
         self._missing.writerow(columns)
@@ -168,7 +166,7 @@ class JsonWriter(_FileWriter):
     def __init__(self, out_dir: Path, columns: list[str], int_columns: list[int]) -> None:
         self.paths = {"results_json": out_dir / "results.jsonl", "missing_json": out_dir / "missing.jsonl"}
         self._columns = columns
-        self._handles = [open(partial(p), "wb") for p in self.paths.values()]  # noqa: SIM115
+        self._handles = [open(partial_path(p), "wb") for p in self.paths.values()]  # noqa: SIM115
 
     def add(self, rows: Sequence[list[Any]], missing: Sequence[list[Any]]) -> None:
         columns = self._columns
@@ -187,7 +185,7 @@ class ParquetWriter:
         self._pa = pa
         self._types = [pa.int64() if i in int_columns else pa.string() for i in range(len(columns))]
         self._schema = pa.schema([pa.field(c, t) for c, t in zip(columns, self._types, strict=True)])
-        self._writers = [pq.ParquetWriter(partial(p), self._schema) for p in self.paths.values()]
+        self._writers = [pq.ParquetWriter(partial_path(p), self._schema) for p in self.paths.values()]
 
     def add(self, rows: Sequence[list[Any]], missing: Sequence[list[Any]]) -> None:
         for writer, chunk in zip(self._writers, (rows, missing), strict=True):
@@ -202,7 +200,7 @@ class ParquetWriter:
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=self._schema)
 
-    def finish(self, summary: Mapping[str, Any]) -> None:
+    def finish(self, summary: Summary) -> None:
         for writer in self._writers:
             writer.close()
         _commit(self.paths)
@@ -251,7 +249,7 @@ class XlsxWriter:
         self._missing.add(missing)
         self._all.add(rows)
 
-    def finish(self, summary: Mapping[str, Any]) -> None:
+    def finish(self, summary: Summary) -> None:
         self.add([], [])  # a report of no rows still gets its sheets and headers
         sheet = self._summary
         for letter, width in zip("ABCDEFGH", (30, 44, 14, 14, 14, 14, 14, 14), strict=True):
@@ -266,50 +264,44 @@ class XlsxWriter:
             sheet.append([_cell(sheet, v, bold=bold) for v in row])
         self._missing.close()
         self._all.close()
-        self._book.save(partial(self.paths["results_xlsx"]))
+        self._book.save(partial_path(self.paths["results_xlsx"]))
         _commit(self.paths)
 
     def abort(self) -> None:
         # Saving is openpyxl's one public way to close its sheets' temporary files (in the system's temp
         # directory); the workbook saved is then deleted.
         with contextlib.suppress(Exception):
-            self._book.save(partial(self.paths["results_xlsx"]))
+            self._book.save(partial_path(self.paths["results_xlsx"]))
         _discard(self.paths)
 
 
-def summary_rows(summary: Mapping[str, Any], notes: Sequence[str]) -> list[tuple[list[Any], bool]]:
+def summary_rows(summary: Summary, notes: Sequence[str]) -> list[tuple[list[Any], bool]]:
     """The Summary sheet as (cells, bold) rows: run metadata, notes, counts, changes, organisations."""
     rows: list[tuple[list[Any], bool]] = [(["Reconciliation report"], True)]
-    for title, name in (
-        ("Run id", "run_id"),
-        ("Label", "label"),
-        ("Outcome", "outcome"),
-        ("Engine version", "engine_version"),
-        ("Endpoint", "endpoint"),
-        ("Base URL", "base_url"),
-        ("Started at", "started_at"),
-        ("Finished at", "finished_at"),
-        ("Duration (seconds)", "duration_seconds"),
-        ("Rows per second", "rows_per_second"),
-        ("Records", "records"),
-        ("Duplicates", "duplicates"),
-    ):
-        rows.append(([title, summary.get(name)], False))
+    rows += [
+        ([title, value], False)
+        for title, value in (
+            *summary.run_fields(),
+            ("Duration (seconds)", summary.duration_seconds),
+            ("Rows per second", summary.rows_per_second),
+            ("Records", summary.records),
+            ("Duplicates", summary.duplicates),
+        )
+    ]
     rows += [(["Note", note], False) for note in notes]
     rows += [([], False), (["Manifest", "SHA-256", "Records", "Bytes"], True)]
-    rows += [([m["path"], m["sha256"], m["records"], m["bytes"]], False) for m in summary.get("manifests", ())]
+    rows += [([m.path, m.sha256, m.records, m.bytes], False) for m in summary.manifests]
     rows += [([], False), (["Status", "Rows"], True)]
-    rows += [([status, count], False) for status, count in summary.get("counts", {}).items()]
-    delta = summary.get("delta")
+    rows += [([status, count], False) for status, count in summary.counts.as_dict().items()]
+    delta = summary.delta
     if delta:
         rows += [([], False), (["Change since the previous run", "Rows"], True)]
-        rows += [([name, count], False) for name, count in delta["counts"].items()]
-        rows += [(["Compared to", delta["compared_to"]], False), (["Previous run id", delta["run_id"]], False)]
-    organisations = summary.get("by_organisation", ())
-    if organisations:
-        statuses = [k for k in organisations[0] if k not in ("company", "organisation")]
+        rows += [([name, count], False) for name, count in delta.counts.items()]
+        rows += [(["Compared to", delta.compared_to], False), (["Previous run id", delta.run_id], False)]
+    if summary.by_organisation:
+        statuses = [s.value for s in Status]
         rows += [([], False), (["Company", "Organisation", *statuses], True)]
-        rows += [([o["company"], o["organisation"], *(o[s] for s in statuses)], False) for o in organisations]
+        rows += [([o.company, o.organisation, *o.counts.as_dict().values()], False) for o in summary.by_organisation]
     return rows
 
 

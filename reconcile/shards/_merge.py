@@ -14,6 +14,7 @@ missing or repeated, shards of different manifests, an unfinished shard (unless 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import heapq
 import uuid
 from collections.abc import Generator, Iterator, Sequence
@@ -23,28 +24,43 @@ from pathlib import Path
 from typing import Any
 
 from reconcile._version import __version__
-from reconcile.engine import ERROR, INVALID, MISSING, PRESENT, UNCHECKED, claim, format_names
+from reconcile.engine import claim, format_names
 from reconcile.errors import UsageError
-from reconcile.model import KEY_FIELDS, Key
+from reconcile.model import ExitCode, Key, Status
 from reconcile.report import (
     ATTEMPTS,
     CHUNK,
     DETAIL,
-    OUR_COLUMNS,
     ROW,
     SOURCE,
     STATUS,
+    Counts,
+    Delta,
+    GroupCounts,
+    Layout,
+    ManifestEntry,
+    MergedShard,
+    Report,
     ReportStatistics,
     Summary,
     check_options,
     day_reader,
-    rename_clash,
     write_rows,
 )
 
 from ._sets import HINT_SHARDS, ShardReport, check_set, read_shard
 
-_SUMMED = ("requests", "token_fetches", "retries", "throttled")
+_AGREED = (
+    "endpoint",
+    "base_url",
+    "endpoint_path",
+    "authority",
+    "tenant_id",
+    "client_id",
+    "credential",
+    "proxy",
+    "pacing",
+)
 _FORMAT_OF_OUTPUT = {"results_parquet": "parquet", "results_xlsx": "xlsx", "results_json": "json", "report_pdf": "pdf"}
 
 
@@ -56,7 +72,7 @@ def merge_reports(
     formats: str | Sequence[str] | None = None,
     compare_to: Path | None = None,
     force: bool = False,
-) -> Summary:
+) -> Report:
     """Merge the shards' reports in ``directories`` into ``out_dir``; ``formats`` (``"csv,xlsx"`` or a list)
     default to the shards'.
 
@@ -76,14 +92,12 @@ def _merge(
     allow_incomplete: bool,
     formats: Sequence[str] | None,
     compare_to: Path | None,
-) -> Summary:
+) -> Report:
     reports = check_set([read_shard(Path(d)) for d in directories], out_dir, allow_incomplete=allow_incomplete)
     if formats is None:
-        formats = [
-            fmt for name, fmt in _FORMAT_OF_OUTPUT.items() if any(name in r.summary.get("outputs", {}) for r in reports)
-        ]
+        formats = [fmt for name, fmt in _FORMAT_OF_OUTPUT.items() if any(name in r.summary.outputs for r in reports)]
     check_options(formats, compare_to)  # refuse a bad --format or --compare-to before writing anything
-    data, paths, _ = write_rows(
+    summary, paths = write_rows(
         out_dir,
         list(reports[0].columns),
         formats,
@@ -91,33 +105,21 @@ def _merge(
         lambda statistics, paths, changes: merged_summary(reports, statistics, paths, changes),
         compare_to=compare_to,
     )
-    return Summary(
-        counts=data["counts"],
-        records=data["records"],
-        complete=data["complete"],
-        exit_code=exit_code(data),
-        paths=paths,
-        data=data,
-    )
+    return Report(summary, exit_code(summary), paths)
 
 
-def exit_code(data: dict[str, Any]) -> int:
+def exit_code(summary: Summary) -> ExitCode:
     """As ``run``'s: 4 when a shard stopped on a fatal error, else 3, 1 or 0 from the counts."""
-    counts = data["counts"]
-    if data["outcome"] == "fatal":
-        return 4
-    if counts[INVALID] or counts[ERROR] or counts[UNCHECKED]:
-        return 3
-    return 1 if counts[MISSING] else 0
+    return ExitCode.FATAL if summary.outcome == "fatal" else ExitCode.for_counts(summary.counts.as_dict())
 
 
 def _merged_chunks(
     reports: Sequence[ShardReport], columns: list[str], statistics: ReportStatistics
 ) -> Iterator[tuple[list[list[Any]], list[Key]]]:
     """The merged rows in chunks, each row with its key; every manifest's rows numbered 1..records exactly once."""
-    manifests = reports[0].summary["manifests"]
-    paths = [m["path"] for m in manifests]
-    totals = [sum(r.summary["manifests"][i]["records"] for r in reports) for i in range(len(manifests))]
+    manifests = reports[0].summary.manifests
+    paths = [m.path for m in manifests]
+    totals = [sum(r.summary.manifests[i].records for r in reports) for i in range(len(manifests))]
     layouts = _layouts(manifests, columns)
     streams = [_shard_rows(report, paths, len(columns)) for report in reports]
     seen = [0] * len(manifests)  # the last row number merged, per manifest
@@ -179,34 +181,21 @@ def _shard_rows(
             yield index, row, values
 
 
-def _layouts(manifests: Sequence[dict[str, Any]], columns: list[str]) -> list[tuple[Any, Any, Any]]:
+def _layouts(manifests: Sequence[ManifestEntry], columns: list[str]) -> list[tuple[Any, Any, Any]]:
     """Per manifest: getters of its own values and of the four checked values from a results.csv row, and its day
-    reader.
-
-    results.csv holds every manifest's columns, then one column per value read through --map, a constant or a
-    template (named after the field, "company (checked)" if a manifest column is already so named), then ours.
-    """
-    own = list(dict.fromkeys(rename_clash(c) for m in manifests for c in m["columns"]))
-    added = {
-        name.removesuffix(" (checked)"): len(own) + n
-        for n, name in enumerate(columns[len(own) : len(columns) - len(OUR_COLUMNS)])
-    }
+    reader, from the report's column layout (:class:`reconcile.report.Layout`)."""
+    layout = Layout.of_header(columns, [m.columns for m in manifests])
     layouts = []
     for manifest in manifests:
-        names = list(manifest["columns"])
-        positions = [columns.index(rename_clash(c)) for c in names]
-        keys = []
-        for field in KEY_FIELDS:
-            if field in added:
-                keys.append(added[field])
-                continue
-            matches = [c for c in names if c.strip().lower() == field]
-            if not matches:
-                raise UsageError(
-                    f"{manifest['path']}: no column holds {field!r}, yet the shards checked it. "
-                    "HINT: re-run the shards with this version of reconcile"
-                )
-            keys.append(columns.index(rename_clash(field if field in matches else matches[0])))
+        names = list(manifest.columns)
+        positions = layout.positions(names)
+        try:
+            keys = layout.key_positions(names)
+        except KeyError as missing:
+            raise UsageError(
+                f"{manifest.path}: no column holds {missing.args[0]!r}, yet the shards checked it. "
+                "HINT: re-run the shards with this version of reconcile"
+            ) from None
         # itemgetter: C speed on the million-row path; a single position would give a value, not a tuple.
         own_values = itemgetter(*positions) if len(positions) > 1 else lambda row, p=positions: [row[i] for i in p]
         layouts.append((own_values, itemgetter(*keys), day_reader(names)))
@@ -227,82 +216,81 @@ def _numbering_error(reports: Sequence[ShardReport], path: str, last: int, row: 
 
 
 def merged_summary(
-    reports: Sequence[ShardReport], statistics: ReportStatistics, paths: dict[str, Path], changes: dict[str, Any] | None
-) -> dict[str, Any]:
-    """summary.json of the merged report: an unsharded run's keys, from the rows, plus ``merged_from``."""
+    reports: Sequence[ShardReport], statistics: ReportStatistics, paths: dict[str, Path], changes: Delta | None
+) -> Summary:
+    """The merged report's summary: an unsharded run's, from the rows, plus ``merged_from``."""
     summaries = [r.summary for r in reports]
-    counts = {status: statistics.counts[status] for status in (PRESENT, MISSING, INVALID, ERROR, UNCHECKED)}
-    summed = {status: sum(s["counts"].get(status, 0) for s in summaries) for status in counts}
+    counts = Counts.of(statistics.counts)
+    summed = Counts.of({status: sum(getattr(s.counts, status) for s in summaries) for status in Status})
     if counts != summed:
         raise UsageError(
-            f"the shards' results.csv files hold {counts} but their summary.json files say {summed}: "
-            "a file was edited or cut short. HINT: re-run the shards"
+            f"the shards' results.csv files hold {counts.as_dict()} but their summary.json files say "
+            f"{summed.as_dict()}: a file was edited or cut short. HINT: re-run the shards"
         )
-    started = min(s["started_at"] for s in summaries)
-    finished = max(s["finished_at"] for s in summaries)
+    started = min(s.started_at for s in summaries)
+    finished = max(s.finished_at for s in summaries)
     duration = max((_instant(finished) - _instant(started)).total_seconds(), 0.0)
-    checked = sum(s.get("rows_per_second", 0) * s.get("duration_seconds", 0) for s in summaries)
-    outcomes = {s.get("outcome") for s in summaries}
-    errors = [{**s["error"], "shard": s["shard"]} for s in summaries if s.get("error")]
-    rps = [s.get("max_rps") for s in summaries]
-    labels = list(dict.fromkeys(s.get("label") or "" for s in summaries if s.get("label")))
-    computed: dict[str, Any] = {
-        "counts": counts,
-        "records": statistics.records,
-        "duplicates": statistics.duplicates,
-        "complete": all(s["complete"] for s in summaries) and counts[UNCHECKED] == 0,
-        "outcome": next((o for o in ("fatal", "interrupted") if o in outcomes), "complete"),
-        "error": errors[0] if errors else None,
-        # Merging the same shards again gives the same id.
-        "run_id": str(
-            uuid.uuid5(uuid.NAMESPACE_URL, "reconcile-merge:" + ",".join(str(s.get("run_id")) for s in summaries))
-        ),
-        "label": ", ".join(labels),
-        "engine_version": __version__,
-        "started_at": started,
-        "finished_at": finished,
-        "duration_seconds": round(duration, 3),
-        "rows_per_second": round(checked / max(duration, 1e-9), 1),
-        "manifests": [
-            {**m, "records": n} for m, n in zip(summaries[0]["manifests"], statistics.per_manifest, strict=True)
-        ],
-        # What the shards used together: the platform saw their sum.
-        "concurrency": sum(s.get("concurrency") or 0 for s in summaries),
-        "max_rps": None if None in rps else round(sum(rps), 3),  # type: ignore[arg-type]
-        "max_attempts": max(s.get("max_attempts") or 0 for s in summaries),
-        "timeout_seconds": max(s.get("timeout_seconds") or 0 for s in summaries),
-        **{key: sum(s.get(key) or 0 for s in summaries) for key in _SUMMED},
-        "resumed": any(s.get("resumed") for s in summaries),
-        "attempts": [{**a, "shard": s["shard"]} for s in summaries for a in s.get("attempts") or ()],
-        "delta": changes,
-        **statistics.breakdowns(),
-        "outputs": {name: str(path) for name, path in paths.items()},
-        "shard": None,
-        "merged_from": [
-            {
-                "shard": s["shard"],
-                "directory": str(r.directory),
-                "run_id": s.get("run_id"),
-                "outcome": s.get("outcome"),
-                "complete": s["complete"],
-                "started_at": s.get("started_at"),
-                "finished_at": s.get("finished_at"),
-                "engine_version": s.get("engine_version"),
-                "counts": s["counts"],
-            }
-            for r, s in zip(reports, summaries, strict=True)
-        ],
+    checked = sum(s.rows_per_second * s.duration_seconds for s in summaries)
+    outcomes = {s.outcome for s in summaries}
+    errors = [dataclasses.replace(s.error, shard=s.shard) for s in summaries if s.error]
+    rps = [s.max_rps for s in summaries]
+    labels = list(dict.fromkeys(s.label for s in summaries if s.label))
+    first = summaries[0]
+    # The platform asked: kept where every shard says the same, else left out.
+    agreed = {
+        name: getattr(first, name) if all(getattr(s, name) == getattr(first, name) for s in summaries) else None
+        for name in _AGREED
     }
-    # Keys in a shard's order (an unsharded run's); others kept only where every shard says the same.
-    data: dict[str, Any] = {}
-    for key, value in summaries[0].items():
-        if key in computed:
-            data[key] = computed[key]
-        elif all(s.get(key) == value for s in summaries):
-            data[key] = value
-    for key, value in computed.items():
-        data.setdefault(key, value)
-    return data
+    return Summary(
+        counts=counts,
+        records=statistics.records,
+        duplicates=statistics.duplicates,
+        complete=all(s.complete for s in summaries) and counts.unchecked == 0,
+        outcome=next((o for o in ("fatal", "interrupted") if o in outcomes), "complete"),
+        error=errors[0] if errors else None,
+        # Merging the same shards again gives the same id.
+        run_id=str(uuid.uuid5(uuid.NAMESPACE_URL, "reconcile-merge:" + ",".join(str(s.run_id) for s in summaries))),
+        label=", ".join(labels),
+        engine_version=__version__,
+        started_at=started,
+        finished_at=finished,
+        duration_seconds=round(duration, 3),
+        rows_per_second=round(checked / max(duration, 1e-9), 1),
+        manifests=tuple(
+            dataclasses.replace(m, records=n) for m, n in zip(first.manifests, statistics.per_manifest, strict=True)
+        ),
+        **agreed,
+        # What the shards used together: the platform saw their sum.
+        concurrency=sum(s.concurrency for s in summaries),
+        max_attempts=max(s.max_attempts for s in summaries),
+        timeout_seconds=max(s.timeout_seconds for s in summaries),
+        max_rps=None if None in rps else round(sum(r for r in rps if r is not None), 3),
+        requests=sum(s.requests for s in summaries),
+        token_fetches=sum(s.token_fetches for s in summaries),
+        retries=sum(s.retries for s in summaries),
+        throttled=sum(s.throttled for s in summaries),
+        resumed=any(s.resumed for s in summaries),
+        attempts=tuple(dataclasses.replace(a, shard=s.shard) for s in summaries for a in s.attempts),
+        delta=changes,
+        by_company=tuple(GroupCounts.from_dict(g) for g in statistics.breakdowns()["by_company"]),
+        by_organisation=tuple(GroupCounts.from_dict(g) for g in statistics.breakdowns()["by_organisation"]),
+        outputs={name: str(path) for name, path in paths.items()},
+        shard=None,
+        merged_from=tuple(
+            MergedShard(
+                shard=str(s.shard),
+                directory=str(r.directory),
+                run_id=s.run_id,
+                outcome=s.outcome,
+                complete=s.complete,
+                started_at=s.started_at,
+                finished_at=s.finished_at,
+                engine_version=s.engine_version,
+                counts=s.counts,
+            )
+            for r, s in zip(reports, summaries, strict=True)
+        ),
+    )
 
 
 def _instant(text: str) -> datetime:

@@ -8,17 +8,16 @@ different columns or asked different platforms, and when a shard did not finish,
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from reconcile.errors import UsageError
 from reconcile.input import Shard
-from reconcile.report import OUR_COLUMNS
+from reconcile.report import OUR_COLUMNS, SUMMARY_NAME, Summary, load_summary
 
 HINT_SHARDS = "HINT: pass the --out directory of each shard of one run, once each"
+_HINT_RERUN = "HINT: re-run that shard to rewrite it"
 _SAME_PLATFORM = ("endpoint", "authority", "tenant_id", "client_id")
 
 
@@ -28,12 +27,12 @@ class ShardReport:
 
     directory: Path
     shard: Shard
-    summary: dict[str, Any]
+    summary: Summary
     columns: tuple[str, ...]
 
     @property
     def manifests(self) -> list[tuple[str, str]]:
-        return [(m["path"], m["sha256"]) for m in self.summary["manifests"]]
+        return [(m.path, m.sha256) for m in self.summary.manifests]
 
     @property
     def results(self) -> Path:
@@ -42,21 +41,14 @@ class ShardReport:
 
 def read_shard(directory: Path) -> ShardReport:
     """Check ``directory`` holds a shard's finished report and read what merging needs of it."""
-    where = directory / "summary.json"
+    where = directory / SUMMARY_NAME
     if not directory.is_dir():
         raise UsageError(f"{directory}: no such directory. {HINT_SHARDS}")
     if not where.is_file():
-        raise UsageError(f"{directory} holds no summary.json, so no report of a run. {HINT_SHARDS}")
-    try:
-        summary = json.loads(where.read_text(encoding="utf-8"))
-        text = summary.get("shard")
-        absent = [key for key in ("counts", "records", "manifests", "complete", "started_at") if key not in summary]
-        if absent:
-            raise KeyError(", ".join(absent))
-    except (OSError, ValueError, AttributeError, KeyError) as exc:
-        raise UsageError(
-            f"{where} is not a reconcile summary ({exc!r}). HINT: re-run that shard to rewrite it"
-        ) from None
+        raise UsageError(f"{directory} holds no {SUMMARY_NAME}, so no report of a run. {HINT_SHARDS}")
+    required = ("counts", "records", "manifests", "complete", "started_at")
+    summary = load_summary(directory, required=required, hint=_HINT_RERUN)
+    text = summary.shard
     if not text:
         raise UsageError(
             f"{directory} is the report of an unsharded run: there is nothing to merge it with. "
@@ -65,7 +57,7 @@ def read_shard(directory: Path) -> ShardReport:
     try:
         shard = Shard.parse(str(text))
     except UsageError:
-        raise UsageError(f"{where}: shard {text!r} is not K/N. HINT: re-run that shard to rewrite it") from None
+        raise UsageError(f"{where}: shard {text!r} is not K/N. {_HINT_RERUN}") from None
     try:
         with open(directory / "results.csv", encoding="utf-8", newline="") as handle:
             header = next(csv.reader(handle), None)
@@ -114,13 +106,13 @@ def check_set(reports: Sequence[ShardReport], out_dir: Path, *, allow_incomplete
                 "with the same reading options (--map, --filename-template, constants)"
             )
         for key in _SAME_PLATFORM:
-            if other.summary.get(key) != first.summary.get(key):
+            if getattr(other.summary, key) != getattr(first.summary, key):
                 raise UsageError(
-                    f"the shards asked different platforms: {key} is {first.summary.get(key)!r} in "
-                    f"{first.directory} but {other.summary.get(key)!r} in {other.directory}. "
+                    f"the shards asked different platforms: {key} is {getattr(first.summary, key)!r} in "
+                    f"{first.directory} but {getattr(other.summary, key)!r} in {other.directory}. "
                     "HINT: run every shard with the same settings (one profile)"
                 )
-    unfinished = [r for r in ordered if not r.summary.get("complete")]
+    unfinished = [r for r in ordered if not r.summary.complete]
     if unfinished and not allow_incomplete:
         listed = "; ".join(f"shard {r.shard} ({r.directory}) ended {_ending(r.summary)}" for r in unfinished)
         raise UsageError(
@@ -146,7 +138,6 @@ def _manifest_difference(first: ShardReport, other: ShardReport) -> str:
     return "their manifests differ"
 
 
-def _ending(summary: dict[str, Any]) -> str:
-    error = summary.get("error") or {}
-    outcome = summary.get("outcome") or "incomplete"
-    return f"{outcome} ({error['type']})" if error.get("type") else outcome
+def _ending(summary: Summary) -> str:
+    outcome = summary.outcome or "incomplete"
+    return f"{outcome} ({summary.error.type})" if summary.error is not None and summary.error.type else outcome

@@ -20,7 +20,7 @@ from reconcile.config._settings import Settings
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
 from reconcile.errors import ConfigError, ProxyError
 from reconcile.ops._doctor import diagnose, render
-from reconcile.report._build import Summary
+from reconcile.report._build import Report
 from tests.conftest import (
     ForwardProxy,
     cli_env,
@@ -128,9 +128,9 @@ def tls_url(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield url
 
 
-def fatal(summary: Summary) -> str:
+def fatal(summary: Report) -> str:
     """The message of the fatal error that stopped a run."""
-    message: str = summary.data["error"]["message"]
+    message: str = summary.summary.to_dict()["error"]["message"]
     return message
 
 
@@ -149,7 +149,7 @@ async def test_a_run_goes_through_the_proxy_in_a_verified_tls_tunnel(
         assert emulator.stats.token_requests == 1
     assert summary.counts["present"] == len(PRESENT)
     via = f"via {open_proxy.url} (from HTTPS_PROXY)"
-    assert summary.data["proxy"] == {"api": via, "identity_provider": via}
+    assert summary.summary.to_dict()["proxy"] == {"api": via, "identity_provider": via}
     open_proxy.wait_for(lambda lines: tunnels_to(emulator.base_url) in lines)
 
 
@@ -301,7 +301,7 @@ async def test_a_407_for_a_plain_http_target_is_a_proxy_error_too(auth_proxy: Fo
         settings = settings_for(emulator, proxies=Proxies(http=auth_proxy.url))
         summary = await reconcile.run([manifest], tmp_path / "out", settings=settings)
     assert summary.exit_code == 4
-    assert summary.data["error"]["type"] == ProxyError.__name__
+    assert summary.summary.to_dict()["error"]["type"] == ProxyError.__name__
     assert re.search(r"refused the request to 127\.0\.0\.1:\d+: 407", fatal(summary))
     assert (summary.counts["error"], summary.counts["unchecked"]) == (0, len(PRESENT))
 

@@ -185,7 +185,7 @@ async def test_library_objects_and_errors_do_not_show_secrets(
         ("str(TokenError)", str(refused.value)),
         ("repr(TokenError)", repr(refused.value)),
         ("TokenError.args", repr(refused.value.args)),
-        ("summary error", json.dumps(summary.data.get("error"))),
+        ("summary error", json.dumps(summary.summary.to_dict().get("error"))),
     ]
     assert "7000215" in str(refused.value)
     assert assert_clean(texts, [SECRET, WRONG], issued) == len(texts)

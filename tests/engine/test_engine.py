@@ -25,14 +25,14 @@ from reconcile.engine._engine import BATCH
 from reconcile.engine._journal import Journal
 from reconcile.input._manifest import Record
 from reconcile.model import KEY_FIELDS
-from reconcile.report._build import Summary
+from reconcile.report._build import Report
 from tests.conftest import OUR_COLUMNS, SAMPLES, read_results, settings_for, write_manifest
 
 Key = tuple[str, str, str, str]
 DUPLICATE = re.compile(r"^duplicate of row (\d+)(?: of (.+?))?(?:;|$)")
 
 
-async def reconcile(paths: Sequence[Path], settings: Settings, out: Path, **options: Any) -> Summary:
+async def reconcile(paths: Sequence[Path], settings: Settings, out: Path, **options: Any) -> Report:
     """Run the library entry point into ``out``."""
     return await run(list(paths), out, settings=settings, **options)
 
@@ -236,7 +236,7 @@ async def test_ten_percent_faults_with_short_tokens(make_emulator: Callable[...,
         summary = await run(
             [path], tmp_path / "out", settings=settings, on_start=lambda r: stop_later(loop, r, deadline)
         )
-    data = summary.data
+    data = summary.summary.to_dict()
     assert summary.complete, f"not finished within {deadline} s: {data['counts']}, {data['rows_per_second']} rows/s"
     assert data["duration_seconds"] >= 2 * lifetime, "the run must outlast two token lifetimes to mean anything"
     results = read_results(tmp_path / "out" / "results.csv")
@@ -275,7 +275,7 @@ async def test_tls_without_the_ca_fails_naming_the_certificate(
         summary = await reconcile([path], settings_for(emu), tmp_path / "out")
         assert emu.stats.token_requests == 0
     assert summary.exit_code == 4
-    error = summary.data["error"]
+    error = summary.summary.to_dict()["error"]
     assert error["type"] == "ConfigError"
     assert "certificate" in error["message"]
     assert "--ca-bundle" in error["message"]
@@ -314,7 +314,7 @@ async def test_wrong_secret_is_fatal_shows_aadsts_and_never_the_secret(
         summary = await reconcile([path], settings, tmp_path / "out")
         assert emu.stats.api_requests == 0
     assert summary.exit_code == 4
-    error = summary.data["error"]
+    error = summary.summary.to_dict()["error"]
     assert error["type"] == "TokenError"
     assert error["error"] == "invalid_client"
     assert 7000215 in error["error_codes"]
@@ -336,7 +336,7 @@ async def test_unreachable_platform_is_fatal(emulator: Emulator, tmp_path: Path)
     settings = settings_for(emulator, base_url=f"http://127.0.0.1:{port}", max_attempts=2)
     summary = await reconcile([path], settings, tmp_path / "out")
     assert summary.exit_code == 4
-    assert summary.data["error"]["type"] == "HostUnreachable"
+    assert summary.summary.to_dict()["error"]["type"] == "HostUnreachable"
     assert summary.counts["missing"] == 0
 
 
@@ -401,7 +401,7 @@ async def test_first_request_goes_out_before_the_manifest_is_read(
 
 async def paced_run(
     make_emulator: Callable[..., Emulator], tmp_path: Path, rows: int, config: EmulatorConfig, **settings: Any
-) -> tuple[Summary, Emulator]:
+) -> tuple[Report, Emulator]:
     """Run ``rows`` synthetic rows against an emulator of ``config``; assert the report exact, error-free."""
     dataset = Dataset.synthetic(rows, 0.9)
     path = write_manifest(tmp_path / "m.csv", list(synthetic_manifest_rows(rows, 0.9)))
@@ -419,10 +419,10 @@ async def test_automatic_concurrency_grows_on_a_platform_that_keeps_up(
 ) -> None:
     """50 ms answers however many are in flight: from 16 the concurrency grows, and the run beats a fixed 16."""
     summary, _ = await paced_run(make_emulator, tmp_path, 2500, EmulatorConfig(latency_ms=50), concurrency=None)
-    pacing = summary.data["pacing"]
+    pacing = summary.summary.to_dict()["pacing"]
     assert pacing["concurrency"] == "auto"
     assert pacing["concurrency_highest"] >= 40
-    assert summary.data["rows_per_second"] > 16 / 0.050  # what 16 in flight can do at most
+    assert summary.summary.to_dict()["rows_per_second"] > 16 / 0.050  # what 16 in flight can do at most
 
 
 @pytest.mark.slow
@@ -433,13 +433,13 @@ async def test_automatic_concurrency_backs_off_a_backend_that_queues(
     median latency stays near its no-load value while the run gets most of the 160 rows/s it can serve."""
     config = EmulatorConfig(latency_ms=50, capacity=8)
     summary, emu = await paced_run(make_emulator, tmp_path, 1200, config, concurrency=None)
-    pacing = summary.data["pacing"]
+    pacing = summary.summary.to_dict()["pacing"]
     assert pacing["concurrency_lowest"] <= 12
     assert 8 <= pacing["concurrency_final"] <= 20
     median = emu.stats.latency_ms(0.5)
     assert median is not None
     assert median <= 2.5 * 50
-    assert summary.data["rows_per_second"] >= 0.6 * 160
+    assert summary.summary.to_dict()["rows_per_second"] >= 0.6 * 160
 
 
 @pytest.mark.slow
@@ -449,7 +449,7 @@ async def test_load_shed_with_503s_ends_no_row_in_error(make_emulator: Callable[
     config = EmulatorConfig(latency_ms=20, capacity=8, queue_limit=4)
     summary, emu = await paced_run(make_emulator, tmp_path, 800, config, concurrency=32)
     assert emu.stats.shed > 0
-    assert summary.data["pacing"]["throttled"] == emu.stats.shed
+    assert summary.summary.to_dict()["pacing"]["throttled"] == emu.stats.shed
 
 
 @pytest.mark.slow
@@ -458,7 +458,7 @@ async def test_a_flaky_platform_costs_retries_not_pace(make_emulator: Callable[.
     no row in error."""
     config = EmulatorConfig(latency_ms=10, faults=Faults.mix("flaky", 0.10), seed=3)
     summary, emu = await paced_run(make_emulator, tmp_path, 1500, config, concurrency=16)
-    pacing = summary.data["pacing"]
+    pacing = summary.summary.to_dict()["pacing"]
     assert (pacing["rate_cuts"], pacing["pauses"], pacing["rate_limit"]) == (0, 0, None)
     assert sum(emu.stats.faults.values()) >= 0.05 * 1500
     assert pacing["throttled"] + pacing["faults"] > 0

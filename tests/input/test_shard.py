@@ -121,10 +121,10 @@ async def test_shards_together_check_every_row_once(emulator: Emulator, tmp_path
     for k in range(2):
         summary = await run([manifest], tmp_path / f"s{k}", settings=settings_for(emulator), shard=Shard(k, 2))
         results = read_results(tmp_path / f"s{k}" / "results.csv")
-        assert summary.data["shard"] == f"{k}/2"
+        assert summary.summary.to_dict()["shard"] == f"{k}/2"
         assert all(Shard(k, 2).holds((r["company"], r["organisation"], r["folder"], r["filename"])) for r in results)
         seen.append({int(r["row"]) for r in results})
-        requests += summary.data["requests"]
+        requests += summary.summary.to_dict()["requests"]
     assert seen[0].isdisjoint(seen[1])
     assert seen[0] | seen[1] == set(range(1, len(rows) + 2))
     assert requests == 40  # 40 distinct valid keys: duplicates and the blank row are never sent

@@ -13,7 +13,14 @@ from click.testing import CliRunner
 
 from reconcile.cli import cli
 from reconcile.input._table import ReadOptions
-from reconcile.input._validate import LISTED_DUPLICATES, LISTED_INVALID, DuplicateRow, InvalidRow, validate
+from reconcile.input._validate import (
+    LISTED_DUPLICATES,
+    LISTED_INVALID,
+    DuplicateRow,
+    InvalidRow,
+    format_duration,
+    validate,
+)
 from tests.conftest import write_manifest
 
 
@@ -225,3 +232,20 @@ def _run_measured(command: list[str], work: Path) -> tuple[int, str, str, int]:
         [sys.executable, "-c", _MEASURE, str(peak), *command], capture_output=True, text=True, check=False, timeout=180
     )
     return done.returncode, done.stdout, done.stderr, int(peak.read_text(encoding="utf-8"))
+
+
+def test_format_duration() -> None:
+    """Seconds, minutes and hours read as a person writes them."""
+    assert [format_duration(s) for s in (0, 47.4, 60, 725, 3 * 3600 + 4 * 60 + 59)] == [
+        "0s",
+        "47s",
+        "1m00s",
+        "12m05s",
+        "3h04m",
+    ]
+
+
+def test_format_duration_of_an_estimate() -> None:
+    """A forecast shows tenths under ten seconds, spaced units, and days past a day."""
+    shown = [format_duration(s, estimate=True) for s in (2.04, 47.4, 725, 3 * 3600 + 4 * 60 + 59, 2 * 86400 + 3 * 3600)]
+    assert shown == ["2.0 s", "47 s", "12m 5s", "3h 4m", "2d 3h 0m"]

@@ -26,7 +26,7 @@ from reconcile.engine import Reconciler, RunOptions
 from reconcile.input import Shard
 from reconcile.ops import MetricsOptions, export_metrics
 from reconcile.ops._metrics import read_previous
-from reconcile.report import Summary
+from reconcile.report import Report
 from tests.conftest import SAMPLES, closed_port, invoke_cli, settings_for, write_manifest
 
 LABELS = (("region", "ca"),)
@@ -88,7 +88,7 @@ async def reconcile_with_metrics(
     options: RunOptions,
     metrics: MetricsOptions,
     on_start: Callable[[Reconciler], None] = lambda _: None,
-) -> Summary:
+) -> Report:
     """The library run into ``out`` with its metrics exported, as the CLI calls it."""
     return await export_metrics(
         metrics,
@@ -170,13 +170,13 @@ async def test_a_failed_run_keeps_the_previous_success(emulator: Emulator, tmp_p
     metrics = MetricsOptions(file=textfile, labels=LABELS)
     path = manifest(tmp_path, emulator, 10)
     good = await reconcile_with_metrics([path], tmp_path / "a", settings_for(emulator), RunOptions(), metrics)
-    succeeded = epoch(good.data["finished_at"])
+    succeeded = epoch(good.summary.finished_at)
     wrong = settings_for(emulator, client_secret=Secret("not-the-secret"))
     failed = await reconcile_with_metrics([path], tmp_path / "b", wrong, RunOptions(), metrics)
     assert failed.exit_code == 4
     families = parse(textfile.read_text(encoding="utf-8"))
     assert value(families, "reconcile_last_success_timestamp_seconds") == pytest.approx(succeeded)
-    assert value(families, "reconcile_last_run_timestamp_seconds") == pytest.approx(epoch(failed.data["finished_at"]))
+    assert value(families, "reconcile_last_run_timestamp_seconds") == pytest.approx(epoch(failed.summary.finished_at))
     assert value(families, "reconcile_last_run_exit_code") == 4
     assert value(families, "reconcile_last_run_outcome", outcome="fatal") == 1
     assert value(families, "reconcile_rows", status="unchecked") == 10
@@ -352,7 +352,7 @@ async def test_push_add_keeps_the_last_success_on_failure(
     ] * 2
     first, second = (parse(body) for _, _, body in pushgateway.pushes)
     assert_equals_summary(first, summary_json(tmp_path / "a"))
-    assert value(first, "reconcile_last_success_timestamp_seconds") == pytest.approx(epoch(good.data["finished_at"]))
+    assert value(first, "reconcile_last_success_timestamp_seconds") == pytest.approx(epoch(good.summary.finished_at))
     assert "reconcile_last_success_timestamp_seconds" not in second
     assert value(second, "reconcile_last_run_exit_code") == 4
     assert value(second, "reconcile_last_run_outcome", outcome="fatal") == 1

@@ -33,7 +33,6 @@ from reconcile.ops._progress import (
     Sampler,
     Watcher,
     count_records,
-    format_duration,
     json_line,
     plain_line,
 )
@@ -129,17 +128,6 @@ def test_unknown_total_shows_rows_without_percent_or_eta() -> None:
     assert entry["total"] is None
     assert entry["done"] == 500
     assert entry["logger"] == "reconcile.ops._progress"
-
-
-def test_format_duration() -> None:
-    """Seconds, minutes and hours read as a person writes them."""
-    assert [format_duration(s) for s in (0, 47.4, 60, 725, 3 * 3600 + 4 * 60 + 59)] == [
-        "0s",
-        "47s",
-        "1m00s",
-        "12m05s",
-        "3h04m",
-    ]
 
 
 def test_live_display_renders_on_a_terminal_console() -> None:

@@ -19,7 +19,7 @@ from yarl import URL
 from reconcile.config import Secret
 from reconcile.config._settings import Settings
 from reconcile.errors import HostUnreachable, TokenError, TransportError
-from reconcile.platform._auth import ACCEPTED_LATELY, Reply, TokenProvider
+from reconcile.platform._auth import ACCEPTED_LATELY, Reply, TokenProvider, jwt_claims, jwt_expiry
 from reconcile.platform._client import PlatformClient
 from reconcile.platform._retry import RetryPolicy
 
@@ -484,3 +484,16 @@ async def test_a_lately_accepted_token_is_trusted_for_one_more_try() -> None:
     second = await tokens.replacement(first)
     tokens.accepted(second)
     assert not tokens.trusted(first)  # not the current token any more
+
+
+def test_jwt_claims_are_read_from_the_payload_only() -> None:
+    """A JWT's claims decode without its signature; an opaque or broken token has none; exp must be a number."""
+    payload = base64.urlsafe_b64encode(json.dumps({"aud": "api://x", "exp": 1700000000}).encode()).rstrip(b"=")
+    token = f"e30.{payload.decode()}.signature"
+    claims = jwt_claims(token)
+    assert claims == {"aud": "api://x", "exp": 1700000000}
+    assert jwt_expiry(claims) == 1700000000.0
+    assert jwt_claims("opaque-token") is None
+    assert jwt_claims("a.!!!.c") is None
+    assert jwt_expiry({"exp": True}) is None
+    assert jwt_expiry({"exp": "soon"}) is None

@@ -467,3 +467,26 @@ def test_other_exceptions_pass_through(error: BaseException) -> None:
     """Bugs, cancellation and interrupts are not disguised as network errors."""
     with pytest.raises(type(error)), mapped_errors(API):
         raise error
+
+
+async def test_ask_gives_back_any_answer_and_renews_a_revoked_token(emulator: Emulator) -> None:
+    """doctor's path: an empty body's 400 comes back as an answer; after a revocation one new token is fetched."""
+    async with PlatformClient(settings_for(emulator), policy=FAST) as client:
+        first = await client.ask(client.settings.endpoint_url, b'{"company": ""}')
+        emulator.revoke_all_tokens()
+        second = await client.ask(client.settings.endpoint_url, b'{"company": ""}')
+    assert first.status == second.status == 400
+    assert emulator.stats.token_requests == 2
+    assert emulator.stats.by_status[401] == 1
+
+
+async def test_ask_retries_a_passing_failure_and_returns_the_last_answer(
+    make_emulator: Callable[..., Emulator],
+) -> None:
+    """A platform that answers 500 every time is asked max_attempts times; the last 500 is the answer."""
+    async with make_emulator(EmulatorConfig(faults=Faults(rate_500=1.0))) as emu:
+        async with PlatformClient(settings_for(emu), policy=FAST) as client:
+            body = b'{"company": "a", "organisation": "b", "folder": "c", "filename": "d"}'
+            reply = await client.ask(client.settings.endpoint_url, body)
+        assert reply.status == 500
+        assert emu.stats.by_status[500] == FAST.max_attempts

@@ -154,7 +154,7 @@ async def test_a_run_authenticates_with_a_certificate(
         summary = await reconcile.run([manifest], tmp_path / "out", settings=settings)
         assert emulator.stats.tokens_by_credential == {"certificate": 1}
     assert summary.counts["present"] == len(PRESENT)
-    assert summary.data["credential"] == "certificate"
+    assert summary.summary.to_dict()["credential"] == "certificate"
 
 
 async def test_every_token_request_carries_a_fresh_assertion(
@@ -230,7 +230,7 @@ async def test_an_unregistered_certificate_stops_the_run_with_the_fix(
         settings = settings_for(emulator, client_secret=Secret(""), client_certificate=stranger.pem)
         summary = await reconcile.run([manifest], tmp_path / "out", settings=settings)
     assert summary.exit_code == 4
-    message = summary.data["error"]["message"]
+    message = summary.summary.to_dict()["error"]["message"]
     assert "error_codes=700027" in message
     assert "HINT: the app does not accept this certificate's assertion: upload the certificate" in message
     assert (summary.counts["error"], summary.counts["unchecked"]) == (0, len(PRESENT))

@@ -17,15 +17,14 @@ import reconcile.report._rows as report_rows
 from reconcile import __version__
 from reconcile.api import run
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
-from reconcile.engine._engine import STATUSES, Reconciler, RunOptions, RunOutcome
+from reconcile.engine._engine import Reconciler, RunOptions, RunOutcome
 from reconcile.engine._journal import Journal
 from reconcile.engine._outdir import LOCK_NAME
 from reconcile.input._manifest import Manifest
 from reconcile.input._table import ReadOptions
-from reconcile.model import Key
+from reconcile.model import Key, Status
 from reconcile.report._build import ReportFiles, RunReport
-from reconcile.report._delta import compare
-from reconcile.report._rows import OUR_COLUMNS, ReportRows, output_columns
+from reconcile.report._rows import OUR_COLUMNS, Layout, ReportRows
 from reconcile.report._statistics import ReportStatistics, date_column, day_of_folder, day_of_value, day_reader
 from tests.conftest import (
     SAMPLES,
@@ -38,6 +37,7 @@ from tests.conftest import (
     without,
     write_manifest,
 )
+from tests.report.test_delta import compare
 
 # What may differ between two runs of the same input: identity, clock, and where the files went.
 VOLATILE = {"run_id", "started_at", "finished_at", "duration_seconds", "rows_per_second", "attempts", "outputs"}
@@ -47,7 +47,7 @@ async def sample_run(emulator: Emulator, out: Path, **options: Any) -> dict[str,
     summary = await run(
         sorted(SAMPLES.glob("*.csv")), out, settings=settings_for(emulator), label="nightly audit", **options
     )
-    return summary.data
+    return summary.summary.to_dict()
 
 
 async def test_counts_per_company_and_organisation_match_results_csv(emulator: Emulator, tmp_path: Path) -> None:
@@ -59,9 +59,9 @@ async def test_counts_per_company_and_organisation_match_results_csv(emulator: E
     for row in rows:
         by_company.setdefault(row["company"], Counter())[row["status"]] += 1
         by_org.setdefault((row["company"], row["organisation"]), Counter())[row["status"]] += 1
-    assert data["by_company"] == [{"company": c, **{s: n[s] for s in STATUSES}} for c, n in sorted(by_company.items())]
+    assert data["by_company"] == [{"company": c, **{s: n[s] for s in Status}} for c, n in sorted(by_company.items())]
     assert data["by_organisation"] == [
-        {"company": c, "organisation": o, **{s: n[s] for s in STATUSES}} for (c, o), n in sorted(by_org.items())
+        {"company": c, "organisation": o, **{s: n[s] for s in Status}} for (c, o), n in sorted(by_org.items())
     ]
     assert sum(c["missing"] for c in data["by_company"]) == data["counts"]["missing"] > 0
 
@@ -121,7 +121,7 @@ async def test_a_killed_runs_leftovers_are_removed(emulator: Emulator, tmp_path:
     await sample_run(emulator, out)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".notes.partial", LOCK_NAME]
     assert not (out / "results.parquet").exists()
-    assert read_results(out / "results.csv")[0]["status"] in STATUSES
+    assert read_results(out / "results.csv")[0]["status"] in tuple(Status)
 
 
 TELEPHONY = ("Tenant", "Queue", "Date", "RecordingSid")
@@ -162,7 +162,7 @@ async def test_a_constant_beside_a_same_named_column_is_shown_as_checked(tmp_pat
 def test_folder_counts_spill_to_disk_with_the_same_answer(tmp_path: Path) -> None:
     """A tally forced to spill after 3 folders ranks folders exactly like one that keeps all in memory."""
     tallies = [
-        ReportStatistics(STATUSES, "missing", spill_dir=tmp_path, folders_in_memory=limit) for limit in (3, 10_000)
+        ReportStatistics(tuple(Status), "missing", spill_dir=tmp_path, folders_in_memory=limit) for limit in (3, 10_000)
     ]
     for number in range(400):
         folder = f"f{number % 37}"
@@ -259,7 +259,24 @@ def test_output_columns_add_only_values_no_column_shows(
 ) -> None:
     """A key column is added only when the value checked is not what a same-named manifest column holds."""
     manifest = Manifest(write_manifest(tmp_path / "m.csv", [("x",) * len(header)], header=header), 0, read)
-    assert output_columns([manifest]) == [*header, *added, *OUR_COLUMNS]
+    assert Layout.of_manifests([manifest]).columns == [*header, *added, *OUR_COLUMNS]
+
+
+def test_a_results_header_gives_back_the_layout_that_wrote_it(tmp_path: Path) -> None:
+    """merge reads the layout from a results.csv header and the manifests' columns: the same layout a run wrote,
+    and each checked value found where the run put it (an added column wins over the manifest's own)."""
+    header = ("Company", "organisation", "folder", "status", "Sid")
+    read = ReadOptions(constants=(("organisation", "support"),), filename_template="{Sid}")
+    manifest = Manifest(write_manifest(tmp_path / "m.csv", [("x",) * len(header)], header=header), 0, read)
+    written = Layout.of_manifests([manifest])
+    assert written.columns[:5] == ["Company", "organisation", "folder", "status (manifest)", "Sid"]
+    read_back = Layout.of_header(written.columns, [header])
+    assert read_back == written
+    # company: the manifest's "Company"; organisation and filename: the added columns; folder: the manifest's.
+    assert read_back.key_positions(header) == [0, 5, 2, 6]
+    assert read_back.positions(header) == [0, 1, 2, 3, 4]
+    with pytest.raises(KeyError, match="company"):
+        read_back.key_positions(("organisation", "folder"))
 
 
 STREAM_ROWS = [("acme", "acme-ca", "2026/11/25", f"call-{i:04d}.wav") for i in range(600)]

@@ -13,8 +13,19 @@ from reconcile.api import run
 from reconcile.config._settings import Settings
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
 from reconcile.errors import UsageError
-from reconcile.report._delta import CHANGES, COLUMNS, compare, open_previous
+from reconcile.report._delta import CHANGES, COLUMNS, Comparison, open_previous
+from reconcile.report._delta import read_results as read_entries
 from tests.conftest import RESULTS_HEADER, read_results, settings_for, write_manifest
+
+
+def compare(previous_dir: Path, current_dir: Path, out: Path | None = None) -> dict[str, int]:
+    """The comparison a run with --compare-to makes, of two finished reports: delta.csv into ``current_dir``."""
+    comparison = Comparison(open_previous(previous_dir), current_dir)
+    try:
+        comparison.add(read_entries(open_previous(current_dir).results))
+        return comparison.write(out or current_dir / "delta.csv")
+    finally:
+        comparison.close()
 
 
 def write_results(directory: Path, rows: Sequence[Sequence[str]], header: Sequence[str] = RESULTS_HEADER) -> Path:
@@ -185,7 +196,7 @@ async def reconcile_with(
     async with Emulator(EmulatorConfig(), Dataset(dataset)) as emulator:
         settings: Settings = settings_for(emulator)
         summary = await run([manifest], out, settings=settings, compare_to=compare_to)
-    return summary.data
+    return summary.summary.to_dict()
 
 
 async def test_two_real_runs_list_exactly_the_changes_made(tmp_path: Path) -> None:

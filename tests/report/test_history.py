@@ -17,6 +17,7 @@ from reconcile.report import load_history, write_history
 from reconcile.report._delta import CHANGES
 from reconcile.report._html import Views
 from reconcile.report._html import render as render_report
+from reconcile.report._summary import Summary
 from tests.conftest import invoke_cli, read_results
 from tests.report.conftest import KEYS, MISSING_BY_NIGHT, NIGHTS, reconcile_night
 from tests.report.test_html import parse
@@ -278,7 +279,7 @@ def test_without_the_previous_report_the_changes_are_shown_unlinked(tmp_path: Pa
     under its verdict, naming that run, with no link to follow."""
     delta = {"compared_to": "reports/2026-11-24", "run_id": "r1", "counts": {"newly_missing": 3, "recovered": 0}}
     summary = {"counts": {"present": 1, "missing": 3}, "records": 4, "outcome": "complete", "delta": delta}
-    (tmp_path / "r.html").write_text(render_report(summary, Views((), 0, (), ())), encoding="utf-8")
+    (tmp_path / "r.html").write_text(render_report(Summary.from_dict(summary), Views((), 0, (), ())), encoding="utf-8")
     page = parse(tmp_path / "r.html")
     assert "Since the previous run (2026-11-24): 3 newly missing (details)." in "".join(page.text)
     assert [link for link in page.links if "report.html" in link] == []

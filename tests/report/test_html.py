@@ -15,6 +15,7 @@ from reconcile.api import run
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
 from reconcile.report._html import Views, render
 from reconcile.report._statistics import DayCount
+from reconcile.report._summary import Summary
 from tests.conftest import SAMPLES, read_results, settings_for, write_manifest
 
 
@@ -182,9 +183,10 @@ async def test_no_missing_rows_means_no_missing_charts(tmp_path: Path) -> None:
     assert "No recording is missing." in "".join(page.text)
 
 
-def minimal_summary(missing: int) -> dict[str, object]:
+def minimal_summary(missing: int, **changes: object) -> Summary:
     counts = {"present": 0, "missing": missing, "invalid": 0, "error": 0, "unchecked": 0}
-    return {"counts": counts, "records": missing, "outcome": "complete", "by_organisation": [], "manifests": []}
+    data = {"counts": counts, "records": missing, "outcome": "complete", "by_organisation": [], "manifests": []}
+    return Summary.from_dict(data | changes)
 
 
 def test_many_days_are_charted_by_month(tmp_path: Path) -> None:
@@ -209,7 +211,7 @@ def test_undated_missing_rows_are_counted_in_a_note(tmp_path: Path) -> None:
 
 def test_a_stopped_run_says_so_and_why(tmp_path: Path) -> None:
     """A fatal run's page says it is incomplete and shows the error that stopped it."""
-    summary = minimal_summary(0) | {"outcome": "fatal", "error": {"type": "TokenError", "message": "refused <401>"}}
+    summary = minimal_summary(0, outcome="fatal", error={"type": "TokenError", "message": "refused <401>"})
     path = tmp_path / "r.html"
     path.write_text(render(summary, Views((), 0, (), ())), encoding="utf-8")
     page = parse(path)

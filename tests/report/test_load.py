@@ -48,8 +48,9 @@ async def test_present_and_missing_split_by_status(tmp_path: Path) -> None:
     assert report.present["call_id"].tolist() == ["call-7", "call-7"]
     assert report.missing["filename"].tolist() == ["gone.wav"]
     assert report.missing["call_id"].tolist() == [""]
-    assert report.summary["counts"] == {"present": 2, "missing": 1, "invalid": 1, "error": 0, "unchecked": 0}
-    assert report.summary["label"] == "audit"
+    assert report.summary is not None
+    assert report.summary.counts.as_dict() == {"present": 2, "missing": 1, "invalid": 1, "error": 0, "unchecked": 0}
+    assert report.summary.label == "audit"
 
 
 def test_a_directory_without_a_report_is_a_usage_error(tmp_path: Path) -> None:

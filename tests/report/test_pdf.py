@@ -20,6 +20,7 @@ from reconcile.errors import UsageError
 from reconcile.input import Shard
 from reconcile.ops._demo import sample_manifests
 from reconcile.report._pdf import PdfWriter, RowList, render
+from reconcile.report._summary import Summary
 from reconcile.report._writers import check_formats
 from reconcile.shards import merge_reports
 from tests.conftest import (
@@ -161,7 +162,7 @@ def test_pdf_document_escapes_values_and_shows_the_delta_and_unchecked_rows() ->
         "manifests": [{"path": "a<b>.csv", "sha256": "0" * 64, "records": 3, "bytes": 10}],
         "delta": {"compared_to": "reports/2026-11-25", "run_id": "r-1", "counts": {"newly_missing": 4}},
     }
-    document = render(summary, [RowList("missing", (), 5)])
+    document = render(Summary.from_dict(summary), [RowList("missing", (), 5)])
     assert "Changes since the previous run" in document
     assert '<td>newly missing</td><td class="num">4</td>' in document
     assert "<script>x" not in document
@@ -218,7 +219,7 @@ def test_characters_no_font_draws_make_one_warning(tmp_path: Path, caplog: pytes
     writer.add([row], [row])
     summary = {"counts": {"present": 0, "missing": 1, "invalid": 0, "error": 0, "unchecked": 0}, "records": 1}
     with caplog.at_level(logging.DEBUG):
-        writer.finish(summary)
+        writer.finish(Summary.from_dict(summary))
     assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF-")
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.name for r in warnings] == ["reconcile.report._pdf"]
@@ -240,5 +241,5 @@ async def test_merge_writes_the_pdf_the_shards_wrote(emulator: Emulator, tmp_pat
     missing = read_results(tmp_path / "merged" / "missing.csv")
     assert f"All {len(missing)} missing rows." in texts
     assert all(row["filename"].split("_")[0] in texts for row in missing)
-    for manifest in summary.data["manifests"]:
+    for manifest in summary.summary.to_dict()["manifests"]:
         assert f"SHA-256 {manifest['sha256']}" in pdf_text(pdf, 1)

@@ -9,23 +9,22 @@ import pytest
 
 import reconcile.engine._journal as journal_module
 import reconcile.report._rows as report_rows
-from reconcile.engine._engine import MISSING, PRESENT, STATUSES, UNCHECKED
 from reconcile.engine._journal import Journal, Result
 from reconcile.engine._watermark import END, Position
 from reconcile.input._manifest import Manifest
-from reconcile.model import Key
+from reconcile.model import Key, Status
 from reconcile.report._rows import ROW, SOURCE, STATUS, MissingResult, ReportRows, Unchecked
 from reconcile.report._statistics import ReportStatistics
 from tests.conftest import write_manifest
 
-NOT_CHECKED: Unchecked = (UNCHECKED, "", "not checked", 0, "")
+NOT_CHECKED: Unchecked = (Status.UNCHECKED, "", "not checked", 0, "")
 
 
 class Sink:
     """What the report's files receive: the chunks, as (source, row, status) per row, and the tally."""
 
     def __init__(self, spill_dir: Path) -> None:
-        self.statistics = ReportStatistics(STATUSES, MISSING, spill_dir=spill_dir)
+        self.statistics = ReportStatistics(tuple(Status), Status.MISSING, spill_dir=spill_dir)
         self.chunks: list[list[tuple[str, int, str]]] = []
 
     def add(self, rows: list[list[Any]], keys: list[Key]) -> None:
@@ -56,8 +55,8 @@ def manifests(tmp_path: Path) -> list[Manifest]:
 
 def answer(journal: Journal, source: int, rows: range) -> None:
     for row in rows:
-        status = PRESENT if row % 3 else MISSING
-        journal.add(Result(source, row, status, f"c{source}-{row}" if status == PRESENT else "", "", 1, "t"))
+        status = Status.PRESENT if row % 3 else Status.MISSING
+        journal.add(Result(source, row, status, f"c{source}-{row}" if status == Status.PRESENT else "", "", 1, "t"))
 
 
 async def test_advancing_step_by_step_gives_what_one_advance_gives(tmp_path: Path, small: None) -> None:
@@ -91,9 +90,9 @@ async def test_advancing_step_by_step_gives_what_one_advance_gives(tmp_path: Pat
     assert stepped.chunks == whole.chunks
     assert [len(c) for c in whole.chunks] == [4, 4, 2, 4, 2]  # a manifest's last rows are a chunk of their own
     merged = [entry for chunk in whole.chunks for entry in chunk]
-    assert merged[:10] == [("a.csv", r, PRESENT if r % 3 else MISSING) for r in range(1, 11)]
-    assert merged[10:] == [("b.csv", 1, PRESENT), ("b.csv", 2, PRESENT)] + [
-        ("b.csv", r, UNCHECKED) for r in (3, 4, 5, 6)
+    assert merged[:10] == [("a.csv", r, Status.PRESENT if r % 3 else Status.MISSING) for r in range(1, 11)]
+    assert merged[10:] == [("b.csv", 1, Status.PRESENT), ("b.csv", 2, Status.PRESENT)] + [
+        ("b.csv", r, Status.UNCHECKED) for r in (3, 4, 5, 6)
     ]
     assert stepped.statistics.per_manifest == whole.statistics.per_manifest == [10, 6]
 

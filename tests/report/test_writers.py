@@ -14,6 +14,7 @@ from reconcile.api import run
 from reconcile.emulator import Emulator
 from reconcile.engine._engine import RunOptions
 from reconcile.errors import UsageError
+from reconcile.report._summary import Counts, Summary
 from reconcile.report._writers import EXCEL_MAX_ROWS, CsvWriter, JsonWriter, ParquetWriter, XlsxWriter, check_formats
 from tests.conftest import RESULTS_HEADER, SAMPLES, read_results, settings_for, write_manifest
 
@@ -153,7 +154,7 @@ def test_xlsx_splits_sheets_beyond_the_row_limit(tmp_path: Path, monkeypatch: py
     writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS)
     writer.add(data[:7], [r for r in data[:7] if r[6] == "missing"])
     writer.add(data[7:], [r for r in data[7:] if r[6] == "missing"])
-    writer.finish({"counts": {"missing": 3}})
+    writer.finish(Summary(counts=Counts(missing=3)))
     sheets = pd.read_excel(tmp_path / "results.xlsx", sheet_name=None, dtype=str, keep_default_na=False)
     assert list(sheets) == ["Summary", "Missing", "All", "All (2)", "All (3)"]
     assert [len(sheets[n]) for n in ("All", "All (2)", "All (3)")] == [4, 4, 2]
@@ -172,7 +173,7 @@ def test_xlsx_missing_sheet_splits_too(tmp_path: Path, monkeypatch: pytest.Monke
     data = rows(5, missing_every=1)
     writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS)
     writer.add(data, data)
-    writer.finish({})
+    writer.finish(Summary())
     sheets = pd.read_excel(tmp_path / "results.xlsx", sheet_name=None, dtype=str, keep_default_na=False)
     assert list(sheets) == ["Summary", "Missing", "Missing (2)", "Missing (3)", "All", "All (2)", "All (3)"]
     assert sum(len(sheets[n]) for n in ("Missing", "Missing (2)", "Missing (3)")) == 5
@@ -190,7 +191,7 @@ def test_xlsx_keeps_hostile_text_as_text(tmp_path: Path) -> None:
     data[1][3] = "bell\x07.mp3"
     writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS)
     writer.add(data, [])
-    writer.finish({})
+    writer.finish(Summary())
     book = openpyxl.load_workbook(tmp_path / "results.xlsx")
     try:
         sheet = book["All"]
@@ -205,7 +206,7 @@ def test_xlsx_keeps_hostile_text_as_text(tmp_path: Path) -> None:
 def test_a_report_without_rows_still_opens(tmp_path: Path, maker: Any) -> None:
     """Each writer finishing with no rows leaves files pandas opens, with the columns and no rows."""
     writer = maker(tmp_path, RESULTS_HEADER, INTS)
-    writer.finish({})
+    writer.finish(Summary())
     for path in writer.paths.values():
         if path.suffix == ".csv":
             frame = pd.read_csv(path)

@@ -20,7 +20,7 @@ from reconcile.engine._engine import RunOptions
 from reconcile.errors import UsageError
 from reconcile.input._shard import Shard
 from reconcile.input._table import ReadOptions
-from reconcile.report._build import Summary
+from reconcile.report._build import Report
 from reconcile.shards._merge import merge_reports
 from tests.conftest import (
     SAMPLES,
@@ -193,7 +193,7 @@ def test_merge_command_exits_like_run_and_lists_outputs(runs: Path, tmp_path: Pa
 def test_compare_to_the_unsharded_run_finds_no_change(runs: Path, tmp_path: Path) -> None:
     """--compare-to: the merged report compared with the unsharded one has only unchanged rows."""
     summary = merge_reports([runs / f"shard-{k}" for k in range(3)], tmp_path / "m", compare_to=runs / "full")
-    changes = summary.data["delta"]["counts"]
+    changes = summary.summary.to_dict()["delta"]["counts"]
     assert changes["unchanged"] > 0
     assert {k: v for k, v in changes.items() if k != "unchanged"} == dict.fromkeys(
         ("newly_missing", "recovered", "call_id_changed", "status_changed", "new", "gone"), 0
@@ -320,9 +320,9 @@ async def test_mapped_columns_merge_like_an_unsharded_run(tmp_path: Path) -> Non
         await run([manifest], tmp_path / "full", settings=settings, read=read)
         for k in range(2):
             await run([manifest], tmp_path / f"s{k}", settings=settings, read=read, shard=Shard(k, 2))
-    summary: Summary = await asyncio.to_thread(merge_reports, [tmp_path / "s1", tmp_path / "s0"], tmp_path / "m")
+    summary: Report = await asyncio.to_thread(merge_reports, [tmp_path / "s1", tmp_path / "s0"], tmp_path / "m")
     full = summary_of(tmp_path / "full")
-    assert summary.data["by_organisation"] == full["by_organisation"]
+    assert summary.summary.to_dict()["by_organisation"] == full["by_organisation"]
     assert summary.counts == full["counts"]
     assert full["counts"]["missing"] > 0
     assert without(read_results(tmp_path / "m" / "results.csv"), "checked_at") == without(
