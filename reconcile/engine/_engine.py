@@ -7,7 +7,8 @@ is resolved; the row holds a concurrency slot only while a request of its is on 
 :mod:`reconcile.platform._client`), so the pool is larger than the slots: rows waiting to be retried wait off-slot
 while others use the slots, and the pool's size bounds the rows in progress.  Workers record outcomes in the
 journal, which a background task commits every quarter second.  The report is built from the journal, following
-the engine's :class:`~reconcile.engine._watermark.Frontier` of committed rows while the run goes.
+the engine's :class:`~reconcile.engine._watermark.CommitWatermark` of committed rows while the run goes
+(docs/design.md).
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from reconcile.config import ROW, Settings, error_fields
+from reconcile.config import ROW, Settings, error_fields, utc_stamp
 from reconcile.errors import FatalError, RunStopped, UsageError
 from reconcile.input import Manifest, ManifestInfo, ReadOptions, Record, Shard
 from reconcile.platform import Outcome, PlatformClient
@@ -42,20 +42,9 @@ PRESENT, MISSING, INVALID, ERROR, UNCHECKED = "present", "missing", "invalid", "
 STATUSES = (PRESENT, MISSING, INVALID, ERROR, UNCHECKED)
 
 
-_stamp: list[Any] = [-1, ""]  # the last millisecond formatted, and its text
-
-
 def utc_now() -> str:
-    """ISO-8601 UTC with milliseconds, e.g. ``2026-11-26T23:59:01.123Z``.
-
-    Called once per row: thousands of rows share a millisecond on a fast run, so the text is made once per ms.
-    """
-    millis = time.time_ns() // 1_000_000
-    if millis != _stamp[0]:
-        when = datetime.fromtimestamp(millis / 1000, UTC)
-        _stamp[:] = [millis, when.isoformat(timespec="milliseconds").replace("+00:00", "Z")]
-    text: str = _stamp[1]
-    return text
+    """ISO-8601 UTC with milliseconds, e.g. ``2026-11-26T23:59:01.123Z``."""
+    return utc_stamp(time.time())
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,7 +150,7 @@ class Throttle:
 
     @property
     def holding(self) -> bool:
-        """Whether a sender may have to wait; False lets it skip :meth:`before_send`."""
+        """Whether a sender would have to wait now: for a rate limit, a pause or an outage."""
         return self.rate is not None or not self._gate.is_set() or self._clock() < self._paused_until
 
     @property
@@ -240,7 +240,7 @@ class Throttle:
         if sent_at is None or sent_at >= self._epoch:
             self._accepted += 1
             self._recent.append(False)
-        now = self._clock()  # once per answer: the hot path
+        now = self._clock()
         self._answer(now)
         self._judge(now)
 
