@@ -159,15 +159,16 @@ class Journal:
 
     # -- reads for the report -------------------------------------------------------------------------
 
-    def read_page(self, source: int, after: int, before: int) -> asyncio.Future[list[ResultRow]]:
-        """Up to :data:`PAGE` results ``(row, status, call_id, detail, attempts, checked_at)`` of ``source``,
+    def read_page(self, source: int, after: int, before: int, limit: int = PAGE) -> asyncio.Future[list[ResultRow]]:
+        """Up to ``limit`` results ``(row, status, call_id, detail, attempts, checked_at)`` of ``source``,
         for rows after ``after`` and before ``before``, in row order.
 
         A duplicate takes its original's status and call id, with "duplicate of ..." as its detail.  The read
         runs on the journal thread between writes, so a run may still be writing: every write commits before
         the thread takes its next job, so only committed results are read.
         """
-        return asyncio.get_running_loop().run_in_executor(self._executor, _read_page, self._db, source, after, before)
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._executor, _read_page, self._db, source, after, before, limit)
 
     def counts(self) -> dict[str, int]:
         return self._call_sync(_counts, self._db)
@@ -365,8 +366,8 @@ WHERE r.source = ? AND r.row > ? AND r.row < ? ORDER BY r.row LIMIT ?
 """
 
 
-def _read_page(db: sqlite3.Connection, source: int, after: int, before: int) -> list[ResultRow]:
-    return db.execute(_RESULTS_QUERY, (source, after, before, PAGE)).fetchall()
+def _read_page(db: sqlite3.Connection, source: int, after: int, before: int, limit: int) -> list[ResultRow]:
+    return db.execute(_RESULTS_QUERY, (source, after, before, limit)).fetchall()
 
 
 def _counts(db: sqlite3.Connection) -> dict[str, int]:

@@ -44,7 +44,7 @@ from reconcile.model import Key
 from . import _delta as delta
 from . import _html as html_report
 from . import _writers as exports
-from ._rows import ATTEMPTS, CALL_ID, ROW, SOURCE, STATUS, ReportRows, Unchecked
+from ._rows import ATTEMPTS, CALL_ID, CHUNK, ROW, SOURCE, STATUS, ReportRows, Unchecked
 from ._statistics import SPILL_PREFIX, ReportStatistics
 
 log = logging.getLogger("reconcile.report._build")
@@ -189,8 +189,10 @@ class RunReport:
         formats: Sequence[str] = ("csv",),
         compare_to: Path | None = None,
         shard: Shard | None = None,
+        chunk: int = CHUNK,
     ) -> None:
         self._manifests, self._journal, self._settings, self._shard = manifests, journal, settings, shard
+        self._chunk = chunk  # rows handed to the writers at once
         self._run_id, self._label, self._out_dir = run_id, label, out_dir
         self._formats, self._compare_to = tuple(formats), compare_to
         self._rows: ReportRows | None = None
@@ -269,7 +271,7 @@ class RunReport:
 
     def _open(self) -> tuple[ReportRows, ReportFiles]:
         _discard_leftovers(self._out_dir)
-        rows = self._rows = ReportRows(self._manifests, self._journal, self._shard)
+        rows = self._rows = ReportRows(self._manifests, self._journal, self._shard, chunk=self._chunk)
         files = self._files = ReportFiles(self._out_dir, rows.columns, self._formats, self._compare_to)
         return rows, files
 

@@ -218,10 +218,12 @@ def _int_array(pa: Any, values: Sequence[int]) -> Any:
 class XlsxWriter:
     """results.xlsx: a Summary sheet, a Missing sheet and an All sheet, each split at Excel's row limit."""
 
-    max_rows = EXCEL_MAX_ROWS  # tests lower it to see the split without writing a million rows
-
-    def __init__(self, out_dir: Path, columns: list[str], int_columns: list[int]) -> None:
+    def __init__(
+        self, out_dir: Path, columns: list[str], int_columns: list[int], *, max_rows: int = EXCEL_MAX_ROWS
+    ) -> None:
         from openpyxl import Workbook
+
+        self.max_rows = max_rows
 
         self.paths = {"results_xlsx": out_dir / "results.xlsx"}
         self._columns = columns

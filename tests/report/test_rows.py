@@ -1,4 +1,4 @@
-"""report_rows.py: rows merged up to a bound, step by step exactly as in one go, and never past a missing result."""
+"""report/_rows: rows merged up to a bound, step by step exactly as in one go, and never past a missing result."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 
-import reconcile.engine._journal as journal_module
-import reconcile.report._rows as report_rows
 from reconcile.engine._engine import MISSING, PRESENT, STATUSES, UNCHECKED
 from reconcile.engine._journal import Journal, Result
 from reconcile.engine._watermark import END, Position
@@ -37,13 +35,9 @@ class Sink:
         return sum(self.statistics.counts.values())
 
 
-@pytest.fixture
-def small(monkeypatch: pytest.MonkeyPatch) -> None:
+def small_rows(files: list[Manifest], journal: Journal) -> ReportRows:
     """Pages of 3 results, chunks of 4 rows, slices of 2: every boundary is crossed many times."""
-    monkeypatch.setattr(journal_module, "PAGE", 3)
-    monkeypatch.setattr(report_rows, "PAGE", 3)
-    monkeypatch.setattr(report_rows, "CHUNK", 4)
-    monkeypatch.setattr(report_rows, "SLICE", 2)
+    return ReportRows(files, journal, page=3, chunk=4, slice_rows=2)
 
 
 def manifests(tmp_path: Path) -> list[Manifest]:
@@ -60,13 +54,13 @@ def answer(journal: Journal, source: int, rows: range) -> None:
         journal.add(Result(source, row, status, f"c{source}-{row}" if status == PRESENT else "", "", 1, "t"))
 
 
-async def test_advancing_step_by_step_gives_what_one_advance_gives(tmp_path: Path, small: None) -> None:
+async def test_advancing_step_by_step_gives_what_one_advance_gives(tmp_path: Path) -> None:
     """Bounds that grow as results are committed give the same chunks, in order, as one advance at the end."""
     files = manifests(tmp_path)
     stepped, whole = Sink(tmp_path), Sink(tmp_path)
     journal = Journal.open(tmp_path / "out", [m.info() for m in files])
     try:
-        rows = ReportRows(files, journal)
+        rows = small_rows(files, journal)
         steps: list[tuple[Position, int, range]] = [
             ((0, 4), 0, range(1, 11)),  # results ahead of the bound are not merged yet
             ((0, 4), 0, range(0)),  # the same bound again: nothing new
@@ -81,7 +75,7 @@ async def test_advancing_step_by_step_gives_what_one_advance_gives(tmp_path: Pat
             assert stepped.counted == before, f"rows merged up to {bound}"
         await rows.advance(END, stepped, NOT_CHECKED)
         rows.close()
-        again = ReportRows(files, journal)
+        again = small_rows(files, journal)
         await again.advance(END, whole, NOT_CHECKED)
         again.close()
     finally:
@@ -98,7 +92,7 @@ async def test_advancing_step_by_step_gives_what_one_advance_gives(tmp_path: Pat
     assert stepped.statistics.per_manifest == whole.statistics.per_manifest == [10, 6]
 
 
-async def test_a_row_without_a_result_before_the_bound_raises(tmp_path: Path, small: None) -> None:
+async def test_a_row_without_a_result_before_the_bound_raises(tmp_path: Path) -> None:
     """While the run goes, a row before the bound with no result is an error, never an 'unchecked' row."""
     files = manifests(tmp_path)
     sink = Sink(tmp_path)
@@ -107,7 +101,7 @@ async def test_a_row_without_a_result_before_the_bound_raises(tmp_path: Path, sm
         answer(journal, 0, range(1, 3))
         answer(journal, 0, range(4, 8))
         await journal.flush()
-        rows = ReportRows(files, journal)
+        rows = small_rows(files, journal)
         with pytest.raises(MissingResult, match=r"row 3 of .*a\.csv has no committed result"):
             await rows.advance((0, 8), sink)
         rows.close()

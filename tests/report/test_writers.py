@@ -146,11 +146,10 @@ def rows(count: int, missing_every: int = 3) -> list[list[Any]]:
     ]
 
 
-def test_xlsx_splits_sheets_beyond_the_row_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_xlsx_splits_sheets_beyond_the_row_limit(tmp_path: Path) -> None:
     """With a 5-row limit (header + 4), 10 rows become All, All (2), All (3); the Summary sheet says so."""
-    monkeypatch.setattr(XlsxWriter, "max_rows", 5)
     data = rows(10)
-    writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS)
+    writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS, max_rows=5)
     writer.add(data[:7], [r for r in data[:7] if r[6] == "missing"])
     writer.add(data[7:], [r for r in data[7:] if r[6] == "missing"])
     writer.finish({"counts": {"missing": 3}})
@@ -166,11 +165,10 @@ def test_xlsx_splits_sheets_beyond_the_row_limit(tmp_path: Path, monkeypatch: py
     )
 
 
-def test_xlsx_missing_sheet_splits_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_xlsx_missing_sheet_splits_too(tmp_path: Path) -> None:
     """Missing rows beyond the limit continue in "Missing (2)", placed before the All sheet."""
-    monkeypatch.setattr(XlsxWriter, "max_rows", 3)
     data = rows(5, missing_every=1)
-    writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS)
+    writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS, max_rows=3)
     writer.add(data, data)
     writer.finish({})
     sheets = pd.read_excel(tmp_path / "results.xlsx", sheet_name=None, dtype=str, keep_default_na=False)
@@ -178,9 +176,11 @@ def test_xlsx_missing_sheet_splits_too(tmp_path: Path, monkeypatch: pytest.Monke
     assert sum(len(sheets[n]) for n in ("Missing", "Missing (2)", "Missing (3)")) == 5
 
 
-def test_excel_limit_is_excels() -> None:
+def test_excel_limit_is_excels(tmp_path: Path) -> None:
     """The default limit is Excel's own: 1,048,576 rows per sheet."""
-    assert EXCEL_MAX_ROWS == XlsxWriter.max_rows == 2**20
+    writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS)
+    assert EXCEL_MAX_ROWS == writer.max_rows == 2**20
+    writer.abort()
 
 
 def test_xlsx_keeps_hostile_text_as_text(tmp_path: Path) -> None:
