@@ -23,7 +23,7 @@ import reconcile
 from reconcile.config._settings import Secret, Settings
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_TENANT_ID, Dataset, Emulator, EmulatorConfig, FederatedIssuer
 from reconcile.engine._engine import RunOptions
-from reconcile.errors import ConfigError, CredentialConflict, TokenError
+from reconcile.errors import CredentialConflict, TokenError
 from reconcile.ops._doctor import diagnose, render
 from reconcile.platform._client import PlatformClient
 from reconcile.platform._credentials import (
@@ -112,33 +112,6 @@ def test_the_assertion_is_built_as_microsoft_documents_it(
     )
     assert uuid.UUID(claims["jti"])
     assert credential.form(url)["client_assertion"] != form["client_assertion"]  # a fresh jti every time
-
-
-def test_pem_and_pfx_load_to_the_same_certificate(certificate: CertificateFiles) -> None:
-    """A PEM holding certificate and key, and a password-protected PFX, give the same certificate and thumbprint."""
-    pem = load_certificate(certificate.pem, Secret(""))
-    pfx = load_certificate(certificate.pfx, Secret(certificate.password))
-    assert pem.thumbprint("sha1") == pfx.thumbprint("sha1")
-    assert pem.subject == "CN=reconcile-test"
-
-
-def test_bad_certificate_files_are_configuration_errors_with_the_fix(
-    certificate: CertificateFiles, tmp_path: Path
-) -> None:
-    """No key in the PEM, a wrong PFX password, a key that is not the certificate's: each says what to give."""
-    only_cert = tmp_path / "cert-only.pem"
-    only_cert.write_bytes(certificate.certificate_pem)
-    with pytest.raises(ConfigError, match=r"holds no private key\. HINT: give a PEM file holding the certificate"):
-        load_certificate(only_cert, Secret(""))
-    with pytest.raises(ConfigError, match=r"cannot load the client certificate .*client\.pfx: wrong password"):
-        load_certificate(certificate.pfx, Secret("not-the-password"))
-    with pytest.raises(ConfigError, match="it is encrypted and CALLJOURNEY_CLIENT_CERTIFICATE_PASSWORD is not set"):
-        load_certificate(certificate.pfx, Secret(""))
-    other = make_certificate(tmp_path / "other")
-    mixed = tmp_path / "mixed.pem"
-    mixed.write_bytes(certificate.certificate_pem + other.pem.read_bytes().split(b"-----END CERTIFICATE-----\n")[1])
-    with pytest.raises(ConfigError, match=r"no certificate in .* matches its private key"):
-        load_certificate(mixed, Secret(""))
 
 
 # -- against the verifying identity provider ---------------------------------------------------------------------
