@@ -123,10 +123,9 @@ class Journal:
     async def flush(self) -> None:
         """Write and commit what :meth:`add` queued.
 
-        Once a batch leaves the queue it is written even if this flush is cancelled: the engine cancels its
-        quarter-second flusher when the workers are done, and a write still waiting for the journal thread
-        used to be dropped with its rows, which then ended "unchecked".  The next flush waits for such a
-        write, and raises if it failed.
+        Once a batch leaves the queue it is written even if this flush is cancelled (the engine cancels its
+        flusher when the workers are done), so no recorded row ends "unchecked"; the next flush waits for such
+        a write, and raises if it failed.
         """
         if self._orphan is not None:
             await asyncio.shield(self._orphan)

@@ -1,13 +1,9 @@
 """The report: results.csv, missing.csv and summary.json, plus any of Parquet, XLSX, JSON Lines, report.html and
 delta.csv, assembled from the manifests and the journal.
 
-Rows are streamed (:mod:`reconcile.report._rows`): each manifest is read again (its own columns verbatim) beside
-the journal's results in row order, in chunks that every writer, the tally and the comparison with an earlier run
-take in turn, so memory stays flat however long the manifest.  A run's report is written *while the run goes*,
-following the rows whose results are committed (:mod:`reconcile.engine._watermark`), so that when the last answer comes
-back only the last rows and the summary are left to write.  Files are written under temporary names and renamed,
-so a crash never leaves a half-written report behind.  The same input gives the same report, row for row and
-count for count, in the same order, however it was streamed: everything listed is sorted, ties by name.
+Rows are streamed in chunks (:mod:`reconcile.report._rows`) to every writer, the statistics and the comparison
+with an earlier run, while the run goes, following the commit watermark.  Files are written under temporary names
+and renamed; the same input gives the same report however it was streamed (docs/design.md, "The report pipeline").
 """
 
 from __future__ import annotations
