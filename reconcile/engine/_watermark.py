@@ -39,7 +39,7 @@ class CommitWatermark:
 
     @property
     def outstanding(self) -> int:
-        """Rows handed out that the frontier still waits for."""
+        """Rows handed out that the watermark still waits for."""
         return len(self._order)
 
     def handed_out(self, position: Position) -> None:

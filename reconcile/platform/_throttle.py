@@ -159,7 +159,7 @@ class Throttle:
     # -- sending --------------------------------------------------------------------------------------
 
     def sent(self) -> float:
-        """Record a send that did not wait in :meth:`before_send`; returns its time."""
+        """Count a send and return its time: the end of :meth:`before_send`, and how tests drive a throttle."""
         self._sent += 1
         return self._clock()
 

@@ -73,7 +73,7 @@ def check_options(formats: Sequence[str], compare_to: Path | None) -> None:
 
 
 class ReportFiles:
-    """The report's files while rows stream into them: every format's writer, the tally, the comparison."""
+    """The report's files while rows stream into them: every format's writer, the statistics, the comparison."""
 
     def __init__(self, out_dir: Path, columns: list[str], formats: Sequence[str], compare_to: Path | None) -> None:
         width = len(columns)
@@ -196,7 +196,7 @@ class RunReport:
 
     @contextlib.asynccontextmanager
     async def following(self, watermark: CommitWatermark) -> AsyncIterator[None]:
-        """Write the report's rows as ``frontier`` commits them, for as long as the block runs.
+        """Write the report's rows as ``watermark`` commits them, for as long as the block runs.
 
         Anything that goes wrong here only costs time: the rows written so far are dropped and :meth:`finish`
         writes the report from the start, as a run did before it streamed.

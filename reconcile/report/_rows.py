@@ -36,7 +36,7 @@ class Sink(Protocol):
 
 
 class MissingResult(RuntimeError):
-    """A row before the committed frontier has no result: the frontier was wrong (never expected)."""
+    """A row before the commit watermark has no result: the watermark was wrong (never expected)."""
 
 
 def output_columns(manifests: Sequence[Manifest]) -> list[str]:

@@ -24,6 +24,7 @@ from tests.emulator.conftest import (
 )
 
 
+@pytest.mark.slow
 def test_command_serves_until_sigterm() -> None:
     """`python -m reconcile.emulator --port 0` prints its URL and exports, answers a token request, exits 0 on TERM."""
     process = subprocess.Popen(

@@ -73,6 +73,7 @@ def rows_for(name: str, count: int) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shard", [None, Shard(0, 2)], ids=["whole", "shard-0-of-2"])
 async def test_every_row_before_the_bound_is_in_the_journal(tmp_path: Path, shard: Shard | None) -> None:
     """Throughout a run with jitter and retried 500s, each committed bound has every row before it in the journal."""

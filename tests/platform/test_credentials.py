@@ -168,6 +168,7 @@ def codes(answer: dict[str, Any]) -> tuple[str, list[int]]:
     return answer.get("error", ""), answer.get("error_codes", [])
 
 
+@pytest.mark.slow
 async def test_the_identity_provider_refuses_bad_assertions_with_azure_ad_errors(
     certificate: CertificateFiles, stranger: CertificateFiles, issuer: TokenIssuer
 ) -> None:
@@ -194,6 +195,7 @@ async def test_the_identity_provider_refuses_bad_assertions_with_azure_ad_errors
         assert "already used" in replay["error_description"]
 
 
+@pytest.mark.slow
 async def test_an_unregistered_certificate_stops_the_run_with_the_fix(
     stranger: CertificateFiles, certificate: CertificateFiles, issuer: TokenIssuer, tmp_path: Path
 ) -> None:
@@ -335,6 +337,7 @@ def everything_written(result: Result, directory: Path) -> str:
     return "\n".join([result.output, *(p.read_text(encoding="utf-8", errors="replace") for p in files)])
 
 
+@pytest.mark.slow
 def test_the_cli_conflict_exits_2_naming_both(
     certificate: CertificateFiles, identity_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -347,6 +350,7 @@ def test_the_cli_conflict_exits_2_naming_both(
     assert "a client certificate (--client-certificate" in result.output
 
 
+@pytest.mark.slow
 def test_a_pfx_run_writes_no_key_password_or_assertion_anywhere(
     certificate: CertificateFiles, identity_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -367,6 +371,7 @@ def test_a_pfx_run_writes_no_key_password_or_assertion_anywhere(
     assert "eyJ" not in written  # neither an assertion nor an access token, nor any JWT
 
 
+@pytest.mark.slow
 def test_a_federated_run_through_the_cli_writes_no_token(
     issuer: TokenIssuer, identity_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -385,6 +390,7 @@ def test_a_federated_run_through_the_cli_writes_no_token(
     assert "eyJ" not in written
 
 
+@pytest.mark.slow
 def test_secrets_stay_out_of_reprs(certificate: CertificateFiles, tmp_path: Path) -> None:
     """repr of the settings, the certificate, the credential and the token provider shows no key or password."""
     settings = Settings(
@@ -407,6 +413,7 @@ def test_secrets_stay_out_of_reprs(certificate: CertificateFiles, tmp_path: Path
 # -- doctor ------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_doctor_shows_the_certificate_and_warns_before_it_expires(issuer: TokenIssuer, tmp_path: Path) -> None:
     """Thumbprint, subject and expiry are shown; under 30 days left is a warning, and every step still runs."""
     soon = make_certificate(tmp_path, days=10)
@@ -422,6 +429,7 @@ async def test_doctor_shows_the_certificate_and_warns_before_it_expires(issuer: 
     assert checks[0].warnings[0].startswith("the client certificate expires in 10 days")
 
 
+@pytest.mark.slow
 async def test_doctor_fails_an_expired_certificate(issuer: TokenIssuer, tmp_path: Path) -> None:
     """An expired certificate fails the settings step, with the fix (create and upload a new one)."""
     old = make_certificate(tmp_path, days=-1)

@@ -48,6 +48,7 @@ async def sample_run(emulator: Emulator, out: Path, **options: Any) -> dict[str,
     return summary.data
 
 
+@pytest.mark.slow
 async def test_counts_per_company_and_organisation_match_results_csv(emulator: Emulator, tmp_path: Path) -> None:
     """summary.json's by_company and by_organisation are results.csv's status counts, grouped and sorted."""
     data = await sample_run(emulator, tmp_path / "out")
@@ -64,6 +65,7 @@ async def test_counts_per_company_and_organisation_match_results_csv(emulator: E
     assert sum(c["missing"] for c in data["by_company"]) == data["counts"]["missing"] > 0
 
 
+@pytest.mark.slow
 async def test_summary_carries_compliance_metadata(emulator: Emulator, tmp_path: Path) -> None:
     """Run id, label, engine version, endpoint, start/end and each manifest's SHA-256 are in summary.json."""
     data = await sample_run(emulator, tmp_path / "out")
@@ -80,6 +82,7 @@ async def test_summary_carries_compliance_metadata(emulator: Emulator, tmp_path:
     assert set(saved["outputs"]) == {"results", "missing", "report_html", "summary"}
 
 
+@pytest.mark.slow
 async def test_same_input_gives_the_same_report(emulator: Emulator, tmp_path: Path) -> None:
     """Two runs of the same manifests: every file has the same content in the same order, clock aside."""
     first, second = tmp_path / "one", tmp_path / "two"
@@ -100,6 +103,7 @@ async def test_same_input_gives_the_same_report(emulator: Emulator, tmp_path: Pa
     assert summaries[0][~metadata].equals(summaries[1][~metadata])
 
 
+@pytest.mark.slow
 async def test_no_partial_or_work_file_is_left(emulator: Emulator, tmp_path: Path) -> None:
     """After a run with every format and a comparison, only final files remain in the output directory."""
     await sample_run(emulator, tmp_path / "one")
@@ -108,6 +112,7 @@ async def test_no_partial_or_work_file_is_left(emulator: Emulator, tmp_path: Pat
     assert hidden == [LOCK_NAME]  # the directory's mark stays
 
 
+@pytest.mark.slow
 async def test_a_killed_runs_leftovers_are_removed(emulator: Emulator, tmp_path: Path) -> None:
     """Files a killed run left half-written (of other formats too) and its work files are gone after the next run;
     another program's hidden file is not touched."""
@@ -226,6 +231,7 @@ async def streamed_run(
     return reconciler, journal, outcome, during
 
 
+@pytest.mark.slow
 async def test_the_report_is_written_while_the_run_goes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Most chunks reach the report's files before the last answer; the report equals one written afterwards."""
     out = tmp_path / "streamed"
@@ -256,6 +262,7 @@ async def test_the_report_is_written_while_the_run_goes(tmp_path: Path, monkeypa
     assert statuses == {"present": 300, "missing": 299, "invalid": 1}
 
 
+@pytest.mark.slow
 async def test_with_xlsx_the_report_waits_for_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A workbook would hold the event loop too long between requests: every chunk is written after the run."""
     *_, journal_, _outcome, during = await streamed_run(tmp_path, tmp_path / "out", monkeypatch, ("xlsx",))
@@ -264,6 +271,7 @@ async def test_with_xlsx_the_report_waits_for_the_run(tmp_path: Path, monkeypatc
     assert len(read_xlsx_all(tmp_path / "out")) == len(STREAM_ROWS)
 
 
+@pytest.mark.slow
 async def test_a_failed_stream_costs_only_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

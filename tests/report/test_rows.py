@@ -20,7 +20,7 @@ NOT_CHECKED: Unchecked = (UNCHECKED, "", "not checked", 0, "")
 
 
 class Sink:
-    """What the report's files receive: the chunks, as (source, row, status) per row, and the tally."""
+    """What the report's files receive: the chunks, as (source, row, status) per row, and the statistics."""
 
     def __init__(self, spill_dir: Path) -> None:
         self.statistics = ReportStatistics(STATUSES, MISSING, spill_dir=spill_dir)

@@ -47,7 +47,7 @@ def test_counts_breakdowns_days_and_the_first_missing_rows(tmp_path: Path) -> No
 
 
 def test_folder_counts_spill_to_disk_with_the_same_answer(tmp_path: Path) -> None:
-    """A tally forced to spill after 3 folders ranks folders exactly like one that keeps all in memory."""
+    """Statistics forced to spill after 3 folders ranks folders exactly like one that keeps all in memory."""
     tallies = [
         ReportStatistics(STATUSES, "missing", spill_dir=tmp_path, folders_in_memory=limit) for limit in (3, 10_000)
     ]

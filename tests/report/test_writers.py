@@ -34,6 +34,7 @@ async def every_format(emulator: Emulator, tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_parquet_has_the_rows_and_types_of_results_csv(every_format: Path) -> None:
     """results/missing.parquet: same columns, same rows; row and attempts are integers, the rest text."""
     for name in ("results", "missing"):
@@ -47,6 +48,7 @@ def test_parquet_has_the_rows_and_types_of_results_csv(every_format: Path) -> No
     assert set(kinds.values()) == {"string"}
 
 
+@pytest.mark.slow
 def test_json_lines_have_the_rows_of_results_csv(every_format: Path) -> None:
     """results/missing.jsonl read with lines=True give results.csv's rows, keys in its column order."""
     for name in ("results", "missing"):
@@ -57,6 +59,7 @@ def test_json_lines_have_the_rows_of_results_csv(every_format: Path) -> None:
         assert frame["row"].dtype == "int64"
 
 
+@pytest.mark.slow
 def test_xlsx_sheets_have_the_rows_of_results_csv(every_format: Path) -> None:
     """The All sheet is results.csv, the Missing sheet is missing.csv, after a Summary sheet."""
     sheets = pd.read_excel(every_format / "results.xlsx", sheet_name=None, dtype=str, keep_default_na=False)
@@ -65,6 +68,7 @@ def test_xlsx_sheets_have_the_rows_of_results_csv(every_format: Path) -> None:
     assert sheets["Missing"].to_dict("records") == read_results(every_format / "missing.csv")
 
 
+@pytest.mark.slow
 def test_xlsx_summary_sheet_carries_compliance_metadata(every_format: Path) -> None:
     """Run id, label, engine version, endpoint, times, manifests' SHA-256 and counts are on the Summary sheet."""
     import json
@@ -89,6 +93,7 @@ def test_xlsx_summary_sheet_carries_compliance_metadata(every_format: Path) -> N
     assert len(sheet) - organisations - 1 == len(summary["by_organisation"])
 
 
+@pytest.mark.slow
 def test_xlsx_has_frozen_bold_header_and_sized_columns(every_format: Path) -> None:
     """Each data sheet freezes its header row, makes it bold, filters it, and sizes columns to the data."""
     book = openpyxl.load_workbook(every_format / "results.xlsx")
