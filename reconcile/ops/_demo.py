@@ -23,7 +23,7 @@ DEMO_MANIFESTS = Path(__file__).resolve().parent / "demo_manifests"
 
 def sample_manifests(directory: Path | None = None) -> list[Path]:
     """The sample manifests in ``directory``: by default those shipped inside the package."""
-    directory = directory or DEMO_MANIFESTS  # read at call time: a broken installation is tested through the CLI
+    directory = directory or DEMO_MANIFESTS  # not a default argument: the CLI test of a broken install patches it
     found = sorted(directory.glob("*.csv"))
     if not found:
         raise FatalError(
