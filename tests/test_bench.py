@@ -48,6 +48,7 @@ def test_measure_reports_the_child_own_cpu_and_memory(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # its output files are cleaned up
 
 
+@pytest.mark.slow
 def test_emulator_process_serves_and_reports_its_counts() -> None:
     """The emulator subprocess prints its URL, and on stop its request and 429 counts are parsed."""
     with EmulatorProcess(latency_ms=0, max_rps=1) as emulator:  # a burst of one request, then 429s
@@ -68,6 +69,7 @@ def test_emulator_process_serves_and_reports_its_counts() -> None:
     assert emulator.counts.rate_limited == statuses.count(429) >= 1
 
 
+@pytest.mark.slow
 def test_tiny_scenario_produces_sane_numbers(tmp_path: Path) -> None:
     """Engine, bare loop and sequential client all check the rows; rates, CPU, RSS and ratios are plausible."""
     scenario = Scenario("tiny", latency_ms=5, concurrency=20, rows=ROWS, sequential_sample=20)
@@ -98,6 +100,7 @@ def test_tiny_scenario_produces_sane_numbers(tmp_path: Path) -> None:
     assert "seconds outside it: engine" in table
 
 
+@pytest.mark.slow
 def test_rate_capped_scenario_reports_cap_share_and_429s(tmp_path: Path) -> None:
     """With a fresh server per run, the emulator's 429 count and the share of the cap come out per run."""
     # Two in flight at 5 ms stay near the cap without leaning on how the engine recovers from 429s.
@@ -114,6 +117,7 @@ def test_rate_capped_scenario_reports_cap_share_and_429s(tmp_path: Path) -> None
     assert "of the 400 req/s cap" in render([result])
 
 
+@pytest.mark.slow
 def test_engine_run_past_its_timeout_is_interrupted_and_measured_on_what_it_resolved(tmp_path: Path) -> None:
     """A run slower than the scenario's timeout gets SIGINT, writes a partial report, and counts only its rows."""
     scenario = Scenario("slow", latency_ms=20, concurrency=1, rows=ROWS, bare=False, sequential_sample=0, timeout=3.0)
@@ -126,6 +130,7 @@ def test_engine_run_past_its_timeout_is_interrupted_and_measured_on_what_it_reso
     assert "were interrupted" in render([result])
 
 
+@pytest.mark.slow
 def test_command_line_writes_json_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`python -m bench --rows N` runs a scenario end to end and writes a JSON document with its summary."""
     out = tmp_path / "results.json"
@@ -207,6 +212,7 @@ def test_scenarios_refuse_a_bare_loop_without_concurrency() -> None:
         Scenario("x", latency_ms=0, concurrency=4, rows=10, queue_limit=3, bare=False)
 
 
+@pytest.mark.slow
 def test_emulator_process_passes_the_platform_shape_and_reads_its_stats() -> None:
     """Faults, capacity and queue limit reach the emulator's command line; its stats JSON is read on stop."""
     shape = {"fault_rate": 0.1, "fault_mix": "gateway", "capacity": 2, "queue_limit": 1}

@@ -239,6 +239,7 @@ def healthcheck_code(url: str) -> str:
     return code.replace("http://127.0.0.1:8080", url)
 
 
+@pytest.mark.slow
 def test_compose_healthcheck_passes_on_a_running_emulator_only(emulator_process_url: str) -> None:
     """The healthcheck's python, run here: exit 0 against the emulator (401 without a token), 1 when nothing listens."""
     ok = subprocess.run([sys.executable, "-c", healthcheck_code(emulator_process_url)], timeout=30, check=False)
@@ -517,6 +518,7 @@ def nightly(tmp_path: Path, url: str, day: str, *manifests: str, **extra: str) -
     )
 
 
+@pytest.mark.slow
 def test_nightly_script_end_to_end(emulator_process_url: str, tmp_path: Path) -> None:
     """Two nights against the emulator: dated reports, a log each, the second compared with the first, exit 1
     with a one-line message because recordings are missing, the history of both nights beside them; a third

@@ -86,6 +86,7 @@ def test_version_names_the_interpreter_and_the_libraries() -> None:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sample", "code"), [("smoke-10.csv", 0), ("nightly-export-2026-11-25.csv", 3)])
 def test_python_dash_m_reconcile_is_the_command(sample: str, code: int, tmp_path: Path) -> None:
     """`python -m reconcile` runs the command line, names itself so in its help, and exits with its code."""

@@ -15,6 +15,7 @@ import struct
 import time
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -62,6 +63,8 @@ class EmulatorConfig:
     certificates: tuple[bytes, ...] = ()
     # Workload identity: federated credentials of the app (issuer, subject, the issuer's signing key).
     federated: tuple[FederatedIssuer, ...] = ()
+    # The identity provider's wall clock (issue and expiry of tokens): tests move one by hand.
+    clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.endpoint_path.startswith("/"):
@@ -208,7 +211,7 @@ class EmulatorState:
         self.dataset = dataset
         self.stats = stats
         self.picker = FaultPicker(config.faults, config.seed)
-        self.tokens = TokenBook(config.tenant_id)
+        self.tokens = TokenBook(config.tenant_id, config.clock)
         self._assertions = AssertionChecker(config.client_id, config.certificates, config.federated)
         self._bucket = _TokenBucket(config.max_rps, config.burst_seconds) if config.max_rps else None
         # asyncio.Semaphore queues in arrival order (a newcomer never passes a waiter), as a backend's queue does.

@@ -12,6 +12,7 @@ import hmac
 import math
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,9 +92,10 @@ class TokenBook:
     its jti, so only the (rare) cache-miss path consults the revocation set.
     """
 
-    __slots__ = ("_issued", "_key", "_revoked", "_valid", "issuer")
+    __slots__ = ("_clock", "_issued", "_key", "_revoked", "_valid", "issuer")
 
-    def __init__(self, tenant_id: str) -> None:
+    def __init__(self, tenant_id: str, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         # A fresh key per emulator: tokens from an earlier run fail the signature check, as
         # tokens from another tenant would.
         self._key = uuid.uuid4().bytes + uuid.uuid4().bytes
@@ -103,7 +105,7 @@ class TokenBook:
         self.issuer = f"https://sts.windows.net/{tenant_id}/"
 
     def issue(self, *, tenant_id: str, client_id: str, lifetime: int) -> str:
-        now = time.time()
+        now = self._clock()
         iat = int(now)
         # Round exp up, never down: a client that trusts `time_sent + expires_in` must not meet
         # a 401 before its own clock says the token is stale.
@@ -137,7 +139,7 @@ class TokenBook:
                 return "token has been revoked"
             exp = float(claims["exp"])
             self._valid[token] = exp
-        if exp <= time.time():
+        if exp <= self._clock():
             return "token is expired"
         return None
 

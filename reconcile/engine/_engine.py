@@ -1,13 +1,11 @@
 """The engine: manifests in, one checked result per row out, through a bounded pool of workers.
 
-A feeder reads manifests in batches (off the event loop), drops rows already resolved by an earlier attempt,
-settles invalid rows and duplicates without a request, and hands the rest to a pool of workers through a
-bounded queue, so a slow platform slows reading instead of filling memory.  A worker holds one row until it
-is resolved; the row holds a concurrency slot only while a request of its is on the wire (see
-:mod:`reconcile.platform._client`), so the pool is larger than the slots: rows waiting to be retried wait off-slot
-while others use the slots, and the pool's size bounds the rows in progress.  Workers record outcomes in the
-journal, which a background task commits every quarter second.  The report is built from the journal, following
-the engine's :class:`~reconcile.engine._watermark.Frontier` of committed rows while the run goes.
+A feeder reads manifests in batches off the event loop and hands unresolved, valid, first-seen rows to the
+workers through a bounded queue (a slow platform slows reading instead of filling memory).  A worker holds one
+row until it is resolved, and a concurrency slot only while a request of its is on the wire, so rows waiting out
+a retry wait off-slot.  Results go to the journal, committed every quarter second; the
+:class:`~reconcile.engine._watermark.CommitWatermark` tells the report how far it may follow (docs/design.md,
+"The pipeline").
 """
 
 from __future__ import annotations
@@ -18,12 +16,11 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from reconcile.config import ROW, Settings, error_fields
+from reconcile.config import ROW, Settings, error_fields, utc_stamp
 from reconcile.errors import FatalError, RunStopped, UsageError
 from reconcile.input import Manifest, ManifestInfo, Record
 from reconcile.model import Status
@@ -41,20 +38,9 @@ MIN_ROWS_IN_PROGRESS = 512
 GRACE_PERIOD = 5.0  # seconds in-flight requests may take to finish after a stop is asked
 
 
-_stamp: list[Any] = [-1, ""]  # the last millisecond formatted, and its text
-
-
 def utc_now() -> str:
-    """ISO-8601 UTC with milliseconds, e.g. ``2026-11-26T23:59:01.123Z``.
-
-    Called once per row: thousands of rows share a millisecond on a fast run, so the text is made once per ms.
-    """
-    millis = time.time_ns() // 1_000_000
-    if millis != _stamp[0]:
-        when = datetime.fromtimestamp(millis / 1000, UTC)
-        _stamp[:] = [millis, when.isoformat(timespec="milliseconds").replace("+00:00", "Z")]
-    text: str = _stamp[1]
-    return text
+    """ISO-8601 UTC with milliseconds, e.g. ``2026-11-26T23:59:01.123Z``."""
+    return utc_stamp(time.time())
 
 
 @dataclass
@@ -110,11 +96,19 @@ class RunOutcome:
 class Reconciler:
     """One run over one or more manifests."""
 
-    def __init__(self, paths: Sequence[str | Path], settings: Settings, options: RunOptions) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        settings: Settings,
+        options: RunOptions,
+        *,
+        flush_every: float = FLUSH_EVERY,
+    ) -> None:
         if not paths:
             raise UsageError("no manifest given. HINT: name at least one manifest file, directory or glob")
         self.settings = options.settings_for(settings)  # the run's own concurrency, rate, ... over the settings'
         self.options = options
+        self.flush_every = flush_every  # seconds between journal commits, each a step of the watermark
         self.manifests = tuple(Manifest(p, i, options.read) for i, p in enumerate(paths))
         self.progress = Progress()
         self.watermark = CommitWatermark()  # how far the journal holds every row's result, for the report
@@ -271,11 +265,11 @@ class Reconciler:
 
     async def _flush_forever(self, journal: Journal) -> None:
         while True:
-            await asyncio.sleep(FLUSH_EVERY)
+            await asyncio.sleep(self.flush_every)
             await self._flush(journal)
 
     async def _flush(self, journal: Journal) -> None:
-        """Commit what was recorded; the frontier moves up to the rows recorded before the commit began."""
+        """Commit what was recorded; the watermark moves up to the rows recorded before the commit began."""
         committed = self.watermark.recorded_until()
         await journal.flush()
         self.watermark.commit(committed)

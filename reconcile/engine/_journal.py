@@ -119,10 +119,9 @@ class Journal:
     async def flush(self) -> None:
         """Write and commit what :meth:`add` queued.
 
-        Once a batch leaves the queue it is written even if this flush is cancelled: the engine cancels its
-        quarter-second flusher when the workers are done, and a write still waiting for the journal thread
-        used to be dropped with its rows, which then ended "unchecked".  The next flush waits for such a
-        write, and raises if it failed.
+        Once a batch leaves the queue it is written even if this flush is cancelled (the engine cancels its
+        flusher when the workers are done), so no recorded row ends "unchecked"; the next flush waits for such
+        a write, and raises if it failed.
         """
         if self._orphan is not None:
             await asyncio.shield(self._orphan)
@@ -155,15 +154,16 @@ class Journal:
 
     # -- reads for the report -------------------------------------------------------------------------
 
-    def read_page(self, source: int, after: int, before: int) -> asyncio.Future[list[ResultRow]]:
-        """Up to :data:`PAGE` results ``(row, status, call_id, detail, attempts, checked_at)`` of ``source``,
+    def read_page(self, source: int, after: int, before: int, limit: int = PAGE) -> asyncio.Future[list[ResultRow]]:
+        """Up to ``limit`` results ``(row, status, call_id, detail, attempts, checked_at)`` of ``source``,
         for rows after ``after`` and before ``before``, in row order.
 
         A duplicate takes its original's status and call id, with "duplicate of ..." as its detail.  The read
         runs on the journal thread between writes, so a run may still be writing: every write commits before
         the thread takes its next job, so only committed results are read.
         """
-        return asyncio.get_running_loop().run_in_executor(self._executor, _read_page, self._db, source, after, before)
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._executor, _read_page, self._db, source, after, before, limit)
 
     def counts(self) -> dict[str, int]:
         return self._call_sync(_counts, self._db)
@@ -361,8 +361,8 @@ WHERE r.source = ? AND r.row > ? AND r.row < ? ORDER BY r.row LIMIT ?
 """
 
 
-def _read_page(db: sqlite3.Connection, source: int, after: int, before: int) -> list[ResultRow]:
-    return db.execute(_RESULTS_QUERY, (source, after, before, PAGE)).fetchall()
+def _read_page(db: sqlite3.Connection, source: int, after: int, before: int, limit: int) -> list[ResultRow]:
+    return db.execute(_RESULTS_QUERY, (source, after, before, limit)).fetchall()
 
 
 def _counts(db: sqlite3.Connection) -> dict[str, int]:

@@ -1,9 +1,7 @@
-"""The commit frontier: how far, in manifest order, every row's result is committed to the journal.
+"""The commit watermark: how far, in manifest order, every row's result is committed to the journal.
 
-Rows are answered out of order (a hundred are in flight at once), but the report lists them in manifest order.
-The engine tells the frontier which rows it hands out, in order, which it has recorded, and when the journal
-has committed what was recorded; the frontier then says up to which ``(source, row)`` everything is on disk.
-The report follows it while the run goes, so that at the end only the last rows are left to write.
+Rows are answered out of order but reported in manifest order; the report follows the watermark while the run
+goes, so that at the end only the last rows are left to write (docs/design.md, "The commit watermark").
 """
 
 from __future__ import annotations
@@ -26,10 +24,8 @@ class CommitWatermark:
     ``committed`` is exclusive: every row before it has its result in the journal (from this attempt or an
     earlier one), or is not this run's to check (another shard's).  It only moves forward.
 
-    Rows recorded behind one still outstanding are remembered until it is recorded too.  A row stuck in
-    retries for minutes would make that memory grow with every row answered meanwhile, so past ``limit``
-    outstanding rows the frontier stops tracking: it stays where it was, and the report is finished after
-    the run, as if nothing had been written during it.
+    Past ``limit`` rows outstanding behind one stuck row, it stops tracking (memory stays bounded): it stays
+    where it was, and the report is finished after the run, as if nothing had been written during it.
     """
 
     def __init__(self, limit: int = LIMIT) -> None:
@@ -43,7 +39,7 @@ class CommitWatermark:
 
     @property
     def outstanding(self) -> int:
-        """Rows handed out that the frontier still waits for."""
+        """Rows handed out that the watermark still waits for."""
         return len(self._order)
 
     def handed_out(self, position: Position) -> None:

@@ -17,7 +17,7 @@ from reconcile.errors import ManifestError
 
 from ._table import ReadOptions, Table, json_text, manifest_error
 
-PARQUET_BATCH = 10_000
+PARQUET_BATCH = 10_000  # rows per Arrow record batch read
 XLSX_CHUNK = 500  # rows converted per trip into openpyxl
 
 
@@ -31,7 +31,7 @@ def number_text(value: float) -> str:
 # --- Parquet ------------------------------------------------------------------------------------------------
 
 
-def parquet_table(path: Path) -> Table:
+def parquet_table(path: Path, *, batch: int = PARQUET_BATCH) -> Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -44,7 +44,7 @@ def parquet_table(path: Path) -> Table:
             f"not a readable Parquet file ({exc}). HINT: check the file, or pass "
             "--input-format if it is another format",
         ) from None
-    rows = _parquet_rows(path, parquet)
+    rows = _parquet_rows(path, parquet, batch)
 
     def close() -> None:
         rows.close()
@@ -53,12 +53,12 @@ def parquet_table(path: Path) -> Table:
     return Table(path, columns, rows, close, header_line=0, unit="row")
 
 
-def _parquet_rows(path: Path, parquet: Any) -> Generator[tuple[int, list[str]]]:
+def _parquet_rows(path: Path, parquet: Any, batch_size: int) -> Generator[tuple[int, list[str]]]:
     import pyarrow as pa
 
     row = 0
     try:
-        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH):
+        for batch in parquet.iter_batches(batch_size=batch_size):
             texts = [_arrow_texts(column) for column in batch.columns]
             for values in zip(*texts, strict=True):
                 row += 1

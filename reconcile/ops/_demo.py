@@ -22,12 +22,13 @@ DEMO_MANIFESTS = Path(__file__).resolve().parent / "demo_manifests"
 DEMO_LABEL = "demo (bundled emulator)"
 
 
-def sample_manifests() -> list[Path]:
-    """The sample manifests shipped inside the package."""
-    found = sorted(DEMO_MANIFESTS.glob("*.csv"))
+def sample_manifests(directory: Path | None = None) -> list[Path]:
+    """The sample manifests in ``directory``: by default those shipped inside the package."""
+    directory = directory or DEMO_MANIFESTS  # not a default argument: the CLI test of a broken install patches it
+    found = sorted(directory.glob("*.csv"))
     if not found:
         raise FatalError(
-            f"no sample manifests in {DEMO_MANIFESTS}: this installation is incomplete. "
+            f"no sample manifests in {directory}: this installation is incomplete. "
             "HINT: reinstall calljourney-reconcile from its wheel"
         )
     return found

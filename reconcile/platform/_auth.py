@@ -102,11 +102,6 @@ class TokenProvider:
             f"fetches={self.fetches})"
         )
 
-    def fresh(self) -> Token | None:
-        """The current token if it needs no renewal, without awaiting: the hot path's check."""
-        token = self._token
-        return token if token is not None and self._clock() < token.refresh_at else None
-
     async def token(self) -> Token:
         """A token that is valid now."""
         token = self._token

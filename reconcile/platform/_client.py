@@ -97,9 +97,7 @@ def proxy_refused(route: Route, url: str, status: int, message: str = "") -> Pro
 def mapped_error(exc: aiohttp.ClientError | TimeoutError, url: str, route: Route | None = None) -> ReconcileError:
     """The reconcile error for an aiohttp or asyncio failure talking to ``url`` (through the proxy ``route``).
 
-    The API call's hot path catches ``(aiohttp.ClientError, TimeoutError)`` and raises this itself: a
-    ``with mapped_errors(...)`` block costs ~1 µs per request for nothing on the happy path.  A proxy that
-    refuses is fatal at once: no retry of a row makes a proxy accept it.
+    A proxy that refuses is fatal at once: no retry of a row makes a proxy accept it.
     """
     if route is not None and isinstance(exc, aiohttp.ClientHttpProxyError):
         return proxy_refused(route, url, exc.status, exc.message)
@@ -156,11 +154,9 @@ class PlatformClient:
         self.stopped = False
         self._url = settings.endpoint_url
         self._route = settings.proxy_for(self._url)
-        self._proxy = proxy_arguments(self._route)
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout if timeout is None else timeout)
         self._session: aiohttp.ClientSession | None = None
         self.tokens = TokenProvider(settings, self, policy=token_policy or self.policy)
-        self._headers: tuple[Token | None, dict[str, str]] = (None, {})
 
     def __repr__(self) -> str:
         return f"PlatformClient(url={self._url!r})"
@@ -283,9 +279,9 @@ class PlatformClient:
 
     async def _send(self, body: bytes) -> tuple[bool, str]:
         throttle, controller = self.throttle, self.concurrency
-        sent_at = await throttle.before_send() if throttle.holding else throttle.sent()
+        sent_at = await throttle.before_send()
         refreshes = 0
-        token = self.tokens.fresh() or await self.tokens.token()
+        token = await self.tokens.token()
         while True:
             generation = controller.generation if controller is not None else -1
             started = time.monotonic()
@@ -319,7 +315,7 @@ class PlatformClient:
             else:
                 log.info("API answered 401; renewing the token and trying again")
                 token = await self.tokens.replacement(token)
-            sent_at = await throttle.before_send() if throttle.holding else throttle.sent()  # a send like any
+            sent_at = await throttle.before_send()  # a re-send waits for the rate limit like any send
         raise self._failure(status, headers, raw, sent_at)
 
     def _resized(self, change: Change | None) -> None:
@@ -328,20 +324,11 @@ class PlatformClient:
             self.throttle.budget.resize(change.limit)
 
     async def _post(self, body: bytes, token: Token) -> tuple[int, Mapping[str, str], bytes]:
-        session = self._require_session()
-        cached_token, headers = self._headers
-        if cached_token is not token:
-            headers = {"Authorization": f"Bearer {token.value}", "Content-Type": "application/json"}
-            self._headers = (token, headers)
-        try:
-            async with session.post(
-                self._url, data=body, headers=headers, timeout=self._timeout, **self._proxy
-            ) as response:
-                if response.status == 407 and self._route is not None:  # plain-http target: the proxy said no
-                    raise proxy_refused(self._route, self._url, 407, response.reason or "")
-                return response.status, response.headers, await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise mapped_error(exc, self._url, self._route) from None
+        headers = {"Authorization": f"Bearer {token.value}", "Content-Type": "application/json"}
+        reply = await post(
+            self._require_session(), self._url, self._route, data=body, headers=headers, timeout=self._timeout
+        )
+        return reply.status, reply.headers, reply.body
 
     def _failure(self, status: int, headers: Mapping[str, str], raw: bytes, sent_at: float) -> Exception:
         message = server_message(raw)
@@ -385,7 +372,7 @@ class PlatformClient:
 
 
 async def post(session: aiohttp.ClientSession, url: str, route: Route | None, **request: Any) -> Reply:
-    """POST to ``url`` along ``route``, errors mapped: token requests, and doctor's API calls."""
+    """POST to ``url`` along ``route``, errors mapped: API calls, token requests, and doctor's API calls."""
     with mapped_errors(url, route):
         async with session.post(url, **request, **proxy_arguments(route)) as response:
             if response.status == 407 and route is not None:  # a plain-http target: the proxy itself said no

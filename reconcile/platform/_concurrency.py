@@ -1,16 +1,9 @@
 """Concurrency: the slots a request holds while it is on the wire, and the controller that sizes them.
 
-:class:`Slots` counts the requests on the wire; its size may change while tasks wait.  A request holds a slot
-from just before it is sent until its answer is read; a row waiting to be retried holds none.
-
-:class:`ConcurrencyController` is a gradient limiter after Envoy's adaptive concurrency filter and Netflix's
-Gradient2: it compares the median latency of answered requests with the platform's no-load latency and sets
-``limit = gradient × limit + √limit`` (gradient = (1 + buffer) × no-load ÷ median, clamped to [0.5, 1]).  It
-grows while latency stays near the no-load value and shrinks as soon as a queue forms at the platform.
-Errors, throttles and retries never feed it: only latencies of answers.  The no-load latency is the lowest
-window median seen, re-measured every minute or so by briefly dropping to a few slots (Envoy's minRTT window),
-so a limit that holds a small queue cannot mistake that queue for the platform's own speed.  The first
-measurement is such a window too, before the initial limit applies.
+:class:`Slots` counts requests on the wire (a row waiting to be retried holds none); its size may change while
+tasks wait.  :class:`ConcurrencyController` is a gradient limiter after Envoy's adaptive concurrency filter and
+Netflix's Gradient2: ``limit = gradient × limit + √limit``, fed only the latencies of answers.  The design and its
+reasons: docs/design.md, "The concurrency controller".
 """
 
 from __future__ import annotations
@@ -43,11 +36,9 @@ PROBE_TIMEOUT = 5.0  # or this long at the most
 
 
 class Slots:
-    """A resizable count of requests allowed on the wire at once; waiters are served first come, first served.
+    """A resizable count of requests allowed on the wire at once; waiters are served first come, first served."""
 
-    Plain futures in a deque: anyio's CapacityLimiter (an Event and an OrderedDict entry per wait, a checkpoint
-    per acquire) cost about 5% of the CPU of a CPU-bound run (bench/README.md).
-    """
+    # Futures in a deque, not anyio's CapacityLimiter: that cost ~5% of a CPU-bound run's CPU (bench/README.md).
 
     def __init__(self, total: int) -> None:
         self._total = total

@@ -1,25 +1,9 @@
 """Throttle: how fast all workers together may send, and when every one of them must wait.
 
-Shared by every worker of a run:
-
-* **Adaptive rate.** Answers are judged in windows of about a second.  A window cuts the rate only when the
-  share of throttling answers (429 and 503) stands well above the background share seen in calm windows, and
-  the cut goes to just under what the platform let through in it: sending rate × (1 − excess share).  So a
-  small share of 429s that does not rise with the rate costs nothing, and a real cap is landed on in one step.
-  Well below the last such peak the limit closes half the gap per window; near it, it probes up 1 % every
-  3 s, faster once well past it (the cap moved).  A cut on too little evidence (the first burst) slow-starts.
-  A run of cuts after which the throttle share does not fall, although the rate fell, was background after
-  all: it is undone and the background raised.  No limit at all until the first cut.
-* **Platform-wide pause.** A ``Retry-After`` is honoured by the row it came with (:mod:`reconcile.platform._retry`).
-  Every worker waits only when most recent answers are throttles: then the platform as a whole is refusing.
-* **Outage.** When the platform, after answering, stops answering (connections refused or reset, DNS
-  failing, 502/503/504 without Retry-After, nothing else in between), sending stops and one request at a time
-  probes with capped backoff, for up to the outage tolerance; the first answer resumes the run.  Failures
-  during an outage are not charged to the rows.  A platform never reached fails fast.
-* **Hard cap.** ``--max-rps`` is a token bucket no adaptive rate may exceed.
-
-:class:`RetryBudget` is botocore's retry quota: retries cost, successes refund, and when it is empty the
-platform is failing persistently and the run stops instead of hammering it.
+One :class:`Throttle` per run: an adaptive rate that cuts only on a throttle share well above the background,
+to just under what the platform let through; a platform-wide pause when most recent answers are throttles; an
+outage gate that probes one request at a time; and ``--max-rps`` as a hard token bucket.  :class:`RetryBudget`
+is botocore's retry quota.  The design and its reasons: docs/design.md, "The throttle".
 """
 
 from __future__ import annotations
@@ -150,7 +134,7 @@ class Throttle:
 
     @property
     def holding(self) -> bool:
-        """Whether a sender may have to wait; False lets it skip :meth:`before_send`."""
+        """Whether a sender would have to wait now: for a rate limit, a pause or an outage."""
         return self.rate is not None or not self._gate.is_set() or self._clock() < self._paused_until
 
     @property
@@ -175,7 +159,7 @@ class Throttle:
     # -- sending --------------------------------------------------------------------------------------
 
     def sent(self) -> float:
-        """Record a send that did not wait in :meth:`before_send`; returns its time."""
+        """Count a send and return its time: the end of :meth:`before_send`, and how tests drive a throttle."""
         self._sent += 1
         return self._clock()
 
@@ -240,7 +224,7 @@ class Throttle:
         if sent_at is None or sent_at >= self._epoch:
             self._accepted += 1
             self._recent.append(False)
-        now = self._clock()  # once per answer: the hot path
+        now = self._clock()
         self._answer(now)
         self._judge(now)
 

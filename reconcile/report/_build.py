@@ -1,13 +1,9 @@
 """The report: results.csv, missing.csv and summary.json, plus any of Parquet, XLSX, JSON Lines, report.html and
 delta.csv, assembled from the manifests and the journal.
 
-Rows are streamed (:mod:`reconcile.report._rows`): each manifest is read again (its own columns verbatim) beside
-the journal's results in row order, in chunks that every writer, the tally and the comparison with an earlier run
-take in turn, so memory stays flat however long the manifest.  A run's report is written *while the run goes*,
-following the rows whose results are committed (:mod:`reconcile.engine._watermark`), so that when the last answer comes
-back only the last rows and the summary are left to write.  Files are written under temporary names and renamed,
-so a crash never leaves a half-written report behind.  The same input gives the same report, row for row and
-count for count, in the same order, however it was streamed: everything listed is sorted, ties by name.
+Rows are streamed in chunks (:mod:`reconcile.report._rows`) to every writer, the statistics and the comparison
+with an earlier run, while the run goes, following the commit watermark.  Files are written under temporary names
+and renamed; the same input gives the same report however it was streamed (docs/design.md, "The report pipeline").
 """
 
 from __future__ import annotations
@@ -29,7 +25,7 @@ from reconcile.model import ExitCode, Key, Status
 from . import _delta as delta
 from . import _html as html_report
 from . import _writers as exports
-from ._rows import ATTEMPTS, CALL_ID, ROW, SOURCE, STATUS, ReportRows, Unchecked
+from ._rows import ATTEMPTS, CALL_ID, CHUNK, ROW, SOURCE, STATUS, ReportRows, Unchecked
 from ._statistics import SPILL_PREFIX, ReportStatistics
 from ._summary import (
     SUMMARY_NAME,
@@ -81,7 +77,7 @@ def check_options(formats: Sequence[str], compare_to: Path | None) -> None:
 
 
 class ReportFiles:
-    """The report's files while rows stream into them: every format's writer, the tally, the comparison."""
+    """The report's files while rows stream into them: every format's writer, the statistics, the comparison."""
 
     def __init__(self, out_dir: Path, columns: list[str], formats: Sequence[str], compare_to: Path | None) -> None:
         width = len(columns)
@@ -197,8 +193,10 @@ class RunReport:
         formats: Sequence[str] = ("csv",),
         compare_to: Path | None = None,
         shard: Shard | None = None,
+        chunk: int = CHUNK,
     ) -> None:
         self._manifests, self._journal, self._settings, self._shard = manifests, journal, settings, shard
+        self._chunk = chunk  # rows handed to the writers at once
         self._run_id, self._label, self._out_dir = run_id, label, out_dir
         self._formats, self._compare_to = tuple(formats), compare_to
         self._rows: ReportRows | None = None
@@ -206,7 +204,7 @@ class RunReport:
 
     @contextlib.asynccontextmanager
     async def following(self, watermark: CommitWatermark) -> AsyncIterator[None]:
-        """Write the report's rows as ``frontier`` commits them, for as long as the block runs.
+        """Write the report's rows as ``watermark`` commits them, for as long as the block runs.
 
         Anything that goes wrong here only costs time: the rows written so far are dropped and :meth:`finish`
         writes the report from the start, as a run did before it streamed.
@@ -267,7 +265,7 @@ class RunReport:
 
     def _open(self) -> tuple[ReportRows, ReportFiles]:
         _discard_leftovers(self._out_dir)
-        rows = self._rows = ReportRows(self._manifests, self._journal, self._shard)
+        rows = self._rows = ReportRows(self._manifests, self._journal, self._shard, chunk=self._chunk)
         files = self._files = ReportFiles(self._out_dir, rows.columns, self._formats, self._compare_to)
         return rows, files
 

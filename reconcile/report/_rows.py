@@ -3,7 +3,7 @@
 Rows come in manifest order, then row order, up to a position (see :mod:`reconcile.engine._watermark`): while the
 run goes, up to the rows whose results are committed; once it is over, to the end. The manifests are read again, row
 by row, and the journal a page at a time, so memory stays flat however long the run. The work is done in slices of
-:data:`SLICE` rows that hand the event loop back in between: while the run goes, the requests share it."""
+``slice_rows`` rows that hand the event loop back in between: while the run goes, the requests share it."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from ._statistics import ReportStatistics, day_reader
 OUR_COLUMNS = ("row", "source", "status", "call_id", "detail", "attempts", "checked_at")
 ROW, SOURCE, STATUS, CALL_ID, DETAIL, ATTEMPTS, CHECKED_AT = range(-7, 0)  # our columns, at the end of each row
 CHUNK = 5_000  # rows handed to the writers at once (a Parquet row group)
-SLICE = 250  # rows merged between two trips back to the event loop: ~1–2 ms of work
+SLICE = 250  # rows merged between two trips back to the event loop (1–2 ms of work)
 _NO_BOUND = 1 << 62  # past any row number: SQLite's integers hold it
 
 Unchecked = tuple[str, str, str, int, str]  # (status, call_id, detail, attempts, checked_at) of a row never resolved
@@ -37,7 +37,7 @@ class Sink(Protocol):
 
 
 class MissingResult(RuntimeError):
-    """A row before the committed frontier has no result: the frontier was wrong (never expected)."""
+    """A row before the commit watermark has no result: the watermark was wrong (never expected)."""
 
 
 CHECKED = " (checked)"  # the suffix of an added key column named like a manifest column
@@ -116,9 +116,19 @@ class Layout:
 class ReportRows:
     """The run's report rows, merged from the manifests and the journal, produced with :meth:`advance`."""
 
-    def __init__(self, manifests: Sequence[Manifest], journal: Journal, shard: Shard | None = None) -> None:
+    def __init__(
+        self,
+        manifests: Sequence[Manifest],
+        journal: Journal,
+        shard: Shard | None = None,
+        *,
+        page: int = PAGE,
+        chunk: int = CHUNK,
+        slice_rows: int = SLICE,
+    ) -> None:
         self.layout = Layout.of_manifests(manifests)
         self.columns = self.layout.columns
+        self._page, self._chunk_rows, self._slice_rows = page, chunk, slice_rows
         self._manifests = manifests
         self._journal = journal
         self._shard = shard
@@ -203,19 +213,19 @@ class ReportRows:
         page = await (self._ahead or self._read(self._fetched - 1, bound))
         self._ahead = None
         self._results.extend(page)
-        if len(page) >= PAGE:  # a full page: more may follow before the bound
+        if len(page) >= self._page:  # a full page: more may follow before the bound
             self._fetched = page[-1][0] + 1
             self._read(page[-1][0], bound)  # on the journal thread, while this page is merged
         else:
             self._fetched = self._ahead_before
 
     def _read(self, after: int, before: int) -> asyncio.Future[list[ResultRow]]:
-        self._ahead = self._journal.read_page(self._source, after, before)
+        self._ahead = self._journal.read_page(self._source, after, before, self._page)
         self._ahead_before = before
         return self._ahead
 
     def _take(self, stop: int, sink: Sink, unchecked: Unchecked | None) -> None:
-        """Merge up to :data:`SLICE` rows of this manifest numbered below ``stop``."""
+        """Merge up to ``slice_rows`` rows of this manifest numbered below ``stop``."""
         results, chunk, keys, add = self._results, self._chunk, self._keys, sink.statistics.add
         rows, place, key_of, day_of, name, shard = (
             self._rows,
@@ -226,7 +236,7 @@ class ReportRows:
             self._shard,
         )
         current, count = self._next, self._count
-        for _ in range(SLICE):
+        for _ in range(self._slice_rows):
             if current is None or current[0] >= stop:
                 break
             row, _line, values = current
@@ -250,7 +260,7 @@ class ReportRows:
             chunk.append(line)
             keys.append(key)
             add(status, key, day_of(values, key[2]), name, row, detail.startswith("duplicate of row"))
-            if len(chunk) >= CHUNK:
+            if len(chunk) >= self._chunk_rows:
                 self._hand_over(sink)
                 chunk, keys = self._chunk, self._keys
         self._next, self._count = current, count

@@ -1,4 +1,5 @@
-"""The tally: what the report counts while its rows stream past, for summary.json, the XLSX Summary and report.html.
+"""Report statistics: what the report counts while its rows stream past, for summary.json, the XLSX Summary
+and report.html.
 
 Counts per status, company and organisation are small (exports name a few hundred organisations at most) and
 stay in memory.  Folders can be as many as rows (some systems give every call its own folder), so folder counts

@@ -51,6 +51,7 @@ def summary_json(out: Path) -> dict[str, object]:
     return data
 
 
+@pytest.mark.slow
 def test_exit_0_when_every_row_is_present(env: dict[str, str], tmp_path: Path) -> None:
     """All rows present: exit 0, and the stdout summary names the counts and every output path."""
     manifest = write_manifest(tmp_path / "m.csv", PRESENT)
@@ -63,6 +64,7 @@ def test_exit_0_when_every_row_is_present(env: dict[str, str], tmp_path: Path) -
     assert [r["status"] for r in read_results(tmp_path / "out" / "results.csv")] == ["present"] * 3
 
 
+@pytest.mark.slow
 def test_a_run_off_a_terminal_imports_no_pandas_rich_or_server(env: dict[str, str], tmp_path: Path) -> None:
     """`reconcile run` in cron loads neither pandas, rich nor the emulator's aiohttp server: each is start-up time."""
     manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW])
@@ -77,6 +79,7 @@ def test_a_run_off_a_terminal_imports_no_pandas_rich_or_server(env: dict[str, st
     assert [r["status"] for r in read_results(tmp_path / "out" / "results.csv")] == ["present"] * 3 + ["missing"]
 
 
+@pytest.mark.slow
 def test_the_console_script_exits_with_the_code_and_everything_flushed(env: dict[str, str], tmp_path: Path) -> None:
     """main() leaves at once after the command, yet with its exit code, all of stdout and the whole log file."""
     manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW])
@@ -91,6 +94,7 @@ def test_the_console_script_exits_with_the_code_and_everything_flushed(env: dict
     assert hidden == [".reconcile.lock"]  # no partials; the lock file stays, as the directory's mark
 
 
+@pytest.mark.slow
 def test_exit_1_when_some_rows_are_missing(env: dict[str, str], tmp_path: Path) -> None:
     """A complete run with a missing row exits 1 and lists it in missing.csv."""
     manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW])
@@ -100,6 +104,7 @@ def test_exit_1_when_some_rows_are_missing(env: dict[str, str], tmp_path: Path) 
     assert missing["filename"] == "no-such-recording.mp3"
 
 
+@pytest.mark.slow
 def test_exit_2_for_a_missing_required_column(env: dict[str, str], tmp_path: Path) -> None:
     """A manifest without a required column exits 2 naming what is missing and what was found."""
     manifest = write_manifest(
@@ -113,6 +118,7 @@ def test_exit_2_for_a_missing_required_column(env: dict[str, str], tmp_path: Pat
     assert "m.csv" in result.stderr
 
 
+@pytest.mark.slow
 def test_exit_2_for_a_nonexistent_manifest(env: dict[str, str]) -> None:
     """A manifest path that does not exist exits 2 naming it."""
     result = invoke(["run", "no-such-file.csv", "--out", "out"], env)
@@ -120,12 +126,14 @@ def test_exit_2_for_a_nonexistent_manifest(env: dict[str, str]) -> None:
     assert "no-such-file.csv" in result.output
 
 
+@pytest.mark.slow
 def test_exit_2_without_arguments(env: dict[str, str]) -> None:
     """`reconcile run` without a manifest or --out is a usage error."""
     assert invoke(["run"], env).exit_code == 2
     assert invoke(["run", "m.csv"], env).exit_code == 2
 
 
+@pytest.mark.slow
 def test_exit_3_for_invalid_rows(env: dict[str, str], tmp_path: Path) -> None:
     """A row with a blank required field is invalid, never sent, and the run exits 3."""
     manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, ("acme", "acme-ca", "   ", "x.mp3")])
@@ -137,6 +145,7 @@ def test_exit_3_for_invalid_rows(env: dict[str, str], tmp_path: Path) -> None:
     assert "folder" in invalid["detail"]
 
 
+@pytest.mark.slow
 def test_exit_4_for_a_wrong_endpoint_path(env: dict[str, str], tmp_path: Path) -> None:
     """The guide's callexists path 404s: exit 4, the message explains it, and no row is reported missing."""
     manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW])
@@ -149,6 +158,7 @@ def test_exit_4_for_a_wrong_endpoint_path(env: dict[str, str], tmp_path: Path) -
     assert summary_json(tmp_path / "out")["error"]
 
 
+@pytest.mark.slow
 def test_exit_4_for_a_wrong_secret_shows_aadsts_not_the_secret(
     env: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -171,6 +181,7 @@ def test_exit_4_for_a_wrong_secret_shows_aadsts_not_the_secret(
     assert not [r for r in caplog.records if secret in r.getMessage()]
 
 
+@pytest.mark.slow
 def test_exit_4_for_plain_http_to_a_remote_host(env: dict[str, str], tmp_path: Path) -> None:
     """Plain http to a non-loopback host is refused before any request: exit 4 with the fix."""
     manifest = write_manifest(tmp_path / "m.csv", PRESENT)
@@ -181,6 +192,7 @@ def test_exit_4_for_plain_http_to_a_remote_host(env: dict[str, str], tmp_path: P
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_exit_4_when_no_credentials_are_configured(env: dict[str, str], tmp_path: Path) -> None:
     """Without a secret the run refuses to start and says which settings are missing."""
     manifest = write_manifest(tmp_path / "m.csv", PRESENT)
@@ -189,6 +201,7 @@ def test_exit_4_when_no_credentials_are_configured(env: dict[str, str], tmp_path
     assert "CALLJOURNEY_CLIENT_SECRET" in result.stderr
 
 
+@pytest.mark.slow
 def test_client_secret_file(env: dict[str, str], tmp_path: Path) -> None:
     """--client-secret-file supplies the secret when the environment has none."""
     (tmp_path / "secret.txt").write_text(DEMO_CLIENT_SECRET + "\n", encoding="utf-8")
@@ -210,6 +223,7 @@ def test_client_secret_file(env: dict[str, str], tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_dotenv_in_the_working_directory_is_read(env: dict[str, str], tmp_path: Path) -> None:
     """Settings missing from the environment are taken from ./.env."""
     (tmp_path / ".env").write_text(f"CALLJOURNEY_CLIENT_SECRET={DEMO_CLIENT_SECRET}\n", encoding="utf-8")
@@ -218,6 +232,7 @@ def test_dotenv_in_the_working_directory_is_read(env: dict[str, str], tmp_path: 
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_garbage_journal_is_exit_4_without_a_traceback(env: dict[str, str], tmp_path: Path) -> None:
     """A corrupt journal in --out is a clean error (exit 4) suggesting --fresh; --fresh then works."""
     manifest = write_manifest(tmp_path / "m.csv", PRESENT)
@@ -229,6 +244,7 @@ def test_garbage_journal_is_exit_4_without_a_traceback(env: dict[str, str], tmp_
     assert invoke(["run", str(manifest), "--out", "out", "--fresh"], env).exit_code == 0
 
 
+@pytest.mark.slow
 def test_changed_manifest_is_exit_2(env: dict[str, str], tmp_path: Path) -> None:
     """Re-using --out after the manifest changed is refused with exit 2 and the --fresh hint."""
     manifest = write_manifest(tmp_path / "m.csv", PRESENT)
@@ -239,6 +255,7 @@ def test_changed_manifest_is_exit_2(env: dict[str, str], tmp_path: Path) -> None
     assert "--fresh" in result.stderr
 
 
+@pytest.mark.slow
 def test_resuming_with_another_map_is_exit_2_and_leaves_the_report(env: dict[str, str], tmp_path: Path) -> None:
     """Re-using --out with another --map is refused (exit 2, naming --map, hinting --fresh); nothing is rewritten."""
     header = ["company", "organisation", "folder", "File", "Other"]
@@ -323,6 +340,7 @@ def test_commands_run_with_the_collector_tuned_then_restore_it() -> None:
     assert gc.get_threshold() == before
 
 
+@pytest.mark.slow
 def test_a_stray_quote_in_an_export_is_one_invalid_row_and_every_other_row_is_checked(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -344,6 +362,7 @@ def test_a_stray_quote_in_an_export_is_one_invalid_row_and_every_other_row_is_ch
     assert {r["notes"] for r in results[11:]} == {"n" * 30}
 
 
+@pytest.mark.slow
 def test_a_nul_byte_in_a_filename_is_invalid_not_missing(env: dict[str, str], tmp_path: Path) -> None:
     """A NUL in a filename is never sent: the row is `invalid` with the reason (exit 3), the others are checked."""
     manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, (*PRESENT[0][:3], "call-0001\x00.mp3")])
@@ -358,6 +377,7 @@ def test_a_nul_byte_in_a_filename_is_invalid_not_missing(env: dict[str, str], tm
     assert "row 4 (line 5): control character in filename (U+0000 NUL)" in checked.output
 
 
+@pytest.mark.slow
 def test_a_resume_from_another_working_directory_continues(
     env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -380,6 +400,7 @@ def test_a_resume_from_another_working_directory_continues(
     assert "../exports/export.csv changed since the run in the output directory checked it" in changed.stderr
 
 
+@pytest.mark.slow
 def test_run_dash_reads_the_manifest_from_stdin_and_resumes(env: dict[str, str], tmp_path: Path) -> None:
     """`reconcile run -` spools standard input into --out: the rows are checked, and the same input again resumes."""
     manifest = write_manifest(tmp_path / "m.csv", [*PRESENT, MISSING_ROW]).read_bytes()

@@ -442,6 +442,7 @@ def export(tmp_path: Path) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_cli_run_takes_everything_but_the_secret_from_the_profile(env: dict[str, str | None], tmp_path: Path) -> None:
     """`run --profile emu` (found as ./reconcile.toml) reaches the emulator, maps the column, writes its formats."""
     result = invoke(["run", str(export(tmp_path)), "--out", "out", "--profile", "emu"], env)
@@ -452,6 +453,7 @@ def test_cli_run_takes_everything_but_the_secret_from_the_profile(env: dict[str,
     assert [r["status"] for r in read_results(tmp_path / "out" / "results.csv")] == ["present"] * 4
 
 
+@pytest.mark.slow
 def test_cli_flags_and_environment_beat_the_profile(env: dict[str, str | None], tmp_path: Path) -> None:
     """--label, --format and --concurrency beat the profile; CALLJOURNEY_PROFILE selects it."""
     args = ["run", str(export(tmp_path)), "--out", "out", "--label", "flag", "--format", "csv", "--concurrency", "2"]
@@ -462,6 +464,7 @@ def test_cli_flags_and_environment_beat_the_profile(env: dict[str, str | None], 
     assert not (tmp_path / "out" / "results.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_secret_in_the_config(env: dict[str, str | None], tmp_path: Path) -> None:
     """A config holding client_secret: exit 4, naming the file and key, never the value; nothing is checked."""
     config = write_config(tmp_path / "leaky.toml", {"client_secret": "hunter2-very-secret"}, {})
@@ -472,6 +475,7 @@ def test_cli_refuses_a_secret_in_the_config(env: dict[str, str | None], tmp_path
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_validate_uses_the_profile_mapping(env: dict[str, str | None], tmp_path: Path) -> None:
     """`validate` reads the manifest with the profile's column mapping; without it the column is missing."""
     manifest = str(export(tmp_path))

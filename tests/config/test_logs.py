@@ -147,6 +147,7 @@ def test_error_fields_carry_azure_ad_codes_and_ids() -> None:
     assert error_fields(ValueError("x")) == {"error": "ValueError"}
 
 
+@pytest.mark.slow
 async def test_retries_and_throttling_are_logged_with_the_row(make_emulator: Any, tmp_path: Path) -> None:
     """At -v a retry names the row, the status and the wait (a 429's at least its Retry-After); no token in sight."""
     stream = io.StringIO()
@@ -188,6 +189,7 @@ async def test_fatal_error_is_logged_with_its_codes(make_emulator: Any, tmp_path
 # -- the CLI ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_log_file_in_json_keeps_stderr_for_warnings(env: dict[str, str], tmp_path: Path) -> None:
     """`run --log-file x --log-format json -v`: JSON lines in the file (token renewal included), none on stderr."""
     manifest = write_manifest(tmp_path / "m.csv", [("acme", "acme-ca", "f", "a.mp3")])
@@ -201,6 +203,7 @@ def test_cli_log_file_in_json_keeps_stderr_for_warnings(env: dict[str, str], tmp
     assert "token issued" not in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_verbosity_adds_up_before_and_after_the_command(env: dict[str, str], tmp_path: Path) -> None:
     """`reconcile -v run ... -v` is -vv: DEBUG lines reach stderr; without -v no INFO line does."""
     manifest = write_manifest(tmp_path / "m.csv", [("acme", "acme-ca", "f", "a.mp3")])

@@ -138,6 +138,7 @@ def tunnels_to(url: str) -> str:
     return "CONNECT " + url.removeprefix("https://")
 
 
+@pytest.mark.slow
 async def test_a_run_goes_through_the_proxy_in_a_verified_tls_tunnel(
     open_proxy: ForwardProxy, server_ssl: ssl.SSLContext, ca_bundle: Path, tmp_path: Path
 ) -> None:
@@ -153,6 +154,7 @@ async def test_a_run_goes_through_the_proxy_in_a_verified_tls_tunnel(
     open_proxy.wait_for(lambda lines: tunnels_to(emulator.base_url) in lines)
 
 
+@pytest.mark.slow
 async def test_tls_through_the_proxy_is_still_verified_end_to_end(
     open_proxy: ForwardProxy, server_ssl: ssl.SSLContext, tmp_path: Path
 ) -> None:
@@ -166,6 +168,7 @@ async def test_tls_through_the_proxy_is_still_verified_end_to_end(
     assert "is not trusted" in fatal(summary)
 
 
+@pytest.mark.slow
 def test_the_cli_honours_https_proxy(
     open_proxy: ForwardProxy, tls_url: str, ca_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -181,6 +184,7 @@ def test_the_cli_honours_https_proxy(
     open_proxy.wait_for(lambda lines: lines.count(tunnels_to(tls_url)) >= 1)
 
 
+@pytest.mark.slow
 def test_no_proxy_bypasses_the_proxy(
     open_proxy: ForwardProxy, tls_url: str, ca_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -216,6 +220,7 @@ def _outputs(result: Result, out: Path, *files: Path) -> str:
     return "\n".join(texts + [f.read_text(encoding="utf-8") for f in files if f.exists()])
 
 
+@pytest.mark.slow
 def test_a_refusing_proxy_stops_the_run_naming_it_and_no_row_is_an_error(
     tls_url: str, ca_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -236,6 +241,7 @@ def test_a_refusing_proxy_stops_the_run_naming_it_and_no_row_is_an_error(
     assert PROXY_PASSWORD not in _outputs(result, tmp_path / "out", tmp_path / "run.log")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("credentials", ["", "alice:wrong-password@"])
 def test_a_407_stops_the_run_asking_for_proxy_credentials(
     credentials: str,
@@ -262,6 +268,7 @@ def test_a_407_stops_the_run_asking_for_proxy_credentials(
     assert (summary["counts"]["error"], summary["counts"]["unchecked"]) == (0, len(PRESENT))
 
 
+@pytest.mark.slow
 def test_proxy_credentials_in_the_url_are_sent_and_never_written(
     auth_proxy: ForwardProxy, tls_url: str, ca_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -283,6 +290,7 @@ def test_proxy_credentials_in_the_url_are_sent_and_never_written(
     auth_proxy.wait_for(lambda lines: tunnels_to(tls_url) in lines)
 
 
+@pytest.mark.slow
 async def test_a_plain_http_loopback_target_goes_through_http_proxy(open_proxy: ForwardProxy, tmp_path: Path) -> None:
     """HTTP_PROXY carries plain-http (loopback) requests as absolute-URI requests, which the proxy forwards."""
     manifest = write_manifest(tmp_path / "m.csv", PRESENT)
@@ -294,6 +302,7 @@ async def test_a_plain_http_loopback_target_goes_through_http_proxy(open_proxy: 
     open_proxy.wait_for(lambda lines: api in lines)
 
 
+@pytest.mark.slow
 async def test_a_407_for_a_plain_http_target_is_a_proxy_error_too(auth_proxy: ForwardProxy, tmp_path: Path) -> None:
     """Where the proxy answers 407 as an ordinary response (no tunnel), it is still fatal, never a row's error."""
     manifest = write_manifest(tmp_path / "m.csv", PRESENT)
@@ -324,6 +333,7 @@ def _settings_loader(url: str, ca_bundle: Path, **environ: str) -> Settings:
     return Settings.load({}, environ=env, dotenv=None)
 
 
+@pytest.mark.slow
 async def test_doctor_shows_the_proxy_of_each_host_and_checks_connect_through_it(
     open_proxy: ForwardProxy, tls_url: str, ca_bundle: Path
 ) -> None:
@@ -336,6 +346,7 @@ async def test_doctor_shows_the_proxy_of_each_host_and_checks_connect_through_it
     assert "certificate verified" in checks[1].details[1]
 
 
+@pytest.mark.slow
 async def test_doctor_says_direct_when_no_proxy_applies(tls_url: str, ca_bundle: Path) -> None:
     """No proxy configured, or the host in NO_PROXY: the settings and the reach step say "direct"."""
     checks = await diagnose(
@@ -346,6 +357,7 @@ async def test_doctor_says_direct_when_no_proxy_applies(tls_url: str, ca_bundle:
     assert checks[1].details[0] == "direct (no proxy)"
 
 
+@pytest.mark.slow
 async def test_doctor_names_the_fix_for_a_407(auth_proxy: ForwardProxy, tls_url: str, ca_bundle: Path) -> None:
     """A 407 to the CONNECT fails the authority step with "credentials" as the fix."""
     checks = await diagnose(lambda: _settings_loader(tls_url, ca_bundle, HTTPS_PROXY=auth_proxy.url))
@@ -356,6 +368,7 @@ async def test_doctor_names_the_fix_for_a_407(auth_proxy: ForwardProxy, tls_url:
     assert authority.fix.startswith("the proxy wants credentials: put them in the proxy URL")
 
 
+@pytest.mark.slow
 async def test_doctor_names_the_fix_for_a_refusing_proxy(tls_url: str, ca_bundle: Path) -> None:
     """Nothing listens at the proxy: the authority step fails naming the proxy and its address as the fix."""
     proxy = f"http://alice:{PROXY_PASSWORD}@127.0.0.1:{closed_port()}"
@@ -403,6 +416,7 @@ async def test_the_system_store_takes_a_ca_bundle_too(
     assert summary.counts["present"] == len(PRESENT)
 
 
+@pytest.mark.slow
 def test_the_demo_ignores_the_shells_proxies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`reconcile demo` talks to its own loopback emulator: proxies in the environment (here a dead one) don't apply."""
     monkeypatch.chdir(tmp_path)

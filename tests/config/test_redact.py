@@ -216,6 +216,7 @@ def outputs(result: Result, folder: Path) -> list[tuple[str, str | bytes]]:
     return found
 
 
+@pytest.mark.slow
 def test_cli_at_debug_leaks_nothing_anywhere(
     issued: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -83,6 +83,7 @@ def assert_smoke_report(result: subprocess.CompletedProcess[str], out: Path) -> 
     assert (counts["present"], counts["missing"], counts["error"]) == (7, 3, 0)
 
 
+@pytest.mark.slow
 def test_pasted_exports_point_a_run_at_the_emulator(tmp_path: Path) -> None:
     """Every line after the URL line is a comment or an `export`; as a shell parses them, they set the demo
     credentials, and the URL as base URL and authority (port included), and a run with just those works; the
@@ -103,6 +104,7 @@ def test_pasted_exports_point_a_run_at_the_emulator(tmp_path: Path) -> None:
     assert shown.splitlines() == [line.replace(f":{port}", ":8080") for line in lines], "README's example is stale"
 
 
+@pytest.mark.slow
 def test_env_file_is_what_reconcile_reads_from_its_working_directory(
     tmp_path: Path, ca: trustme.CA, ca_bundle: Path
 ) -> None:
@@ -121,6 +123,7 @@ def test_env_file_is_what_reconcile_reads_from_its_working_directory(
         assert_smoke_report(result, tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_env_file_replaces_its_own_file_never_another(tmp_path: Path) -> None:
     """A .env the emulator wrote is rewritten for the new port; any other file (it may hold real credentials)
     is refused with exit 2 and a HINT, and left as it was."""

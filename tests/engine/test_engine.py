@@ -100,6 +100,7 @@ def check_against_dataset(paths: Sequence[Path], results: list[dict[str, str]], 
 # -- clean runs -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_clean_run_over_the_sample_manifests(emulator: Emulator, tmp_path: Path) -> None:
     """Every sample row comes out right against the emulator's dataset, and each distinct key is asked once."""
     paths = sorted(SAMPLES.glob("*.csv"))
@@ -223,6 +224,7 @@ def stop_later(loop: asyncio.AbstractEventLoop, reconciler: Reconciler, delay: f
     loop.call_later(delay, reconciler.stop, "test deadline")
 
 
+@pytest.mark.slow
 async def test_ten_percent_faults_with_short_tokens(make_emulator: Callable[..., Emulator], tmp_path: Path) -> None:
     """10% injected faults and 3 s tokens over a run outlasting two token lifetimes: no error row, every row right,
     and tokens fetched stay near run time / lifetime (plus one per token the platform revoked)."""
@@ -356,6 +358,7 @@ class CountingRecords:
             yield record
 
 
+@pytest.mark.slow
 async def test_first_request_goes_out_before_the_manifest_is_read(
     make_emulator: Callable[..., Emulator], tmp_path: Path
 ) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import reconcile.engine._journal as journal_module
-from reconcile.engine._journal import FILENAME, Journal, Result, ResultRow
+from reconcile.engine._journal import FILENAME, PAGE, Journal, Result, ResultRow
 from reconcile.errors import JournalError, JournalMismatch
 from reconcile.input._manifest import ManifestInfo
 from reconcile.input._table import ReadOptions, options_record
@@ -38,11 +38,11 @@ def result(
     return Result(source, row, status, call_id, detail, 1 if status else 0, f"2026-11-26T10:00:{row:02d}.000Z", dup_of)
 
 
-async def all_results(journal: Journal, source: int) -> list[ResultRow]:
-    """Every result of ``source``, page after page, as the report reads them."""
+async def all_results(journal: Journal, source: int, limit: int = PAGE) -> list[ResultRow]:
+    """Every result of ``source``, pages of ``limit`` after one another, as the report reads them."""
     rows: list[ResultRow] = []
     after = 0
-    while page := await journal.read_page(source, after, 1 << 62):
+    while page := await journal.read_page(source, after, 1 << 62, limit):
         rows += page
         after = page[-1][0]
     return rows
@@ -119,30 +119,28 @@ async def test_dedup_keys_survive_a_reopen(tmp_path: Path) -> None:
         again.close()
 
 
-async def test_results_are_in_row_order_across_pages(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_results_are_in_row_order_across_pages(journal: Journal) -> None:
     """Pages give every row of a source in row order, whatever the write order."""
-    monkeypatch.setattr(journal_module, "PAGE", 3)
     for row in [7, 2, 9, 1, 4, 3, 8, 5, 6, 10]:
         journal.add(result(row, "missing"))
     journal.add(result(1, "present", "other-source", source=1))
     await journal.flush()
-    rows = [r[0] for r in await all_results(journal, 0)]
+    rows = [r[0] for r in await all_results(journal, 0, limit=3)]
     assert rows == list(range(1, 11))
-    assert [r[0] for r in await all_results(journal, 1)] == [1]
+    assert [r[0] for r in await all_results(journal, 1, limit=3)] == [1]
 
 
-async def test_a_page_stops_before_its_bound(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A page holds only rows after ``after`` and before ``before``, at most PAGE of them, of its source only."""
-    monkeypatch.setattr(journal_module, "PAGE", 3)
+async def test_a_page_stops_before_its_bound(journal: Journal) -> None:
+    """A page holds only rows after ``after`` and before ``before``, at most ``limit`` of them, of its source only."""
     for row in range(1, 11):
         journal.add(result(row, "present", f"id{row}"))
     journal.add(result(4, "missing", source=1))
     await journal.flush()
-    assert [r[0] for r in await journal.read_page(0, 0, 3)] == [1, 2]
-    assert [r[0] for r in await journal.read_page(0, 2, 100)] == [3, 4, 5]
-    assert [r[0] for r in await journal.read_page(0, 8, 11)] == [9, 10]
-    assert await journal.read_page(0, 5, 6) == []
-    assert [r[:2] for r in await journal.read_page(1, 0, 5)] == [(4, "missing")]
+    assert [r[0] for r in await journal.read_page(0, 0, 3, 3)] == [1, 2]
+    assert [r[0] for r in await journal.read_page(0, 2, 100, 3)] == [3, 4, 5]
+    assert [r[0] for r in await journal.read_page(0, 8, 11, 3)] == [9, 10]
+    assert await journal.read_page(0, 5, 6, 3) == []
+    assert [r[:2] for r in await journal.read_page(1, 0, 5, 3)] == [(4, "missing")]
 
 
 async def test_duplicates_take_their_originals_outcome(journal: Journal) -> None:

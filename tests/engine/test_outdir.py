@@ -147,6 +147,7 @@ def test_a_lock_is_released_with_its_holder(tmp_path: Path) -> None:
         assert again.holder.command == "merge"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("where", "expected"),
     [
@@ -217,6 +218,7 @@ def test_a_read_only_out_or_parent_is_exit_2_naming_it(where: str, expected: str
     assert done.stderr == f"error: --out {out} {expected}\n"
 
 
+@pytest.mark.slow
 def test_a_directory_of_someone_elses_files_is_refused_unless_force(env: dict[str, str], tmp_path: Path) -> None:
     """--out holding a user's files and no journal: exit 2 naming them, nothing touched; --force writes only ours."""
     out = tmp_path / "mine"
@@ -241,6 +243,7 @@ def test_a_directory_of_someone_elses_files_is_refused_unless_force(env: dict[st
     assert again.exit_code == 1, again.output  # now it holds a run: no --force needed to resume
 
 
+@pytest.mark.slow
 def test_an_empty_or_new_out_needs_no_force(env: dict[str, str], tmp_path: Path) -> None:
     """An empty directory, or one not there yet (parents too), is used as is."""
     (tmp_path / "empty").mkdir()

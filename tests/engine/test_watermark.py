@@ -1,4 +1,4 @@
-"""frontier.py: the committed bound never runs ahead of the journal, and follows a real run to its end."""
+"""engine/_watermark: the committed bound never runs ahead of the journal, and follows a real run to its end."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_commit_only_moves_forward_and_says_so() -> None:
 
 
 def test_a_row_stuck_too_long_stops_the_tracking_and_its_memory() -> None:
-    """Past ``limit`` rows outstanding behind a stuck one, the frontier forgets them and stays where it was."""
+    """Past ``limit`` rows outstanding behind a stuck one, the watermark forgets them and stays where it was."""
     watermark = CommitWatermark(limit=100)
     watermark.handed_out((0, 1))
     watermark.recorded((0, 1))
@@ -73,6 +73,7 @@ def rows_for(name: str, count: int) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shard", [None, Shard(0, 2)], ids=["whole", "shard-0-of-2"])
 async def test_every_row_before_the_bound_is_in_the_journal(tmp_path: Path, shard: Shard | None) -> None:
     """Throughout a run with jitter and retried 500s, each committed bound has every row before it in the journal."""
@@ -80,10 +81,15 @@ async def test_every_row_before_the_bound_is_in_the_journal(tmp_path: Path, shar
         write_manifest(tmp_path / "a.csv", rows_for("a", 200)),
         write_manifest(tmp_path / "b.csv", rows_for("b", 120)),
     ]
-    config = EmulatorConfig(latency_ms=20, jitter_ms=20, faults=Faults(rate_500=0.1), seed=7)
+    config = EmulatorConfig(latency_ms=2, jitter_ms=4, faults=Faults(rate_500=0.1), seed=7)
     seen: list[Position] = []
     async with Emulator(config, Dataset({})) as emulator:
-        reconciler = Reconciler(manifests, settings_for(emulator, concurrency=4), RunOptions(shard=shard))
+        reconciler = Reconciler(
+            manifests,
+            settings_for(emulator, concurrency=4),
+            RunOptions(shard=shard),
+            flush_every=0.01,  # many commits, each a step of the bound, in a run of a fraction of a second
+        )
         infos = [m.info() for m in reconciler.manifests]
         journal = Journal.open(tmp_path / "out", infos, shard=str(shard or ""))
         try:

@@ -82,6 +82,7 @@ def test_the_partition_is_the_documented_hash() -> None:
             assert Shard(documented_index(key, count), count).holds(key)
 
 
+@pytest.mark.slow
 def test_the_partition_does_not_depend_on_the_process() -> None:
     """Two interpreters with different hash seeds put every key in the same shard (no salted hash())."""
     script = (

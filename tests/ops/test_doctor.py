@@ -262,6 +262,7 @@ def test_ascii_fallback_for_terminals_without_unicode() -> None:
 # -- the CLI ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_doctor_exit_codes(env: dict[str, str]) -> None:
     """`reconcile doctor` exits 0 with ✓ marks when all is well, 4 with ✗ and the fix when the secret is wrong."""
     good = CliRunner().invoke(cli, ["doctor", "--probe", "acme/acme-ca/2026/11/25/inbound/x.mp3"], env=env)
@@ -276,6 +277,7 @@ def test_cli_doctor_exit_codes(env: dict[str, str]) -> None:
     assert "--probe" in usage.stderr
 
 
+@pytest.mark.slow
 def test_cli_doctor_reports_missing_settings_as_a_step(env: dict[str, str]) -> None:
     """Without a secret, doctor still runs: ✗ at the settings step naming the variable, exit 4."""
     result = CliRunner().invoke(cli, ["doctor"], env={**env, "CALLJOURNEY_CLIENT_SECRET": None})

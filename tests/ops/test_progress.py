@@ -196,6 +196,7 @@ def test_display_options_choose_the_view() -> None:
     assert isinstance(DisplayOptions(mode="live", console=Console(file=io.StringIO())).view(), LiveView)
 
 
+@pytest.mark.slow
 async def test_watcher_follows_a_real_run(make_emulator: Any, tmp_path: Path) -> None:
     """Against the emulator: periodic lines with a counted total, and a final line with every row settled."""
     manifest = write_manifest(tmp_path / "m.csv", [*rows(40), ("acme", "acme-ca", "f", "")])
@@ -262,6 +263,7 @@ def env(slow_emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     return cli_env(slow_emulator, tmp_path, monkeypatch)
 
 
+@pytest.mark.slow
 def test_cli_prints_progress_lines_off_a_terminal_and_none_when_quiet(env: dict[str, str], tmp_path: Path) -> None:
     """`run` with stderr not a terminal prints plain lines every --progress-interval, the last before the summary."""
     manifest = write_manifest(tmp_path / "m.csv", rows(80))
@@ -279,6 +281,7 @@ def test_cli_prints_progress_lines_off_a_terminal_and_none_when_quiet(env: dict[
     assert "80 records:" in quiet.stdout
 
 
+@pytest.mark.slow
 def test_cli_progress_lines_are_json_with_log_format_json(env: dict[str, str], tmp_path: Path) -> None:
     """With --log-format json the progress lines are JSON objects too, so stderr stays machine-readable."""
     manifest = write_manifest(tmp_path / "m.csv", rows(60))
@@ -306,6 +309,7 @@ def test_cli_progress_lines_are_json_with_log_format_json(env: dict[str, str], t
     assert progress[-1]["missing"] == 60
 
 
+@pytest.mark.slow
 def test_sigint_stops_the_display_before_the_summary(env: dict[str, str], tmp_path: Path) -> None:
     """SIGINT mid-run: the display's last line comes before the partial summary, and the exit code is 130."""
     manifest = write_manifest(tmp_path / "m.csv", rows(400))
@@ -328,6 +332,7 @@ def test_sigint_stops_the_display_before_the_summary(env: dict[str, str], tmp_pa
     assert "unchecked" in result.stdout
 
 
+@pytest.mark.slow
 def test_plain_line_shows_the_pacing_and_an_outage() -> None:
     """The line names the concurrency in use, throttled vs other faults, and an outage while it lasts."""
     clock, reconciler = Clock(), fake_run(total=100)

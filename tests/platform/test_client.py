@@ -330,6 +330,7 @@ async def test_connection_resets_are_retried(make_emulator: Callable[..., Emulat
     assert sum(o.attempts for o in outcomes) >= 12 + 3
 
 
+@pytest.mark.slow
 async def test_timeouts_are_retried(make_emulator: Callable[..., Emulator]) -> None:
     """Answers slower than the timeout are retried; the rows then resolve."""
     config = EmulatorConfig(faults=Faults(rate_slow=0.5, slow_seconds=5.0), seed=1)
@@ -342,6 +343,7 @@ async def test_timeouts_are_retried(make_emulator: Callable[..., Emulator]) -> N
     assert sum(o.attempts for o in outcomes) >= 6 + 2
 
 
+@pytest.mark.slow
 async def test_timeouts_on_every_attempt_are_a_row_error(make_emulator: Callable[..., Emulator]) -> None:
     """When every answer is too slow, the row ends in error naming the timeout and the attempts."""
     config = EmulatorConfig(faults=Faults(rate_slow=1.0, slow_seconds=5.0))

@@ -23,7 +23,7 @@ import reconcile
 from reconcile.config import Secret
 from reconcile.config._settings import Settings
 from reconcile.emulator import DEMO_CLIENT_ID, DEMO_TENANT_ID, Dataset, Emulator, EmulatorConfig, FederatedIssuer
-from reconcile.errors import ConfigError, CredentialConflict, TokenError
+from reconcile.errors import CredentialConflict, TokenError
 from reconcile.ops._doctor import diagnose, render
 from reconcile.platform._client import PlatformClient
 from reconcile.platform._credentials import (
@@ -114,33 +114,6 @@ def test_the_assertion_is_built_as_microsoft_documents_it(
     assert credential.form(url)["client_assertion"] != form["client_assertion"]  # a fresh jti every time
 
 
-def test_pem_and_pfx_load_to_the_same_certificate(certificate: CertificateFiles) -> None:
-    """A PEM holding certificate and key, and a password-protected PFX, give the same certificate and thumbprint."""
-    pem = load_certificate(certificate.pem, Secret(""))
-    pfx = load_certificate(certificate.pfx, Secret(certificate.password))
-    assert pem.thumbprint("sha1") == pfx.thumbprint("sha1")
-    assert pem.subject == "CN=reconcile-test"
-
-
-def test_bad_certificate_files_are_configuration_errors_with_the_fix(
-    certificate: CertificateFiles, tmp_path: Path
-) -> None:
-    """No key in the PEM, a wrong PFX password, a key that is not the certificate's: each says what to give."""
-    only_cert = tmp_path / "cert-only.pem"
-    only_cert.write_bytes(certificate.certificate_pem)
-    with pytest.raises(ConfigError, match=r"holds no private key\. HINT: give a PEM file holding the certificate"):
-        load_certificate(only_cert, Secret(""))
-    with pytest.raises(ConfigError, match=r"cannot load the client certificate .*client\.pfx: wrong password"):
-        load_certificate(certificate.pfx, Secret("not-the-password"))
-    with pytest.raises(ConfigError, match="it is encrypted and CALLJOURNEY_CLIENT_CERTIFICATE_PASSWORD is not set"):
-        load_certificate(certificate.pfx, Secret(""))
-    other = make_certificate(tmp_path / "other")
-    mixed = tmp_path / "mixed.pem"
-    mixed.write_bytes(certificate.certificate_pem + other.pem.read_bytes().split(b"-----END CERTIFICATE-----\n")[1])
-    with pytest.raises(ConfigError, match=r"no certificate in .* matches its private key"):
-        load_certificate(mixed, Secret(""))
-
-
 # -- against the verifying identity provider ---------------------------------------------------------------------
 
 
@@ -195,6 +168,7 @@ def codes(answer: dict[str, Any]) -> tuple[str, list[int]]:
     return answer.get("error", ""), answer.get("error_codes", [])
 
 
+@pytest.mark.slow
 async def test_the_identity_provider_refuses_bad_assertions_with_azure_ad_errors(
     certificate: CertificateFiles, stranger: CertificateFiles, issuer: TokenIssuer
 ) -> None:
@@ -221,6 +195,7 @@ async def test_the_identity_provider_refuses_bad_assertions_with_azure_ad_errors
         assert "already used" in replay["error_description"]
 
 
+@pytest.mark.slow
 async def test_an_unregistered_certificate_stops_the_run_with_the_fix(
     stranger: CertificateFiles, certificate: CertificateFiles, issuer: TokenIssuer, tmp_path: Path
 ) -> None:
@@ -362,6 +337,7 @@ def everything_written(result: Result, directory: Path) -> str:
     return "\n".join([result.output, *(p.read_text(encoding="utf-8", errors="replace") for p in files)])
 
 
+@pytest.mark.slow
 def test_the_cli_conflict_exits_2_naming_both(
     certificate: CertificateFiles, identity_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -374,6 +350,7 @@ def test_the_cli_conflict_exits_2_naming_both(
     assert "a client certificate (--client-certificate" in result.output
 
 
+@pytest.mark.slow
 def test_a_pfx_run_writes_no_key_password_or_assertion_anywhere(
     certificate: CertificateFiles, identity_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -394,6 +371,7 @@ def test_a_pfx_run_writes_no_key_password_or_assertion_anywhere(
     assert "eyJ" not in written  # neither an assertion nor an access token, nor any JWT
 
 
+@pytest.mark.slow
 def test_a_federated_run_through_the_cli_writes_no_token(
     issuer: TokenIssuer, identity_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -412,6 +390,7 @@ def test_a_federated_run_through_the_cli_writes_no_token(
     assert "eyJ" not in written
 
 
+@pytest.mark.slow
 def test_secrets_stay_out_of_reprs(certificate: CertificateFiles, tmp_path: Path) -> None:
     """repr of the settings, the certificate, the credential and the token provider shows no key or password."""
     settings = Settings(
@@ -434,6 +413,7 @@ def test_secrets_stay_out_of_reprs(certificate: CertificateFiles, tmp_path: Path
 # -- doctor ------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_doctor_shows_the_certificate_and_warns_before_it_expires(issuer: TokenIssuer, tmp_path: Path) -> None:
     """Thumbprint, subject and expiry are shown; under 30 days left is a warning, and every step still runs."""
     soon = make_certificate(tmp_path, days=10)
@@ -449,6 +429,7 @@ async def test_doctor_shows_the_certificate_and_warns_before_it_expires(issuer: 
     assert checks[0].warnings[0].startswith("the client certificate expires in 10 days")
 
 
+@pytest.mark.slow
 async def test_doctor_fails_an_expired_certificate(issuer: TokenIssuer, tmp_path: Path) -> None:
     """An expired certificate fails the settings step, with the fix (create and upload a new one)."""
     old = make_certificate(tmp_path, days=-1)

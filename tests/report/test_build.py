@@ -1,5 +1,5 @@
-"""report.py and tally.py: counts per company and organisation, compliance metadata, added key columns,
-the same report for the same input, and counting that stays in bounded memory."""
+"""report/_build: counts per company and organisation, compliance metadata, added key columns, the same report
+for the same input, written while the run goes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from typing import Any
 import pandas as pd
 import pytest
 
-import reconcile.report._rows as report_rows
 from reconcile import __version__
 from reconcile.api import run
 from reconcile.emulator import Dataset, Emulator, EmulatorConfig
@@ -25,7 +24,6 @@ from reconcile.input._table import ReadOptions
 from reconcile.model import Key, Status
 from reconcile.report._build import ReportFiles, RunReport
 from reconcile.report._rows import OUR_COLUMNS, Layout, ReportRows
-from reconcile.report._statistics import ReportStatistics, date_column, day_of_folder, day_of_value, day_reader
 from tests.conftest import (
     SAMPLES,
     html_without_run_section,
@@ -50,6 +48,7 @@ async def sample_run(emulator: Emulator, out: Path, **options: Any) -> dict[str,
     return summary.summary.to_dict()
 
 
+@pytest.mark.slow
 async def test_counts_per_company_and_organisation_match_results_csv(emulator: Emulator, tmp_path: Path) -> None:
     """summary.json's by_company and by_organisation are results.csv's status counts, grouped and sorted."""
     data = await sample_run(emulator, tmp_path / "out")
@@ -66,6 +65,7 @@ async def test_counts_per_company_and_organisation_match_results_csv(emulator: E
     assert sum(c["missing"] for c in data["by_company"]) == data["counts"]["missing"] > 0
 
 
+@pytest.mark.slow
 async def test_summary_carries_compliance_metadata(emulator: Emulator, tmp_path: Path) -> None:
     """Run id, label, engine version, endpoint, start/end and each manifest's SHA-256 are in summary.json."""
     data = await sample_run(emulator, tmp_path / "out")
@@ -82,6 +82,7 @@ async def test_summary_carries_compliance_metadata(emulator: Emulator, tmp_path:
     assert set(saved["outputs"]) == {"results", "missing", "report_html", "summary"}
 
 
+@pytest.mark.slow
 async def test_same_input_gives_the_same_report(emulator: Emulator, tmp_path: Path) -> None:
     """Two runs of the same manifests: every file has the same content in the same order, clock aside."""
     first, second = tmp_path / "one", tmp_path / "two"
@@ -102,6 +103,7 @@ async def test_same_input_gives_the_same_report(emulator: Emulator, tmp_path: Pa
     assert summaries[0][~metadata].equals(summaries[1][~metadata])
 
 
+@pytest.mark.slow
 async def test_no_partial_or_work_file_is_left(emulator: Emulator, tmp_path: Path) -> None:
     """After a run with every format and a comparison, only final files remain in the output directory."""
     await sample_run(emulator, tmp_path / "one")
@@ -110,6 +112,7 @@ async def test_no_partial_or_work_file_is_left(emulator: Emulator, tmp_path: Pat
     assert hidden == [LOCK_NAME]  # the directory's mark stays
 
 
+@pytest.mark.slow
 async def test_a_killed_runs_leftovers_are_removed(emulator: Emulator, tmp_path: Path) -> None:
     """Files a killed run left half-written (of other formats too) and its work files are gone after the next run;
     another program's hidden file is not touched."""
@@ -157,82 +160,6 @@ async def test_a_constant_beside_a_same_named_column_is_shown_as_checked(tmp_pat
     (row,) = read_results(tmp_path / "one" / "results.csv")
     assert (row["company"], row["company (checked)"]) == ("ignored", "acme")
     assert compare(tmp_path / "one", tmp_path / "two")["newly_missing"] == 1
-
-
-def test_folder_counts_spill_to_disk_with_the_same_answer(tmp_path: Path) -> None:
-    """A tally forced to spill after 3 folders ranks folders exactly like one that keeps all in memory."""
-    tallies = [
-        ReportStatistics(tuple(Status), "missing", spill_dir=tmp_path, folders_in_memory=limit) for limit in (3, 10_000)
-    ]
-    for number in range(400):
-        folder = f"f{number % 37}"
-        status = "missing" if number % (number % 5 + 2) == 0 else "present"
-        for statistics in tallies:
-            statistics.add(status, ("c", "o", folder, f"{number}.mp3"), "", "m.csv", number + 1, False)
-    spilled, kept = (statistics.top_folders(10) for statistics in tallies)
-    assert any(p.name.startswith(".report-folders-") for p in tmp_path.iterdir())
-    assert spilled == kept
-    assert len(kept[0]) == 10
-    for statistics in tallies:
-        statistics.close()
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize(
-    ("columns", "expected"),
-    [
-        (["company", "call_date", "created"], 1),
-        (["DateCreated", "x"], 0),
-        (["Start Time", "DATE"], 1),
-        (["recording_date_utc"], 0),
-        (["validated", "CallDateUTC"], 1),
-        (["company", "folder"], None),
-    ],
-)
-def test_date_column_is_found_by_name(columns: list[str], expected: int | None) -> None:
-    """call_date, DateCreated, date, ... are recognised in any case and spelling; exact names win."""
-    assert date_column(columns) == expected
-
-
-@pytest.mark.parametrize(
-    ("value", "day"),
-    [
-        ("2026-11-25T08:28:35-05:00", "2026-11-25"),
-        ("2026/11/5 10:00", "2026-11-05"),
-        ("20261125-082835", "2026-11-25"),
-        ("2026-13-01", ""),
-        ("1899-01-01", ""),
-        ("n/a", ""),
-        ("", ""),
-        ("2026-11-251", ""),
-    ],
-)
-def test_day_of_value(value: str, day: str) -> None:
-    """A date is read from the start of a value, validated; anything else gives no day."""
-    assert day_of_value(value) == day
-
-
-@pytest.mark.parametrize(
-    ("folder", "day"),
-    [
-        ("2026/11/25/inbound", "2026-11-25"),
-        ("archive/2026-02-30", ""),
-        ("x/2026_01_02", "2026-01-02"),
-        ("archive/2025-Q1", ""),
-        ("12026/11/25", ""),
-    ],
-)
-def test_day_of_folder(folder: str, day: str) -> None:
-    """A date anywhere in a folder path counts when it is a real date not inside a longer number."""
-    assert day_of_folder(folder) == day
-
-
-def test_day_reader_prefers_the_date_column_then_the_folder() -> None:
-    """A row's day comes from its date column when that parses, else from its folder."""
-    read = day_reader(["company", "call_date"])
-    assert read(["acme", "2026-11-24T23:59:00Z"], "2026/11/25") == "2026-11-24"
-    assert read(["acme", "unknown"], "2026/11/25") == "2026-11-25"
-    assert day_reader(["company"])(["acme"], "no/date") == ""
 
 
 @pytest.mark.parametrize(
@@ -289,7 +216,6 @@ async def streamed_run(
 ) -> tuple[Reconciler, Journal, RunOutcome, list[bool]]:
     """A run written the way runner.run writes it; returns what it left open and, per chunk handed to the
     report's files, whether the run was still going then."""
-    monkeypatch.setattr(report_rows, "CHUNK", 50)
     manifest = write_manifest(tmp_path / "export.csv", STREAM_ROWS)
     present = {row: f"id-{n}" for n, row in enumerate(STREAM_ROWS[::2])}
     during: list[bool] = []
@@ -306,7 +232,14 @@ async def streamed_run(
         reconciler = Reconciler([manifest], settings, RunOptions())
         journal = Journal.open(out, [m.info() for m in reconciler.manifests])
         report = RunReport(
-            reconciler.manifests, journal, settings, run_id=journal.run_id, label="", out_dir=out, formats=formats
+            reconciler.manifests,
+            journal,
+            settings,
+            run_id=journal.run_id,
+            label="",
+            out_dir=out,
+            formats=formats,
+            chunk=50,
         )
         async with report.following(reconciler.watermark):
             outcome = await reconciler.run(journal)
@@ -315,6 +248,7 @@ async def streamed_run(
     return reconciler, journal, outcome, during
 
 
+@pytest.mark.slow
 async def test_the_report_is_written_while_the_run_goes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Most chunks reach the report's files before the last answer; the report equals one written afterwards."""
     out = tmp_path / "streamed"
@@ -345,6 +279,7 @@ async def test_the_report_is_written_while_the_run_goes(tmp_path: Path, monkeypa
     assert statuses == {"present": 300, "missing": 299, "invalid": 1}
 
 
+@pytest.mark.slow
 async def test_with_xlsx_the_report_waits_for_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A workbook would hold the event loop too long between requests: every chunk is written after the run."""
     *_, journal_, _outcome, during = await streamed_run(tmp_path, tmp_path / "out", monkeypatch, ("xlsx",))
@@ -353,6 +288,7 @@ async def test_with_xlsx_the_report_waits_for_the_run(tmp_path: Path, monkeypatc
     assert len(read_xlsx_all(tmp_path / "out")) == len(STREAM_ROWS)
 
 
+@pytest.mark.slow
 async def test_a_failed_stream_costs_only_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -92,6 +92,7 @@ async def sample_report(emulator: Emulator, tmp_path: Path) -> Path:
     return tmp_path / "out"
 
 
+@pytest.mark.slow
 def test_charts_show_missing_counts_from_results_csv(sample_report: Path) -> None:
     """The organisation, folder and day charts have one bar per group with its missing count from missing.csv."""
     page = parse(sample_report / "report.html")
@@ -108,6 +109,7 @@ def test_charts_show_missing_counts_from_results_csv(sample_report: Path) -> Non
     assert organisation_values == sorted(organisation_values, reverse=True)
 
 
+@pytest.mark.slow
 def test_status_bar_and_counts_table_match_summary(sample_report: Path) -> None:
     """The status bar and the counts table show summary.json's counts."""
     page = parse(sample_report / "report.html")
@@ -117,6 +119,7 @@ def test_status_bar_and_counts_table_match_summary(sample_report: Path) -> None:
     assert table == {**{s: f"{n:,}" for s, n in summary["counts"].items()}, "total": f"{summary['records']:,}"}
 
 
+@pytest.mark.slow
 def test_top_folders_and_first_missing_rows_tables(sample_report: Path) -> None:
     """The top-folders table ranks folders by missing count; the missing-rows table lists missing.csv in order."""
     page = parse(sample_report / "report.html")
@@ -128,6 +131,7 @@ def test_top_folders_and_first_missing_rows_tables(sample_report: Path) -> None:
     assert [(r[1], r[5]) for r in rows] == [(m["row"], m["filename"]) for m in missing[:100]]
 
 
+@pytest.mark.slow
 def test_compliance_metadata_is_shown(sample_report: Path) -> None:
     """Run id, label, engine version, endpoint, times and every manifest's SHA-256 are in the page."""
     page = parse(sample_report / "report.html")
@@ -147,6 +151,7 @@ def test_compliance_metadata_is_shown(sample_report: Path) -> None:
     assert shown == {m["path"]: m["sha256"] for m in summary["manifests"]}
 
 
+@pytest.mark.slow
 def test_page_is_self_contained_and_printable(sample_report: Path) -> None:
     """No script, image, stylesheet link or remote URL; inline CSS with print rules."""
     text = (sample_report / "report.html").read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""report_rows.py: rows merged up to a bound, step by step exactly as in one go, and never past a missing result."""
+"""report/_rows: rows merged up to a bound, step by step exactly as in one go, and never past a missing result."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 
-import reconcile.engine._journal as journal_module
-import reconcile.report._rows as report_rows
 from reconcile.engine._journal import Journal, Result
 from reconcile.engine._watermark import END, Position
 from reconcile.input._manifest import Manifest
@@ -21,7 +19,7 @@ NOT_CHECKED: Unchecked = (Status.UNCHECKED, "", "not checked", 0, "")
 
 
 class Sink:
-    """What the report's files receive: the chunks, as (source, row, status) per row, and the tally."""
+    """What the report's files receive: the chunks, as (source, row, status) per row, and the statistics."""
 
     def __init__(self, spill_dir: Path) -> None:
         self.statistics = ReportStatistics(tuple(Status), Status.MISSING, spill_dir=spill_dir)
@@ -36,13 +34,9 @@ class Sink:
         return sum(self.statistics.counts.values())
 
 
-@pytest.fixture
-def small(monkeypatch: pytest.MonkeyPatch) -> None:
+def small_rows(files: list[Manifest], journal: Journal) -> ReportRows:
     """Pages of 3 results, chunks of 4 rows, slices of 2: every boundary is crossed many times."""
-    monkeypatch.setattr(journal_module, "PAGE", 3)
-    monkeypatch.setattr(report_rows, "PAGE", 3)
-    monkeypatch.setattr(report_rows, "CHUNK", 4)
-    monkeypatch.setattr(report_rows, "SLICE", 2)
+    return ReportRows(files, journal, page=3, chunk=4, slice_rows=2)
 
 
 def manifests(tmp_path: Path) -> list[Manifest]:
@@ -59,13 +53,13 @@ def answer(journal: Journal, source: int, rows: range) -> None:
         journal.add(Result(source, row, status, f"c{source}-{row}" if status == Status.PRESENT else "", "", 1, "t"))
 
 
-async def test_advancing_step_by_step_gives_what_one_advance_gives(tmp_path: Path, small: None) -> None:
+async def test_advancing_step_by_step_gives_what_one_advance_gives(tmp_path: Path) -> None:
     """Bounds that grow as results are committed give the same chunks, in order, as one advance at the end."""
     files = manifests(tmp_path)
     stepped, whole = Sink(tmp_path), Sink(tmp_path)
     journal = Journal.open(tmp_path / "out", [m.info() for m in files])
     try:
-        rows = ReportRows(files, journal)
+        rows = small_rows(files, journal)
         steps: list[tuple[Position, int, range]] = [
             ((0, 4), 0, range(1, 11)),  # results ahead of the bound are not merged yet
             ((0, 4), 0, range(0)),  # the same bound again: nothing new
@@ -80,7 +74,7 @@ async def test_advancing_step_by_step_gives_what_one_advance_gives(tmp_path: Pat
             assert stepped.counted == before, f"rows merged up to {bound}"
         await rows.advance(END, stepped, NOT_CHECKED)
         rows.close()
-        again = ReportRows(files, journal)
+        again = small_rows(files, journal)
         await again.advance(END, whole, NOT_CHECKED)
         again.close()
     finally:
@@ -97,7 +91,7 @@ async def test_advancing_step_by_step_gives_what_one_advance_gives(tmp_path: Pat
     assert stepped.statistics.per_manifest == whole.statistics.per_manifest == [10, 6]
 
 
-async def test_a_row_without_a_result_before_the_bound_raises(tmp_path: Path, small: None) -> None:
+async def test_a_row_without_a_result_before_the_bound_raises(tmp_path: Path) -> None:
     """While the run goes, a row before the bound with no result is an error, never an 'unchecked' row."""
     files = manifests(tmp_path)
     sink = Sink(tmp_path)
@@ -106,7 +100,7 @@ async def test_a_row_without_a_result_before_the_bound_raises(tmp_path: Path, sm
         answer(journal, 0, range(1, 3))
         answer(journal, 0, range(4, 8))
         await journal.flush()
-        rows = ReportRows(files, journal)
+        rows = small_rows(files, journal)
         with pytest.raises(MissingResult, match=r"row 3 of .*a\.csv has no committed result"):
             await rows.advance((0, 8), sink)
         rows.close()

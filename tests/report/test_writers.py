@@ -35,6 +35,7 @@ async def every_format(emulator: Emulator, tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_parquet_has_the_rows_and_types_of_results_csv(every_format: Path) -> None:
     """results/missing.parquet: same columns, same rows; row and attempts are integers, the rest text."""
     for name in ("results", "missing"):
@@ -48,6 +49,7 @@ def test_parquet_has_the_rows_and_types_of_results_csv(every_format: Path) -> No
     assert set(kinds.values()) == {"string"}
 
 
+@pytest.mark.slow
 def test_json_lines_have_the_rows_of_results_csv(every_format: Path) -> None:
     """results/missing.jsonl read with lines=True give results.csv's rows, keys in its column order."""
     for name in ("results", "missing"):
@@ -58,6 +60,7 @@ def test_json_lines_have_the_rows_of_results_csv(every_format: Path) -> None:
         assert frame["row"].dtype == "int64"
 
 
+@pytest.mark.slow
 def test_xlsx_sheets_have_the_rows_of_results_csv(every_format: Path) -> None:
     """The All sheet is results.csv, the Missing sheet is missing.csv, after a Summary sheet."""
     sheets = pd.read_excel(every_format / "results.xlsx", sheet_name=None, dtype=str, keep_default_na=False)
@@ -66,6 +69,7 @@ def test_xlsx_sheets_have_the_rows_of_results_csv(every_format: Path) -> None:
     assert sheets["Missing"].to_dict("records") == read_results(every_format / "missing.csv")
 
 
+@pytest.mark.slow
 def test_xlsx_summary_sheet_carries_compliance_metadata(every_format: Path) -> None:
     """Run id, label, engine version, endpoint, times, manifests' SHA-256 and counts are on the Summary sheet."""
     import json
@@ -90,6 +94,7 @@ def test_xlsx_summary_sheet_carries_compliance_metadata(every_format: Path) -> N
     assert len(sheet) - organisations - 1 == len(summary["by_organisation"])
 
 
+@pytest.mark.slow
 def test_xlsx_has_frozen_bold_header_and_sized_columns(every_format: Path) -> None:
     """Each data sheet freezes its header row, makes it bold, filters it, and sizes columns to the data."""
     book = openpyxl.load_workbook(every_format / "results.xlsx")
@@ -147,11 +152,10 @@ def rows(count: int, missing_every: int = 3) -> list[list[Any]]:
     ]
 
 
-def test_xlsx_splits_sheets_beyond_the_row_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_xlsx_splits_sheets_beyond_the_row_limit(tmp_path: Path) -> None:
     """With a 5-row limit (header + 4), 10 rows become All, All (2), All (3); the Summary sheet says so."""
-    monkeypatch.setattr(XlsxWriter, "max_rows", 5)
     data = rows(10)
-    writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS)
+    writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS, max_rows=5)
     writer.add(data[:7], [r for r in data[:7] if r[6] == "missing"])
     writer.add(data[7:], [r for r in data[7:] if r[6] == "missing"])
     writer.finish(Summary(counts=Counts(missing=3)))
@@ -167,11 +171,10 @@ def test_xlsx_splits_sheets_beyond_the_row_limit(tmp_path: Path, monkeypatch: py
     )
 
 
-def test_xlsx_missing_sheet_splits_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_xlsx_missing_sheet_splits_too(tmp_path: Path) -> None:
     """Missing rows beyond the limit continue in "Missing (2)", placed before the All sheet."""
-    monkeypatch.setattr(XlsxWriter, "max_rows", 3)
     data = rows(5, missing_every=1)
-    writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS)
+    writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS, max_rows=3)
     writer.add(data, data)
     writer.finish(Summary())
     sheets = pd.read_excel(tmp_path / "results.xlsx", sheet_name=None, dtype=str, keep_default_na=False)
@@ -179,9 +182,11 @@ def test_xlsx_missing_sheet_splits_too(tmp_path: Path, monkeypatch: pytest.Monke
     assert sum(len(sheets[n]) for n in ("Missing", "Missing (2)", "Missing (3)")) == 5
 
 
-def test_excel_limit_is_excels() -> None:
+def test_excel_limit_is_excels(tmp_path: Path) -> None:
     """The default limit is Excel's own: 1,048,576 rows per sheet."""
-    assert EXCEL_MAX_ROWS == XlsxWriter.max_rows == 2**20
+    writer = XlsxWriter(tmp_path, RESULTS_HEADER, INTS)
+    assert EXCEL_MAX_ROWS == writer.max_rows == 2**20
+    writer.abort()
 
 
 def test_xlsx_keeps_hostile_text_as_text(tmp_path: Path) -> None:

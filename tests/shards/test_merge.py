@@ -34,6 +34,8 @@ from tests.conftest import (
     write_manifest,
 )
 
+pytestmark = pytest.mark.slow  # every test reads the shard runs of one module fixture, against the emulator
+
 FORMATS = ("csv", "parquet", "xlsx", "json")
 NIGHTLY = SAMPLES / "nightly-export-2026-11-25.csv"
 ARCHIVE = SAMPLES / "archive-audit-emea.csv"
