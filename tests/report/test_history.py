@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import ssl
 from collections import Counter
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,10 @@ from reconcile.report._html import Views
 from reconcile.report._html import render as render_report
 from reconcile.report._summary import Summary
 from tests.conftest import invoke_cli, read_results
-from tests.report.conftest import KEYS, MISSING_BY_NIGHT, NIGHTS, reconcile_night
+from tests.report.conftest import KEYS, NIGHTS, reconcile_night
 from tests.report.test_html import parse
 
 STATUSES = ("present", "missing", "invalid", "error", "unchecked")
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
 def summary_of(directory: Path) -> dict[str, Any]:
@@ -34,29 +32,6 @@ def summary_of(directory: Path) -> dict[str, Any]:
 def history_cli(*args: str) -> tuple[int, str, str]:
     result = invoke_cli(["history", *args], env={})
     return result.exit_code, result.stdout, result.stderr
-
-
-class WellFormed(HTMLParser):
-    """Every element opened is closed, in order (void elements aside); any mismatch is recorded."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.open: list[str] = []
-        self.problems: list[str] = []
-        self.svgs: dict[str, dict[str, str]] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "svg":
-            attributes = {k: v or "" for k, v in attrs}
-            self.svgs[attributes.get("id", "")] = attributes
-        if tag not in VOID:
-            self.open.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if not self.open or self.open[-1] != tag:
-            self.problems.append(f"</{tag}> closes {self.open[-1:] or 'nothing'} at {self.getpos()}")
-        else:
-            self.open.pop()
 
 
 @pytest.mark.slow
@@ -91,40 +66,6 @@ async def test_history_counts_equal_the_summaries_and_changes_the_deltas(reports
         ("2026-11-26", "acme", "3"),
         ("2026-11-26", "globex", "0"),
     ]
-
-
-@pytest.mark.slow
-async def test_history_html_is_well_formed_self_contained_and_charts_every_night(reports: Path) -> None:
-    """history.html parses with every element closed; its charts are sized SVGs with a bar per night holding
-    the summaries' missing counts, overall and per company; it loads nothing and links each night's report."""
-    write_history(load_history([reports]), reports)
-    text = (reports / "history.html").read_text(encoding="utf-8")
-    checker = WellFormed()
-    checker.feed(text)
-    checker.close()
-    assert checker.problems == []
-    assert checker.open == []
-    for chart in ("chart-missing", "chart-errors", "chart-changes", "chart-company-0", "chart-company-1"):
-        svg = checker.svgs[chart]
-        assert "chart" in svg["class"].split()
-        assert int(svg["width"]) > 200
-        assert int(svg["height"]) > 100
-    page = parse(reports / "history.html")
-    assert page.values("chart-missing") == {n: len(m) for n, m in zip(NIGHTS, MISSING_BY_NIGHT, strict=True)}
-    assert page.values("chart-errors") == {}  # no error rows: no bars, but the chart is there
-    companies = {checker.svgs[f"chart-company-{i}"]["data-company"]: f"chart-company-{i}" for i in (0, 1)}
-    acme = [b for b in page.bars[companies["acme"]] if b["data-series"] == "missing"]
-    assert [(b["data-label"], b["data-value"]) for b in acme] == [(NIGHTS[0], "2"), (NIGHTS[1], "2"), (NIGHTS[2], "3")]
-    changes = {(b["data-label"], b["data-series"]): int(b["data-value"]) for b in page.bars["chart-changes"]}
-    assert changes == {(NIGHTS[1], "newly_missing"): 2, (NIGHTS[1], "recovered"): 1} | {
-        (NIGHTS[2], "newly_missing"): 1,
-        (NIGHTS[2], "recovered"): 1,
-    }
-    assert not {"script", "img", "link", "iframe", "object"} & set(page.tags)
-    reports_linked = [link for link in page.links if link.endswith("report.html")]
-    assert reports_linked == [f"{night}/report.html" for night in reversed(NIGHTS)]  # newest first, relative
-    assert all((reports / link).is_file() for link in reports_linked)
-    assert "No run failed." in "".join(page.text)
 
 
 @pytest.mark.slow
