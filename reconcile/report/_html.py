@@ -207,7 +207,7 @@ def _charts_section(summary: Summary, views: Views) -> str:
         return '<section id="charts"><h2>Missing recordings</h2><p class="empty">No recording is missing.</p></section>'
     organisations = sorted(
         (
-            (o.counts.missing, f"{o.company} / {o.organisation}", sum(o.counts.as_dict().values()))
+            (o.counts.missing, f"{o.company} / {o.organisation}", o.counts.total)
             for o in summary.by_organisation
             if o.counts.missing
         ),

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,7 +37,6 @@ from ._writers import _commit, _discard
 
 log = logging.getLogger("reconcile.report._pdf")
 
-MISSING, ERROR, INVALID = Status.MISSING, Status.ERROR, Status.INVALID
 
 # 700 table rows at most: ~30 pages, rendered in 5-15 s with ~170 MB at worst, whatever the run's size.
 LISTED_MISSING = 500
@@ -46,16 +45,16 @@ INSTALL_HINT = "HINT: pip install 'calljourney-reconcile[pdf]' (WeasyPrint), or 
 
 # Where each list's every row is, for the note under a capped list.
 _FULL_LIST: dict[str, str] = {
-    MISSING: "missing.csv",
-    ERROR: "results.csv (status error)",
-    INVALID: "results.csv (status invalid)",
+    Status.MISSING: "missing.csv",
+    Status.ERROR: "results.csv (status error)",
+    Status.INVALID: "results.csv (status invalid)",
 }
 _NO_VIEWS = Views((), 0, (), ())
 _NO_GLYPH = re.compile(r'unsupported by fonts: "(.+)" \(U\+')
 _HEADINGS: dict[str, str] = {
-    MISSING: "Missing rows",
-    ERROR: "Rows that could not be checked (error)",
-    INVALID: "Invalid rows",
+    Status.MISSING: "Missing rows",
+    Status.ERROR: "Rows that could not be checked (error)",
+    Status.INVALID: "Invalid rows",
 }
 
 
@@ -98,9 +97,9 @@ class PdfWriter:
     """report.pdf: keeps the first rows of each listed status as they stream past, renders at :meth:`finish`."""
 
     caps: ClassVar[dict[str, int]] = {
-        MISSING: LISTED_MISSING,
-        ERROR: LISTED_OTHER,
-        INVALID: LISTED_OTHER,
+        Status.MISSING: LISTED_MISSING,
+        Status.ERROR: LISTED_OTHER,
+        Status.INVALID: LISTED_OTHER,
     }  # tests lower them
 
     def __init__(self, out_dir: Path, columns: list[str], int_columns: list[int]) -> None:
@@ -112,9 +111,10 @@ class PdfWriter:
 
     def add(self, rows: Sequence[list[Any]], missing: Sequence[list[Any]]) -> None:
         caps, lists = self.caps, self._lists
-        if len(lists[MISSING]) < caps[MISSING]:
-            lists[MISSING] += [self._listed(r) for r in missing[: caps[MISSING] - len(lists[MISSING])]]
-        others = [s for s in (ERROR, INVALID) if len(lists[s]) < caps[s]]
+        listed = lists[Status.MISSING]
+        if len(listed) < caps[Status.MISSING]:
+            listed += [self._listed(r) for r in missing[: caps[Status.MISSING] - len(listed)]]
+        others = [s for s in (Status.ERROR, Status.INVALID) if len(lists[s]) < caps[s]]
         if not others:
             return
         for row in rows:
@@ -201,72 +201,69 @@ def _key_positions(columns: Sequence[str]) -> list[tuple[int, ...]]:
     return positions
 
 
-def render(typed: Summary, lists: Sequence[RowList]) -> str:
+def render(summary: Summary, lists: Sequence[RowList]) -> str:
     """The document as HTML for WeasyPrint: the first page, then the breakdown and the row lists."""
-    summary = typed.to_dict()
-    label = summary.get("label") or ""
-    title = "Reconciliation report" + (f": {label}" if label else "")
-    counts = summary["counts"]
+    title = "Reconciliation report" + (f": {summary.label}" if summary.label else "")
+    counts = summary.counts.as_dict()
+    version = summary.engine_version or ""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{esc(title)}</title>",
-        f'<meta name="generator" content="reconcile {esc(summary.get("engine_version", ""))}">',
+        f'<meta name="generator" content="reconcile {esc(version)}">',
         f"<style>{_CSS}</style></head><body>",
         '<section id="first-page">',
         f"<h1>{esc(title)}</h1>",
-        f'<p class="verdict">{esc(_verdict(typed))}</p>',
-        f'<p class="run-id">Run {esc(summary.get("run_id", ""))}</p>',
+        f'<p class="verdict">{esc(_verdict(summary))}</p>',
+        f'<p class="run-id">Run {esc(summary.run_id or "")}</p>',
         _run_table(summary),
         _manifests(summary),
         "<h2>Counts</h2>",
         _composition(counts),
         _counts_table(summary),
         "</section>",
-        _delta_section(typed, _NO_VIEWS),  # no link to the previous report.html: a filed PDF travels alone
+        _delta_section(summary, _NO_VIEWS),  # no link to the previous report.html: a filed PDF travels alone
         _organisations(summary),
         *(_row_list(rows, counts.get(rows.status, 0)) for rows in lists),
-        _unchecked(counts),
-        f"<footer>Written by reconcile {esc(summary.get('engine_version', ''))}. The manifests' SHA-256 digests "
+        _unchecked(summary.counts.unchecked),
+        f"<footer>Written by reconcile {esc(version)}. The manifests' SHA-256 digests "
         "identify exactly which exports this report describes.</footer>",
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
 
 
-def _run_table(summary: Mapping[str, Any]) -> str:
-    proxy = summary.get("proxy") or {}
-    fields = [
-        ("Label", summary.get("label")),
-        ("Outcome", summary.get("outcome")),
-        ("Started at", summary.get("started_at")),
-        ("Finished at", summary.get("finished_at")),
-        ("Duration", f"{summary.get('duration_seconds', 0):,} s"),
-        ("Rows per second", f"{summary.get('rows_per_second', 0):,}"),
-        ("Endpoint", summary.get("endpoint")),
-        ("Tenant", summary.get("tenant_id")),
-        ("Client id", summary.get("client_id")),
-        ("Credential", summary.get("credential")),
-        ("Proxy", proxy.get("api")),
-        ("Requests", summary.get("requests")),
-        ("Retries", summary.get("retries")),
-        ("Shard", summary.get("shard")),
-        ("Engine version", summary.get("engine_version")),
+def _run_table(summary: Summary) -> str:
+    fields: list[tuple[str, object]] = [
+        ("Label", summary.label),
+        ("Outcome", summary.outcome),
+        ("Started at", summary.started_at),
+        ("Finished at", summary.finished_at),
+        ("Duration", f"{summary.duration_seconds:,} s"),
+        ("Rows per second", f"{summary.rows_per_second:,}"),
+        ("Endpoint", summary.endpoint),
+        ("Tenant", summary.tenant_id),
+        ("Client id", summary.client_id),
+        ("Credential", summary.credential),
+        ("Proxy", summary.proxy.api if summary.proxy else None),
+        ("Requests", summary.requests),
+        ("Retries", summary.retries),
+        ("Shard", summary.shard),
+        ("Engine version", summary.engine_version),
     ]
-    if summary.get("resumed"):
-        fields.append(("Attempts", len(summary.get("attempts") or ())))
-    error = summary.get("error")
-    if error:
-        fields.append(("Error", f"{error.get('type', '')}: {error.get('message', '')}"))
+    if summary.resumed:
+        fields.append(("Attempts", len(summary.attempts)))
+    if summary.error:
+        fields.append(("Error", f"{summary.error.type}: {summary.error.message}"))
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in fields if v not in (None, ""))
     return f'<table class="meta"><tbody>{rows}</tbody></table>'
 
 
-def _manifests(summary: Mapping[str, Any]) -> str:
+def _manifests(summary: Summary) -> str:
     rows = "".join(
-        f'<tr><td><div class="path">{esc(m["path"])}</div><div class="sha">SHA-256 {esc(m["sha256"])}</div></td>'
-        f'<td class="num">{m["records"]:,}</td><td class="num">{m["bytes"]:,}</td></tr>'
-        for m in summary.get("manifests", ())
+        f'<tr><td><div class="path">{esc(m.path)}</div><div class="sha">SHA-256 {esc(m.sha256)}</div></td>'
+        f'<td class="num">{m.records:,}</td><td class="num">{m.bytes:,}</td></tr>'
+        for m in summary.manifests
     )
     return (
         '<h2>Manifests</h2><table class="manifests"><thead><tr><th>Manifest and its SHA-256</th><th>Records</th>'
@@ -274,31 +271,37 @@ def _manifests(summary: Mapping[str, Any]) -> str:
     )
 
 
-def _counts_table(summary: Mapping[str, Any]) -> str:
-    records = max(summary["records"], 1)
+def _counts_table(summary: Summary) -> str:
+    records = max(summary.records, 1)
     rows: list[tuple[object, ...]] = [
-        (status, f"{n:,}", f"{100 * n / records:.1f}%") for status, n in summary["counts"].items()
+        (status, f"{n:,}", f"{100 * n / records:.1f}%") for status, n in summary.counts.as_dict().items()
     ]
-    rows.append(("total", f"{summary['records']:,}", ""))
-    if summary.get("duplicates"):
-        rows.append(("of which repeat an earlier row", f"{summary['duplicates']:,}", ""))
+    rows.append(("total", f"{summary.records:,}", ""))
+    if summary.duplicates:
+        rows.append(("of which repeat an earlier row", f"{summary.duplicates:,}", ""))
     return _table(["Status", "Rows", "Share"], rows, css="counts", numeric=(1, 2))
 
 
-def _organisations(summary: Mapping[str, Any]) -> str:
+def _organisations(summary: Summary) -> str:
     ranked = sorted(
-        ((o, sum(o.get(s, 0) for s in Status)) for o in summary.get("by_organisation", ()) if o.get(MISSING)),
-        key=lambda item: (-item[0][MISSING], item[0]["company"], item[0]["organisation"]),
+        (o for o in summary.by_organisation if o.counts.missing),
+        key=lambda o: (-o.counts.missing, o.company, o.organisation or ""),
     )
     if not ranked:
         return ""
     chart = _hbar_chart(
         "chart-organisation",
-        [(f"{o['company']} / {o['organisation']}", o[MISSING], total) for o, total in ranked[:CHART_BARS]],
+        [(f"{o.company} / {o.organisation}", o.counts.missing, o.counts.total) for o in ranked[:CHART_BARS]],
     )
     rows = [
-        (o["company"], o["organisation"], f"{o[MISSING]:,}", f"{total:,}", f"{100 * o[MISSING] / total:.1f}%")
-        for o, total in ranked[:LISTED_MISSING]
+        (
+            o.company,
+            o.organisation,
+            f"{o.counts.missing:,}",
+            f"{o.counts.total:,}",
+            f"{100 * o.counts.missing / o.counts.total:.1f}%",
+        )
+        for o in ranked[:LISTED_MISSING]
     ]
     note = _capped(len(ranked), LISTED_MISSING, "organisations with missing rows", "summary.json (by_organisation)")
     table = _table(
@@ -329,8 +332,7 @@ def _capped(total: int, shown: int, what: str, where: str) -> str:
     return f'<p class="note">{esc(text)}</p>'
 
 
-def _unchecked(counts: Mapping[str, int]) -> str:
-    unchecked = counts.get("unchecked", 0)
+def _unchecked(unchecked: int) -> str:
     if not unchecked:
         return ""
     return (

@@ -42,6 +42,10 @@ class Counts:
     def as_dict(self) -> dict[str, int]:
         return {status.value: getattr(self, status.value) for status in Status}
 
+    @property
+    def total(self) -> int:
+        return sum(self.as_dict().values())
+
 
 @dataclass(frozen=True, slots=True)
 class ManifestEntry:
