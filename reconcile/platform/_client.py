@@ -257,9 +257,9 @@ class PlatformClient:
             return answers[-1]
 
     async def _post_reply(self, url: str, body: bytes, token: Token) -> Reply:
-        headers = {"Authorization": f"Bearer {token.value}", "Content-Type": "application/json"}
         session = self._require_session()
         route = self.settings.proxy_for(url)
+        headers = _request_headers(token)
         return await post(session, url, route, data=body, headers=headers, timeout=self._timeout, allow_redirects=False)
 
     def stop(self) -> None:
@@ -324,7 +324,7 @@ class PlatformClient:
             self.throttle.budget.resize(change.limit)
 
     async def _post(self, body: bytes, token: Token) -> tuple[int, Mapping[str, str], bytes]:
-        headers = {"Authorization": f"Bearer {token.value}", "Content-Type": "application/json"}
+        headers = _request_headers(token)
         reply = await post(
             self._require_session(), self._url, self._route, data=body, headers=headers, timeout=self._timeout
         )
@@ -378,6 +378,11 @@ async def post(session: aiohttp.ClientSession, url: str, route: Route | None, **
             if response.status == 407 and route is not None:  # a plain-http target: the proxy itself said no
                 raise proxy_refused(route, url, 407, response.reason or "")
             return Reply(response.status, response.headers, await response.read())
+
+
+def _request_headers(token: Token) -> dict[str, str]:
+    """An API request's headers: the bearer token, and the JSON body's type."""
+    return {"Authorization": f"Bearer {token.value}", "Content-Type": "application/json"}
 
 
 def _parse_answer(raw: bytes) -> tuple[bool, str]:
