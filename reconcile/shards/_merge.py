@@ -241,6 +241,7 @@ def merged_summary(
         name: getattr(first, name) if all(getattr(s, name) == getattr(first, name) for s in summaries) else None
         for name in _AGREED
     }
+    breakdowns = statistics.breakdowns()
     return Summary(
         counts=counts,
         records=statistics.records,
@@ -272,8 +273,8 @@ def merged_summary(
         resumed=any(s.resumed for s in summaries),
         attempts=tuple(dataclasses.replace(a, shard=s.shard) for s in summaries for a in s.attempts),
         delta=changes,
-        by_company=tuple(GroupCounts.from_dict(g) for g in statistics.breakdowns()["by_company"]),
-        by_organisation=tuple(GroupCounts.from_dict(g) for g in statistics.breakdowns()["by_organisation"]),
+        by_company=tuple(GroupCounts.from_dict(g) for g in breakdowns["by_company"]),
+        by_organisation=tuple(GroupCounts.from_dict(g) for g in breakdowns["by_organisation"]),
         outputs={name: str(path) for name, path in paths.items()},
         shard=None,
         merged_from=tuple(
