@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from reconcile.model import ExitCode, Status, written_whole
 
 from . import _history_html as page
 from ._delta import CHANGES
-from ._summary import SUMMARY_NAME, Summary
+from ._summary import SUMMARY_NAME, load_summary
 
 STATUSES = tuple(s.value for s in Status)  # history.csv's count columns, in summary.json's order
 MERGED = "merged"  # where the Kubernetes example merges a run's shards: RUN_ID/merged
@@ -158,25 +157,6 @@ def write_history(history: History, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def read_summary(path: Path) -> Summary:
-    """summary.json, typed; a UsageError names the file (and where it is broken) when it is not a run's summary."""
-    hint = "HINT: restore it from a backup, or leave its directory out of the history"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read it: {exc.strerror}. {hint}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text, so not a summary.json reconcile wrote. {hint}") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). {hint}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("counts"), dict):
-        raise UsageError(f"{path}: not a reconcile summary (it holds no counts). {hint}")
-    try:
-        return Summary.from_dict(data)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise UsageError(f"{path}: not a reconcile summary ({exc}). {hint}") from None
-
-
 def _run_directories(directories: Sequence[Path]) -> tuple[list[tuple[Path, bool]], list[str]]:
     """Every run directory in ``directories`` (with whether it holds a report), and warnings for the rest."""
     found: dict[Path, tuple[Path, bool]] = {}
@@ -222,7 +202,11 @@ def _load_run(directory: Path, finished: bool) -> HistoryRun:
             with contextlib.suppress(OSError):
                 night = datetime.fromtimestamp(directory.stat().st_mtime, UTC).date().isoformat()
         return HistoryRun(directory, night, error="no summary.json: the run stopped before writing its report")
-    summary = read_summary(directory / SUMMARY_NAME)
+    summary = load_summary(
+        directory,
+        required=("counts",),
+        hint="HINT: restore it from a backup, or leave its directory out of the history",
+    )
     counts = summary.counts.as_dict()
     delta = summary.delta
     error = summary.error

@@ -278,6 +278,9 @@ def load_summary(
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"{directory} holds no {SUMMARY_NAME}, so no report of a run. {hint}") from None
+    except json.JSONDecodeError as exc:  # where it breaks: a file cut short or edited by hand
+        where = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise UsageError(f"{path}: not valid JSON ({where}), so it is not a reconcile summary. {hint}") from None
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path} is not a reconcile summary ({exc!r}). {hint}") from None
     try:
